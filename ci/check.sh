@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The checks CI runs, in order of cost: fmt, clippy, crash smoke, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== tests"
+cargo test --workspace 2>&1 | tee target/ci-test.log
+# Repeat the test runner's totals as the last line, so CI's summary is the test outcome.
+awk '/^test result:/ { split($0, a, /[ ;]+/); for (i = 1; i <= NF; i++) { if ($i ~ /passed/) p += $(i-1); if ($i ~ /failed/) f += $(i-1); if ($i ~ /ignored/) s += $(i-1) } } END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' target/ci-test.log

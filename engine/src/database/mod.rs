@@ -1,0 +1,429 @@
+//! `Database`: a directory holding one WAL, recovered into a `UnifiedStore` on open.
+//!
+//! Directory layout: `LOCK` (flock, one open handle at a time), `IDENTITY` (database id),
+//! `wal.log` (the log). Commit path, in order (see ARCHITECTURE.md):
+//! 1. under the commit lock: allocate the txn id and versions, encode BeginTxn, the
+//!    Write/Delete records and CommitTxn, and `pwrite` them as one contiguous write;
+//! 2. wait as the durability mode says (Strict: group-commit fdatasync);
+//! 3. apply to the store in commit order (a ticket queue), then acknowledge.
+
+pub mod identity;
+pub mod lock;
+mod transaction;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::durability::{DurabilityMode, RecoveryMode};
+use crate::error::{EngineError, Result};
+use crate::recovery::{replay_wal_with_mode, ReplayStats};
+use crate::store::{StoreOp, UnifiedStore};
+use crate::types::{Key, RunId, Timestamp, VersionedValue};
+use crate::wal::storage::sync_directory;
+use crate::wal::{FileOpener, StorageOpener, WalOptions, WAL};
+use lock::DirLock;
+pub use transaction::{CommitInfo, Transaction};
+
+/// Name of the log inside a database directory.
+pub const WAL_FILE_NAME: &str = "wal.log";
+
+/// How to open a database.
+#[derive(Debug, Clone)]
+pub struct DatabaseOptions {
+    durability: DurabilityMode,
+    recovery: RecoveryMode,
+    opener: Arc<dyn StorageOpener>,
+}
+
+impl Default for DatabaseOptions {
+    fn default() -> DatabaseOptions {
+        DatabaseOptions {
+            durability: DurabilityMode::default(),
+            recovery: RecoveryMode::default(),
+            opener: Arc::new(FileOpener),
+        }
+    }
+}
+
+impl DatabaseOptions {
+    pub fn new() -> DatabaseOptions {
+        DatabaseOptions::default()
+    }
+
+    pub fn durability(mut self, mode: DurabilityMode) -> DatabaseOptions {
+        self.durability = mode;
+        self
+    }
+
+    pub fn recovery(mut self, mode: RecoveryMode) -> DatabaseOptions {
+        self.recovery = mode;
+        self
+    }
+
+    /// Puts another storage implementation under the WAL (the crash harness's seam).
+    pub fn storage_opener(mut self, opener: Arc<dyn StorageOpener>) -> DatabaseOptions {
+        self.opener = opener;
+        self
+    }
+
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Database> {
+        Database::open_with_options(path, self)
+    }
+}
+
+#[derive(Debug)]
+struct CommitState {
+    next_txn_id: u64,
+    next_version: u64,
+    next_ticket: u64,
+}
+
+#[derive(Debug, Default)]
+struct FlusherSignal {
+    stop: bool,
+    pending_commits: usize,
+}
+
+#[derive(Debug)]
+struct Shared {
+    wal: WAL,
+    store: UnifiedStore,
+    mode: DurabilityMode,
+    commit: Mutex<CommitState>,
+    /// Ticket of the next commit allowed to apply to the store.
+    applied: Mutex<u64>,
+    applied_cv: Condvar,
+    flusher: Mutex<FlusherSignal>,
+    flusher_cv: Condvar,
+    closed: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An open database. `Send + Sync`: share it across threads by reference or `Arc`.
+#[derive(Debug)]
+pub struct Database {
+    path: PathBuf,
+    shared: Arc<Shared>,
+    stats: ReplayStats,
+    flusher: Option<JoinHandle<()>>,
+    _lock: DirLock,
+}
+
+impl Database {
+    /// Opens (creating if needed) the database at `path` in `Strict` mode with the default
+    /// recovery mode (`TolerateCorruptTail`), replaying its WAL.
+    pub fn open(path: impl AsRef<Path>) -> Result<Database> {
+        Database::open_with_options(path, DatabaseOptions::default())
+    }
+
+    /// Opens with the given durability mode and the default recovery mode.
+    pub fn open_with_mode(path: impl AsRef<Path>, mode: DurabilityMode) -> Result<Database> {
+        Database::open_with_options(path, DatabaseOptions::default().durability(mode))
+    }
+
+    /// Opens with full options.
+    ///
+    /// Recovery path, in order: create the directory (and fsync its parent if created);
+    /// take the lock; read or create IDENTITY; open the WAL (creating it with header,
+    /// fdatasync, directory fsync); replay; cut a torn tail (truncate + fdatasync).
+    pub fn open_with_options(path: impl AsRef<Path>, options: DatabaseOptions) -> Result<Database> {
+        let path = path.as_ref().to_path_buf();
+        if let DurabilityMode::Batched {
+            interval_ms,
+            batch_size,
+        } = options.durability
+        {
+            if interval_ms == 0 || batch_size == 0 {
+                return Err(EngineError::InvalidArgument {
+                    reason: format!(
+                        "Batched mode needs interval_ms > 0 and batch_size > 0 (got {interval_ms} and {batch_size})"
+                    ),
+                });
+            }
+        }
+        if path.exists() && !path.is_dir() {
+            return Err(EngineError::InvalidArgument {
+                reason: format!("{} exists and is not a directory", path.display()),
+            });
+        }
+        if !path.exists() {
+            std::fs::create_dir_all(&path).map_err(|e| {
+                EngineError::io(format!("creating directory {}", path.display()), e)
+            })?;
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_directory(parent).map_err(|e| {
+                    EngineError::io(format!("fsync of directory {}", parent.display()), e)
+                })?;
+            }
+        }
+        let dir_lock = DirLock::acquire(&path)?;
+        let wal_path = path.join(WAL_FILE_NAME);
+        let database_id = match identity::read(&path)? {
+            Some(id) => id,
+            None => {
+                let wal_len = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+                if wal_len > 0 {
+                    return Err(EngineError::IdentityMismatch {
+                        path: wal_path,
+                        reason: format!(
+                            "the directory has a {wal_len}-byte WAL but no {} file: the WAL was copied \
+                             in or left behind after the directory was wiped",
+                            identity::IDENTITY_FILE_NAME
+                        ),
+                    });
+                }
+                let id = rand::random::<u128>();
+                identity::create(&path, id)?;
+                id
+            }
+        };
+        let wal = WAL::open_with(
+            &wal_path,
+            WalOptions {
+                mode: options.durability,
+                database_id: Some(database_id),
+                opener: options.opener,
+            },
+        )?;
+        let store = UnifiedStore::new();
+        let stats = replay_wal_with_mode(&wal, &store, options.recovery)?;
+        log::info!(
+            "opened {}: {} txns applied ({} writes, {} deletes), {} incomplete discarded, {} aborted, \
+             {} orphaned records, {} torn tail bytes, final version {}",
+            path.display(),
+            stats.txns_applied,
+            stats.writes_applied,
+            stats.deletes_applied,
+            stats.discarded_txns,
+            stats.aborted_txns,
+            stats.orphaned_entries,
+            stats.torn_tail_bytes,
+            stats.final_version
+        );
+        let commit = CommitState {
+            next_txn_id: stats.max_txn_id + 1,
+            next_version: stats.final_version.max(stats.max_version_seen) + 1,
+            next_ticket: 0,
+        };
+        let shared = Arc::new(Shared {
+            wal,
+            store,
+            mode: options.durability,
+            commit: Mutex::new(commit),
+            applied: Mutex::new(0),
+            applied_cv: Condvar::new(),
+            flusher: Mutex::new(FlusherSignal::default()),
+            flusher_cv: Condvar::new(),
+            closed: AtomicBool::new(false),
+        });
+        let flusher = match options.durability {
+            DurabilityMode::Batched { interval_ms, .. } => {
+                let shared = shared.clone();
+                let handle = std::thread::Builder::new()
+                    .name("wal-flusher".to_string())
+                    .spawn(move || run_flusher(&shared, Duration::from_millis(interval_ms)))
+                    .map_err(|e| EngineError::io("spawning the WAL flusher thread", e))?;
+                Some(handle)
+            }
+            _ => None,
+        };
+        Ok(Database {
+            path,
+            shared,
+            stats,
+            flusher,
+            _lock: dir_lock,
+        })
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What recovery did when this handle was opened.
+    pub fn recovery_stats(&self) -> &ReplayStats {
+        &self.stats
+    }
+
+    /// The durability mode this handle was opened with.
+    pub fn durability_mode(&self) -> DurabilityMode {
+        self.shared.mode
+    }
+
+    /// The store (committed data only).
+    pub fn storage(&self) -> &UnifiedStore {
+        &self.shared.store
+    }
+
+    /// The WAL. Tests and tools append hand-crafted records through it
+    /// (`wal().append(&entry)`); such records bypass versions and ordering checks.
+    pub fn wal(&self) -> &WAL {
+        &self.shared.wal
+    }
+
+    /// Reads one key (committed data only).
+    pub fn get(&self, key: &Key) -> Option<VersionedValue> {
+        self.shared.store.get(key)
+    }
+
+    /// Starts a transaction for `run_id`. Nothing is written until `commit`.
+    pub fn begin(&self, run_id: RunId) -> Transaction<'_> {
+        Transaction::new(self, run_id)
+    }
+
+    /// Forces an fdatasync of everything written so far. Fails if the database is poisoned.
+    pub fn flush(&self) -> Result<()> {
+        self.ensure_open()?;
+        self.shared.wal.sync()
+    }
+
+    /// Stops the flusher, syncs, and closes. Returns an error (and never claims success)
+    /// if any write or sync failed during the handle's life (FAULTS.md E3).
+    pub fn close(mut self) -> Result<()> {
+        self.stop_flusher();
+        let result = self.shared.wal.sync();
+        self.shared.closed.store(true, Ordering::Release);
+        result
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(EngineError::Closed);
+        }
+        Ok(())
+    }
+
+    fn stop_flusher(&mut self) {
+        if let Some(handle) = self.flusher.take() {
+            lock(&self.shared.flusher).stop = true;
+            self.shared.flusher_cv.notify_all();
+            if handle.join().is_err() {
+                log::error!("the WAL flusher thread panicked");
+            }
+        }
+    }
+
+    /// Commit path, called by `Transaction::commit`.
+    fn commit_ops(&self, run_id: RunId, ops: Vec<transaction::PendingOp>) -> Result<CommitInfo> {
+        self.ensure_open()?;
+        let shared = &self.shared;
+        shared.wal.check_poisoned()?;
+        let timestamp = Timestamp::now();
+        let n_ops = ops.len() as u64;
+        let mut encoded =
+            Vec::with_capacity(64 + ops.iter().map(|op| op.encoded_len_hint()).sum::<usize>());
+        let (txn_id, first_version, end_offset_bytes, ticket) = {
+            let mut state = lock(&shared.commit);
+            let txn_id = state.next_txn_id;
+            let first_version = state.next_version;
+            transaction::encode_txn(&mut encoded, txn_id, run_id, timestamp, first_version, &ops);
+            // Consume the id and versions even if the write fails: the bytes may be on disk.
+            state.next_txn_id += 1;
+            state.next_version += n_ops;
+            let end = shared.wal.append_bytes(&encoded)?;
+            let ticket = state.next_ticket;
+            state.next_ticket += 1;
+            (txn_id, first_version, end, ticket)
+        };
+        let durable = match shared.mode {
+            DurabilityMode::Strict => shared.wal.sync_to(end_offset_bytes).map(|()| true),
+            DurabilityMode::Batched { batch_size, .. } => {
+                let mut signal = lock(&shared.flusher);
+                signal.pending_commits += 1;
+                if signal.pending_commits >= batch_size {
+                    shared.flusher_cv.notify_all();
+                }
+                drop(signal);
+                shared.wal.check_poisoned().map(|()| false)
+            }
+            DurabilityMode::Async => Ok(false),
+        };
+        let store_ops = ops
+            .into_iter()
+            .enumerate()
+            .map(|(i, op)| op.into_store_op(first_version + i as u64));
+        let apply: Option<Vec<StoreOp>> = durable.is_ok().then(|| store_ops.collect());
+        self.apply_in_order(ticket, apply, timestamp);
+        let durable = durable?;
+        let durable = durable || shared.wal.synced_offset_bytes() >= end_offset_bytes;
+        Ok(CommitInfo {
+            txn_id,
+            versions: first_version..first_version + n_ops,
+            end_offset_bytes,
+            durable,
+        })
+    }
+
+    /// Applies a commit's operations when every earlier commit has applied, so the store
+    /// sees commits in log order even though their syncs complete together.
+    fn apply_in_order(&self, ticket: u64, ops: Option<Vec<StoreOp>>, timestamp: Timestamp) {
+        let shared = &self.shared;
+        let mut next = lock(&shared.applied);
+        while *next != ticket {
+            next = shared
+                .applied_cv
+                .wait(next)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        if let Some(ops) = ops {
+            shared.store.apply_batch(ops, timestamp);
+        }
+        *next += 1;
+        shared.applied_cv.notify_all();
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let batched = self.flusher.is_some();
+        self.stop_flusher();
+        if batched && !self.shared.closed.load(Ordering::Acquire) {
+            // Batched promises a sync at least every interval; honour it for the last one.
+            if let Err(e) = self.shared.wal.sync() {
+                log::error!("final sync of {} on drop failed: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+fn run_flusher(shared: &Shared, interval: Duration) {
+    let mut signal = lock(&shared.flusher);
+    loop {
+        if signal.stop {
+            return;
+        }
+        if signal.pending_commits < batch_size_of(shared.mode) {
+            let (guard, _) = shared
+                .flusher_cv
+                .wait_timeout(signal, interval)
+                .unwrap_or_else(|p| p.into_inner());
+            signal = guard;
+            if signal.stop {
+                return;
+            }
+        }
+        signal.pending_commits = 0;
+        drop(signal);
+        if shared.wal.written_offset_bytes() > shared.wal.synced_offset_bytes() {
+            if let Err(e) = shared.wal.sync() {
+                // The WAL is poisoned now; the next commit or flush reports it.
+                log::error!("background fdatasync failed: {e}");
+            }
+        }
+        signal = lock(&shared.flusher);
+    }
+}
+
+fn batch_size_of(mode: DurabilityMode) -> usize {
+    match mode {
+        DurabilityMode::Batched { batch_size, .. } => batch_size,
+        _ => usize::MAX,
+    }
+}

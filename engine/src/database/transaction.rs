@@ -1,0 +1,158 @@
+//! Transactions: buffered puts and deletes, written to the WAL as one contiguous append at
+//! commit. An aborted (or dropped) transaction writes nothing.
+
+use std::ops::Range;
+
+use super::Database;
+use crate::error::{EngineError, Result};
+use crate::store::StoreOp;
+use crate::types::{Key, RunId, Timestamp, Value};
+use crate::wal::entry::{encode_begin, encode_delete, encode_end, encode_write};
+use crate::wal::entry::{encoded_key_len, encoded_value_len};
+use crate::wal::format::{RECORD_HEADER_LEN, RECORD_PAYLOAD_LEN_MAX};
+use crate::wal::RecordType;
+
+/// Fixed part of a Write/Delete payload: txn_id, run_id, version.
+const WRITE_FIXED_LEN: usize = 24;
+
+/// One buffered operation.
+#[derive(Debug, Clone)]
+pub(crate) enum PendingOp {
+    Put { key: Key, value: Value },
+    Delete { key: Key },
+}
+
+impl PendingOp {
+    pub(crate) fn encoded_len_hint(&self) -> usize {
+        RECORD_HEADER_LEN
+            + WRITE_FIXED_LEN
+            + match self {
+                PendingOp::Put { key, value } => encoded_key_len(key) + encoded_value_len(value),
+                PendingOp::Delete { key } => encoded_key_len(key),
+            }
+    }
+
+    pub(crate) fn into_store_op(self, version: u64) -> StoreOp {
+        match self {
+            PendingOp::Put { key, value } => StoreOp::Put {
+                key,
+                value,
+                version,
+            },
+            PendingOp::Delete { key } => StoreOp::Delete { key, version },
+        }
+    }
+}
+
+/// Encodes a whole transaction: BeginTxn, one record per op (versions `first_version..`),
+/// CommitTxn.
+pub(crate) fn encode_txn(
+    out: &mut Vec<u8>,
+    txn_id: u64,
+    run_id: RunId,
+    timestamp: Timestamp,
+    first_version: u64,
+    ops: &[PendingOp],
+) {
+    encode_begin(out, txn_id, run_id, timestamp);
+    for (i, op) in ops.iter().enumerate() {
+        let version = first_version + i as u64;
+        match op {
+            PendingOp::Put { key, value } => encode_write(out, txn_id, run_id, key, value, version),
+            PendingOp::Delete { key } => encode_delete(out, txn_id, run_id, key, version),
+        };
+    }
+    encode_end(out, RecordType::CommitTxn, txn_id, run_id);
+}
+
+/// What a successful commit produced. Returned only after the commit is acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitInfo {
+    pub txn_id: u64,
+    /// The versions of the transaction's operations, in operation order.
+    pub versions: Range<u64>,
+    /// WAL offset just after the transaction's CommitTxn record.
+    pub end_offset_bytes: u64,
+    /// True when an fdatasync covered the transaction before `commit` returned.
+    pub durable: bool,
+}
+
+/// A transaction in progress. Reads through the database see only committed data.
+#[derive(Debug)]
+pub struct Transaction<'db> {
+    db: &'db Database,
+    run_id: RunId,
+    ops: Vec<PendingOp>,
+}
+
+impl<'db> Transaction<'db> {
+    pub(crate) fn new(db: &'db Database, run_id: RunId) -> Transaction<'db> {
+        Transaction {
+            db,
+            run_id,
+            ops: Vec::new(),
+        }
+    }
+
+    pub fn run_id(&self) -> RunId {
+        self.run_id
+    }
+
+    /// Number of buffered operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Buffers a put. Fails if the record would exceed the WAL's record limit.
+    pub fn put(&mut self, key: Key, value: Value) -> Result<()> {
+        let op = PendingOp::Put { key, value };
+        check_len(&op)?;
+        self.ops.push(op);
+        Ok(())
+    }
+
+    /// Buffers a delete.
+    pub fn delete(&mut self, key: Key) -> Result<()> {
+        let op = PendingOp::Delete { key };
+        check_len(&op)?;
+        self.ops.push(op);
+        Ok(())
+    }
+
+    /// Writes the transaction to the WAL, waits as the durability mode says, applies it to
+    /// the store, and returns. `Ok` means acknowledged.
+    pub fn commit(self) -> Result<CommitInfo> {
+        self.db.commit_ops(self.run_id, self.ops)
+    }
+
+    /// Discards the transaction. Nothing was written, so nothing is logged.
+    pub fn abort(self) {}
+}
+
+fn check_len(op: &PendingOp) -> Result<()> {
+    let len = op.encoded_len_hint() - RECORD_HEADER_LEN;
+    if len > RECORD_PAYLOAD_LEN_MAX {
+        return Err(EngineError::TooLarge {
+            what: "encoded write record",
+            len_bytes: len as u64,
+            max_bytes: RECORD_PAYLOAD_LEN_MAX as u64,
+        });
+    }
+    let names = match op {
+        PendingOp::Put { key, .. } | PendingOp::Delete { key } => &key.namespace,
+    };
+    for name in [&names.tenant, &names.app, &names.agent] {
+        if name.len() > crate::wal::entry::NAME_LEN_MAX {
+            return Err(EngineError::TooLarge {
+                what: "namespace name",
+                len_bytes: name.len() as u64,
+                max_bytes: crate::wal::entry::NAME_LEN_MAX as u64,
+            });
+        }
+    }
+    Ok(())
+}

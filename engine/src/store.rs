@@ -1,0 +1,294 @@
+//! `UnifiedStore`: the in-memory, ordered, versioned map that the WAL rebuilds.
+//!
+//! Invariant: `current_version` is at least the version of every value in the map, and it
+//! never decreases. `put` allocates versions; the replay-only `*_with_version` methods never
+//! allocate and only raise the global version.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::types::{Key, Namespace, Timestamp, TypeTag, Value, VersionedValue};
+
+/// Ordered versioned map, safe to share across threads.
+#[derive(Debug, Default)]
+pub struct UnifiedStore {
+    data: RwLock<BTreeMap<Key, VersionedValue>>,
+    version: AtomicU64,
+}
+
+impl UnifiedStore {
+    pub fn new() -> UnifiedStore {
+        UnifiedStore::default()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Key, VersionedValue>> {
+        // A panic while holding the lock cannot leave the map half-updated (every mutation
+        // is a single BTreeMap call), so a poisoned lock is still consistent.
+        self.data
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<Key, VersionedValue>> {
+        self.data
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The highest version allocated or replayed so far (0 for an empty store).
+    pub fn current_version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Stores `value` under a newly allocated version and returns that version.
+    pub fn put(&self, key: Key, value: Value) -> u64 {
+        let mut map = self.write();
+        let version = self.version.fetch_add(1, Ordering::AcqRel) + 1;
+        map.insert(
+            key,
+            VersionedValue {
+                value,
+                version,
+                timestamp: Timestamp::now(),
+            },
+        );
+        version
+    }
+
+    /// Removes `key` under a newly allocated version; returns the removed value, if any.
+    pub fn delete(&self, key: &Key) -> Option<VersionedValue> {
+        let mut map = self.write();
+        self.version.fetch_add(1, Ordering::AcqRel);
+        map.remove(key)
+    }
+
+    /// Replay only: stores `value` with exactly `version`, raising the global version to at
+    /// least `version`. Never allocates.
+    pub fn put_with_version(&self, key: Key, value: Value, version: u64, timestamp: Timestamp) {
+        let mut map = self.write();
+        self.version.fetch_max(version, Ordering::AcqRel);
+        map.insert(
+            key,
+            VersionedValue {
+                value,
+                version,
+                timestamp,
+            },
+        );
+    }
+
+    /// Replay only: removes `key`, raising the global version to at least `version`.
+    pub fn delete_with_version(&self, key: &Key, version: u64) -> Option<VersionedValue> {
+        let mut map = self.write();
+        self.version.fetch_max(version, Ordering::AcqRel);
+        map.remove(key)
+    }
+
+    /// Applies a batch of committed operations under one lock acquisition, in order.
+    /// Used by commit and by replay so that a transaction becomes visible all at once.
+    pub fn apply_batch<I>(&self, ops: I, timestamp: Timestamp)
+    where
+        I: IntoIterator<Item = StoreOp>,
+    {
+        let mut map = self.write();
+        for op in ops {
+            match op {
+                StoreOp::Put {
+                    key,
+                    value,
+                    version,
+                } => {
+                    self.version.fetch_max(version, Ordering::AcqRel);
+                    map.insert(
+                        key,
+                        VersionedValue {
+                            value,
+                            version,
+                            timestamp,
+                        },
+                    );
+                }
+                StoreOp::Delete { key, version } => {
+                    self.version.fetch_max(version, Ordering::AcqRel);
+                    map.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Raises the global version to at least `version` without touching any key.
+    pub fn raise_version(&self, version: u64) {
+        self.version.fetch_max(version, Ordering::AcqRel);
+    }
+
+    /// The value stored under `key`, if any.
+    pub fn get(&self, key: &Key) -> Option<VersionedValue> {
+        self.read().get(key).cloned()
+    }
+
+    /// Number of keys stored.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// True when no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    /// Every key of `namespace` (all type tags), in key order.
+    pub fn scan_namespace(&self, namespace: &Namespace) -> Vec<(Key, VersionedValue)> {
+        let ns = Arc::new(namespace.clone());
+        let start = Key::new(ns.clone(), TypeTag::ALL[0], Vec::new());
+        self.read()
+            .range((Bound::Included(start), Bound::Unbounded))
+            .take_while(|(key, _)| *key.namespace == *namespace)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Every key of `namespace` with `type_tag` whose user key starts with `prefix`.
+    pub fn scan_prefix(
+        &self,
+        namespace: &Namespace,
+        type_tag: TypeTag,
+        prefix: &[u8],
+    ) -> Vec<(Key, VersionedValue)> {
+        let start = Key::new(Arc::new(namespace.clone()), type_tag, prefix.to_vec());
+        self.read()
+            .range((Bound::Included(start), Bound::Unbounded))
+            .take_while(|(key, _)| {
+                *key.namespace == *namespace
+                    && key.type_tag == type_tag
+                    && key.user_key.starts_with(prefix)
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// A copy of the whole map, in key order (for checkers and tests).
+    pub fn snapshot(&self) -> Vec<(Key, VersionedValue)> {
+        self.read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Calls `visit` for every entry in key order under one read lock, without copying.
+    pub fn for_each(&self, mut visit: impl FnMut(&Key, &VersionedValue)) {
+        for (k, v) in self.read().iter() {
+            visit(k, v);
+        }
+    }
+}
+
+/// One committed operation, ready to apply to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOp {
+    Put {
+        key: Key,
+        value: Value,
+        version: u64,
+    },
+    Delete {
+        key: Key,
+        version: u64,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::RunId;
+
+    fn ns(run: u64) -> Arc<Namespace> {
+        Arc::new(Namespace::new("tenant", "app", "agent", RunId(run)))
+    }
+
+    #[test]
+    fn put_allocates_increasing_versions_and_delete_removes() {
+        let store = UnifiedStore::new();
+        let k = Key::kv(ns(1), "a");
+        assert_eq!(store.put(k.clone(), Value::I64(1)), 1);
+        assert_eq!(store.put(k.clone(), Value::I64(2)), 2);
+        assert_eq!(
+            store.get(&k).map(|v| (v.value, v.version)),
+            Some((Value::I64(2), 2))
+        );
+        assert!(store.delete(&k).is_some());
+        assert_eq!(store.get(&k), None);
+        assert_eq!(store.current_version(), 3);
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn replay_methods_keep_versions_and_never_lower_the_global_version() {
+        let store = UnifiedStore::new();
+        let k = Key::kv(ns(1), "a");
+        store.put_with_version(k.clone(), Value::Null, 10, Timestamp(5));
+        assert_eq!(store.current_version(), 10);
+        store.put_with_version(k.clone(), Value::Bool(true), 7, Timestamp(6));
+        assert_eq!(store.get(&k).unwrap().version, 7);
+        assert_eq!(store.current_version(), 10);
+        store.delete_with_version(&k, 12);
+        assert_eq!(store.current_version(), 12);
+        assert_eq!(store.put(Key::kv(ns(1), "b"), Value::Null), 13);
+        store.raise_version(11);
+        assert_eq!(store.current_version(), 13);
+    }
+
+    #[test]
+    fn scans_stay_inside_namespace_and_prefix() {
+        let store = UnifiedStore::new();
+        for run in 1..=3 {
+            for name in ["ab", "ac", "b"] {
+                store.put(Key::kv(ns(run), name), Value::I64(run as i64));
+            }
+            store.put(Key::new(ns(run), TypeTag::Event, "ab"), Value::Null);
+        }
+        let all = store.scan_namespace(&ns(2));
+        assert_eq!(all.len(), 4);
+        assert!(all.iter().all(|(k, _)| k.namespace.run_id == RunId(2)));
+        let prefixed = store.scan_prefix(&ns(2), TypeTag::Kv, b"a");
+        let names: Vec<_> = prefixed.iter().map(|(k, _)| k.user_key.clone()).collect();
+        assert_eq!(names, vec![b"ab".to_vec(), b"ac".to_vec()]);
+        assert_eq!(store.len(), 12);
+        assert_eq!(store.snapshot().len(), 12);
+        let mut visited = 0;
+        store.for_each(|_, _| visited += 1);
+        assert_eq!(visited, 12);
+    }
+
+    #[test]
+    fn apply_batch_applies_in_order() {
+        let store = UnifiedStore::new();
+        let k = Key::kv(ns(1), "a");
+        store.apply_batch(
+            vec![
+                StoreOp::Put {
+                    key: k.clone(),
+                    value: Value::I64(1),
+                    version: 4,
+                },
+                StoreOp::Delete {
+                    key: k.clone(),
+                    version: 5,
+                },
+                StoreOp::Put {
+                    key: k.clone(),
+                    value: Value::I64(3),
+                    version: 6,
+                },
+            ],
+            Timestamp(9),
+        );
+        let got = store.get(&k).unwrap();
+        assert_eq!(
+            (got.value, got.version, got.timestamp),
+            (Value::I64(3), 6, Timestamp(9))
+        );
+        assert_eq!(store.current_version(), 6);
+    }
+}

@@ -1,0 +1,470 @@
+//! The write-ahead log: one file, `<dir>/wal.log`, of checksummed records after a header.
+//!
+//! Writers append whole encoded batches under one lock, so a transaction's records are one
+//! contiguous `write`. Durability is separate from appending: [`WAL::sync_to`] implements
+//! group commit (one fdatasync covers every byte written before it started, and concurrent
+//! waiters share it). A failed write or fsync poisons the WAL: nothing more is appended or
+//! acknowledged through it.
+
+pub mod entry;
+pub mod format;
+pub mod reader;
+pub mod storage;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::durability::{DurabilityMode, RecoveryMode};
+use crate::error::{EngineError, Result};
+pub use entry::{DecodeError, NamespaceCache, WALEntry};
+pub use format::{FileHeader, RecordType, FORMAT_VERSION, HEADER_LEN, MAGIC, RECORD_HEADER_LEN};
+pub use reader::{ReadEnd, WalReader, WalRecord};
+pub use storage::{FileOpener, FileStorage, OpenedStorage, StorageOpener, WalStorage};
+
+/// Options for opening a WAL.
+#[derive(Debug, Clone)]
+pub struct WalOptions {
+    pub mode: DurabilityMode,
+    /// The database id a new WAL is created with, and that an existing WAL must carry.
+    /// `None` accepts any id and creates new WALs with a random one.
+    pub database_id: Option<u128>,
+    pub opener: Arc<dyn StorageOpener>,
+}
+
+impl Default for WalOptions {
+    fn default() -> WalOptions {
+        WalOptions {
+            mode: DurabilityMode::default(),
+            database_id: None,
+            opener: Arc::new(FileOpener),
+        }
+    }
+}
+
+/// What point-in-time recovery cut off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptionReport {
+    pub offset_bytes: u64,
+    pub next_valid_offset_bytes: u64,
+    pub reason: String,
+    pub dropped_bytes: u64,
+    /// Where the dropped bytes were saved before the log was cut.
+    pub saved_to: PathBuf,
+}
+
+#[derive(Debug)]
+struct WriteState {
+    /// Offset where the next record goes.
+    end_offset_bytes: u64,
+    /// False until the log has been read to its end and any torn tail cut off; appending
+    /// before that could put new records after garbage (FAULTS.md T3).
+    tail_verified: bool,
+}
+
+#[derive(Debug)]
+struct SyncState {
+    synced_offset_bytes: u64,
+    sync_in_progress: bool,
+}
+
+/// A write-ahead log file.
+#[derive(Debug)]
+pub struct WAL {
+    path: PathBuf,
+    storage: Arc<dyn WalStorage>,
+    opener: Arc<dyn StorageOpener>,
+    mode: DurabilityMode,
+    database_id: u128,
+    write: Mutex<WriteState>,
+    written_offset_bytes: AtomicU64,
+    sync: Mutex<SyncState>,
+    sync_done: Condvar,
+    poisoned: AtomicBool,
+    poison_reason: Mutex<Option<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its state consistent before any call that may panic.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl WAL {
+    /// Opens (or creates) the WAL at `path` with default options and the given mode.
+    pub fn open(path: impl AsRef<Path>, mode: DurabilityMode) -> Result<WAL> {
+        WAL::open_with(
+            path,
+            WalOptions {
+                mode,
+                ..WalOptions::default()
+            },
+        )
+    }
+
+    /// Opens (or creates) the WAL at `path`.
+    ///
+    /// A new (or empty, or torn-before-the-header-completed) file gets a fresh header, then
+    /// fdatasync, then an fsync of the directory. An existing file's header is validated:
+    /// magic, checksum, format version, database id.
+    pub fn open_with(path: impl AsRef<Path>, options: WalOptions) -> Result<WAL> {
+        let path = path.as_ref().to_path_buf();
+        let opened = options
+            .opener
+            .open(&path)
+            .map_err(|e| EngineError::io(format!("opening WAL {}", path.display()), e))?;
+        let storage = opened.storage;
+        let io_err = |what: &str, e| EngineError::io(format!("{what} {}", path.display()), e);
+        let len_bytes = storage
+            .len_bytes()
+            .map_err(|e| io_err("reading the length of", e))?;
+        let (database_id, end_offset_bytes, fresh) = if len_bytes < HEADER_LEN as u64 {
+            // Only a crash while creating the file leaves fewer bytes than a header; such a
+            // file holds no records. Anything that is not a prefix of our header is foreign.
+            let mut existing = vec![0u8; len_bytes as usize];
+            reader::read_exact_at(storage.as_ref(), 0, &mut existing)
+                .map_err(|e| io_err("reading", e))?;
+            let magic_prefix = &MAGIC[..existing.len().min(MAGIC.len())];
+            if existing[..magic_prefix.len()] != *magic_prefix && existing.iter().any(|b| *b != 0) {
+                return Err(EngineError::NotAWal { path });
+            }
+            let database_id = options.database_id.unwrap_or_else(rand::random::<u128>);
+            let header = FileHeader {
+                format_version: FORMAT_VERSION,
+                database_id,
+            }
+            .encode();
+            storage.set_len(0).map_err(|e| io_err("truncating", e))?;
+            storage
+                .write_at(0, &header)
+                .map_err(|e| io_err("writing the header of", e))?;
+            storage.sync_data().map_err(|e| io_err("fdatasync of", e))?;
+            storage
+                .sync_dir()
+                .map_err(|e| io_err("fsync of the directory of", e))?;
+            (database_id, HEADER_LEN as u64, true)
+        } else {
+            let mut bytes = [0u8; HEADER_LEN];
+            reader::read_exact_at(storage.as_ref(), 0, &mut bytes)
+                .map_err(|e| io_err("reading the header of", e))?;
+            let header = FileHeader::decode(&bytes, &path)?;
+            if let Some(expected) = options.database_id {
+                if header.database_id != expected {
+                    return Err(EngineError::IdentityMismatch {
+                        path,
+                        reason: format!(
+                            "the WAL header carries database id {:032x}, the directory's IDENTITY file says {expected:032x}",
+                            header.database_id
+                        ),
+                    });
+                }
+            }
+            if opened.created {
+                storage
+                    .sync_dir()
+                    .map_err(|e| io_err("fsync of the directory of", e))?;
+            }
+            (
+                header.database_id,
+                len_bytes,
+                len_bytes == HEADER_LEN as u64,
+            )
+        };
+        Ok(WAL {
+            path,
+            storage,
+            opener: options.opener,
+            mode: options.mode,
+            database_id,
+            write: Mutex::new(WriteState {
+                end_offset_bytes,
+                tail_verified: fresh,
+            }),
+            written_offset_bytes: AtomicU64::new(end_offset_bytes),
+            sync: Mutex::new(SyncState {
+                synced_offset_bytes: if fresh {
+                    end_offset_bytes
+                } else {
+                    HEADER_LEN as u64
+                },
+                sync_in_progress: false,
+            }),
+            sync_done: Condvar::new(),
+            poisoned: AtomicBool::new(false),
+            poison_reason: Mutex::new(None),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn mode(&self) -> DurabilityMode {
+        self.mode
+    }
+
+    pub fn database_id(&self) -> u128 {
+        self.database_id
+    }
+
+    /// The storage under this WAL (for tools that read raw bytes).
+    pub fn storage(&self) -> &Arc<dyn WalStorage> {
+        &self.storage
+    }
+
+    /// A streaming reader from the first record to the current end of the file.
+    pub fn reader(&self) -> Result<WalReader<'_>> {
+        WalReader::new(self.storage.as_ref(), &self.path)
+    }
+
+    /// Bytes handed to the OS so far (the offset where the next record goes).
+    pub fn written_offset_bytes(&self) -> u64 {
+        self.written_offset_bytes.load(Ordering::Acquire)
+    }
+
+    /// Bytes covered by a completed fdatasync.
+    pub fn synced_offset_bytes(&self) -> u64 {
+        lock(&self.sync).synced_offset_bytes
+    }
+
+    /// `Err(Poisoned)` once a write or fsync has failed.
+    pub fn check_poisoned(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            let reason = lock(&self.poison_reason).clone().unwrap_or_default();
+            return Err(EngineError::Poisoned { reason });
+        }
+        Ok(())
+    }
+
+    /// Marks the WAL poisoned; the first reason is kept.
+    pub fn poison(&self, reason: String) {
+        let mut slot = lock(&self.poison_reason);
+        if slot.is_none() {
+            log::error!("WAL {} poisoned: {reason}", self.path.display());
+            *slot = Some(reason);
+        }
+        self.poisoned.store(true, Ordering::Release);
+        drop(slot);
+        // Wake group-commit waiters so they see the poison instead of waiting forever.
+        let _guard = lock(&self.sync);
+        self.sync_done.notify_all();
+    }
+
+    /// Appends one entry. In `Strict` mode this also waits for an fdatasync covering it;
+    /// the other modes only write (the background flusher belongs to `Database`).
+    /// Returns the record's offset.
+    pub fn append(&self, entry: &WALEntry) -> Result<u64> {
+        let bytes = entry.encode();
+        let end = self.append_bytes(&bytes)?;
+        if self.mode == DurabilityMode::Strict {
+            self.sync_to(end)?;
+        }
+        Ok(end - bytes.len() as u64)
+    }
+
+    /// Appends already-encoded records as one write. Returns the end offset after them.
+    pub fn append_bytes(&self, bytes: &[u8]) -> Result<u64> {
+        let mut state = lock(&self.write);
+        self.check_poisoned()?;
+        if !state.tail_verified {
+            drop(state);
+            self.verify_tail()?;
+            state = lock(&self.write);
+        }
+        let offset = state.end_offset_bytes;
+        if let Err(e) = self.storage.write_at(offset, bytes) {
+            let context = format!(
+                "writing {} bytes to {} at offset {offset} (the database is now poisoned; \
+                 part of this write may be on disk and is cut off as a torn tail on reopen)",
+                bytes.len(),
+                self.path.display()
+            );
+            self.poison(format!("write at offset {offset} failed: {e}"));
+            return Err(EngineError::io(context, e));
+        }
+        state.end_offset_bytes = offset + bytes.len() as u64;
+        self.written_offset_bytes
+            .store(state.end_offset_bytes, Ordering::Release);
+        Ok(state.end_offset_bytes)
+    }
+
+    /// Waits until every byte before `offset_bytes` is covered by a completed fdatasync.
+    ///
+    /// Group commit: if no sync is running, this caller syncs everything written so far on
+    /// behalf of all waiters; otherwise it waits for the running sync and re-checks.
+    pub fn sync_to(&self, offset_bytes: u64) -> Result<()> {
+        let mut state = lock(&self.sync);
+        loop {
+            self.check_poisoned()?;
+            if state.synced_offset_bytes >= offset_bytes {
+                return Ok(());
+            }
+            if state.sync_in_progress {
+                state = self
+                    .sync_done
+                    .wait(state)
+                    .unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            state.sync_in_progress = true;
+            let goal = self.written_offset_bytes();
+            drop(state);
+            let result = self.storage.sync_data();
+            state = lock(&self.sync);
+            state.sync_in_progress = false;
+            match result {
+                Ok(()) => {
+                    state.synced_offset_bytes = state.synced_offset_bytes.max(goal);
+                    self.sync_done.notify_all();
+                }
+                Err(e) => {
+                    drop(state);
+                    self.poison(format!("fdatasync up to offset {goal} failed: {e}"));
+                    return Err(EngineError::io(
+                        format!(
+                            "fdatasync of {} up to offset {goal} (the database is now poisoned; \
+                             commits written since the last good sync may or may not survive a restart)",
+                            self.path.display()
+                        ),
+                        e,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// fdatasyncs everything written so far.
+    pub fn sync(&self) -> Result<()> {
+        self.sync_to(self.written_offset_bytes())
+    }
+
+    /// Reads the log to its end and cuts off a torn tail, refusing on corruption. Used when
+    /// appending to a WAL that was opened without replaying it.
+    pub fn verify_tail(&self) -> Result<ReadEnd> {
+        let mut reader = self.reader()?;
+        while reader.next_record()?.is_some() {}
+        let end = reader.end().cloned().expect("reader ended");
+        self.accept_end(&end, RecoveryMode::TolerateCorruptTail)?;
+        Ok(end)
+    }
+
+    /// Makes the log end where reading ended: cuts a torn tail (truncate + fdatasync) or,
+    /// in point-in-time mode, saves and cuts everything from the damage on. Then syncs, so
+    /// that what recovery read from the page cache is durable before anything builds on it
+    /// (FAULTS.md P4).
+    pub fn accept_end(
+        &self,
+        end: &ReadEnd,
+        recovery_mode: RecoveryMode,
+    ) -> Result<Option<CorruptionReport>> {
+        let mut state = lock(&self.write);
+        let io_err = |what: String, e| EngineError::io(what, e);
+        let file_len = self
+            .storage
+            .len_bytes()
+            .map_err(|e| io_err(format!("reading the length of {}", self.path.display()), e))?;
+        let mut report = None;
+        let valid_end = end.valid_end_offset_bytes();
+        match end {
+            ReadEnd::Clean { .. } => {}
+            ReadEnd::TornTail {
+                offset_bytes,
+                torn_bytes,
+                ..
+            } => {
+                log::warn!(
+                    "WAL {}: cutting a torn tail of {torn_bytes} bytes at offset {offset_bytes}",
+                    self.path.display()
+                );
+            }
+            ReadEnd::Corruption {
+                offset_bytes,
+                next_valid_offset_bytes,
+                reason,
+            } => {
+                if recovery_mode == RecoveryMode::TolerateCorruptTail {
+                    return Err(EngineError::Corruption {
+                        path: self.path.clone(),
+                        offset_bytes: *offset_bytes,
+                        reason: format!(
+                            "{reason}; next valid record at offset {next_valid_offset_bytes}"
+                        ),
+                    });
+                }
+                let saved_to = self.save_dropped_bytes(*offset_bytes, file_len)?;
+                log::warn!(
+                    "WAL {}: point-in-time recovery drops {} bytes from offset {offset_bytes} ({reason}); saved to {}",
+                    self.path.display(),
+                    file_len - offset_bytes,
+                    saved_to.display()
+                );
+                report = Some(CorruptionReport {
+                    offset_bytes: *offset_bytes,
+                    next_valid_offset_bytes: *next_valid_offset_bytes,
+                    reason: reason.clone(),
+                    dropped_bytes: file_len - offset_bytes,
+                    saved_to,
+                });
+            }
+        }
+        if file_len > valid_end {
+            self.storage.set_len(valid_end).map_err(|e| {
+                io_err(
+                    format!("truncating {} to {valid_end} bytes", self.path.display()),
+                    e,
+                )
+            })?;
+        }
+        self.storage.sync_data().map_err(|e| {
+            io_err(
+                format!("fdatasync of {} after recovery", self.path.display()),
+                e,
+            )
+        })?;
+        state.end_offset_bytes = valid_end;
+        state.tail_verified = true;
+        self.written_offset_bytes
+            .store(valid_end, Ordering::Release);
+        let mut sync = lock(&self.sync);
+        sync.synced_offset_bytes = valid_end;
+        Ok(report)
+    }
+
+    fn save_dropped_bytes(&self, offset_bytes: u64, file_len: u64) -> Result<PathBuf> {
+        let mut name = self
+            .path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
+        name.push(format!(".dropped-{offset_bytes}"));
+        let saved_to = self.path.with_file_name(name);
+        let io_err = |what: &str, e| EngineError::io(format!("{what} {}", saved_to.display()), e);
+        let mut bytes = vec![0u8; (file_len - offset_bytes) as usize];
+        reader::read_exact_at(self.storage.as_ref(), offset_bytes, &mut bytes).map_err(|e| {
+            EngineError::io(
+                format!("reading the damaged tail of {}", self.path.display()),
+                e,
+            )
+        })?;
+        let opened = self
+            .opener
+            .open(&saved_to)
+            .map_err(|e| io_err("creating", e))?;
+        opened
+            .storage
+            .set_len(0)
+            .map_err(|e| io_err("truncating", e))?;
+        opened
+            .storage
+            .write_at(0, &bytes)
+            .map_err(|e| io_err("writing", e))?;
+        opened
+            .storage
+            .sync_data()
+            .map_err(|e| io_err("fdatasync of", e))?;
+        opened
+            .storage
+            .sync_dir()
+            .map_err(|e| io_err("fsync of the directory of", e))?;
+        Ok(saved_to)
+    }
+}

@@ -1,0 +1,387 @@
+//! Streaming WAL reader: yields records with their offsets and ends with a typed reason.
+//!
+//! Memory is bounded by the read buffer (grown only to hold the largest record), never by
+//! the length of the log. When a record cannot be read, the reader decides between a torn
+//! tail and corruption by looking for any valid record after the damaged one: a crash can
+//! only tear the end of the log, so a valid record after the damage means committed
+//! history was damaged (FAULTS.md C1-C3), and nothing after the damage is ever yielded.
+
+use std::path::{Path, PathBuf};
+
+use super::entry::{NamespaceCache, WALEntry};
+use super::format::{
+    inspect_frame, read_u32, Frame, RecordType, HEADER_LEN, RECORD_HEADER_LEN,
+    RECORD_PAYLOAD_LEN_MAX, RECORD_TYPE_OFFSET,
+};
+use super::storage::WalStorage;
+use crate::error::{EngineError, Result};
+
+/// Default read buffer size. Records larger than this grow the buffer for that record.
+pub const READ_BUFFER_LEN_DEFAULT: usize = 1024 * 1024;
+/// Window used when scanning past damage for a later valid record.
+const SCAN_WINDOW_LEN: usize = 4 * 1024 * 1024;
+
+/// One record as read from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalRecord {
+    /// File offset of the record's first byte (its length field).
+    pub offset_bytes: u64,
+    /// Length of the whole record, frame header included.
+    pub len_bytes: u64,
+    pub entry: WALEntry,
+}
+
+/// Why reading stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// Every byte up to `end_offset_bytes` (the file length) is a valid record.
+    Clean { end_offset_bytes: u64 },
+    /// The bytes from `offset_bytes` to the end of the file are not a complete valid record
+    /// and no valid record follows them: the expected aftermath of a crash mid-append.
+    TornTail {
+        offset_bytes: u64,
+        torn_bytes: u64,
+        zero_filled: bool,
+        reason: String,
+    },
+    /// The record at `offset_bytes` is damaged and a valid record follows at
+    /// `next_valid_offset_bytes`: committed history is damaged.
+    Corruption {
+        offset_bytes: u64,
+        next_valid_offset_bytes: u64,
+        reason: String,
+    },
+}
+
+impl ReadEnd {
+    /// Offset up to which the log is valid.
+    pub fn valid_end_offset_bytes(&self) -> u64 {
+        match self {
+            ReadEnd::Clean { end_offset_bytes } => *end_offset_bytes,
+            ReadEnd::TornTail { offset_bytes, .. } | ReadEnd::Corruption { offset_bytes, .. } => {
+                *offset_bytes
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ReadEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadEnd::Clean { end_offset_bytes } => write!(f, "clean end at offset {end_offset_bytes}"),
+            ReadEnd::TornTail { offset_bytes, torn_bytes, zero_filled, reason } => write!(
+                f,
+                "torn tail at offset {offset_bytes}: {torn_bytes} bytes{} ({reason})",
+                if *zero_filled { ", all zero" } else { "" }
+            ),
+            ReadEnd::Corruption { offset_bytes, next_valid_offset_bytes, reason } => write!(
+                f,
+                "corruption at offset {offset_bytes}: {reason}; a valid record follows at offset {next_valid_offset_bytes}"
+            ),
+        }
+    }
+}
+
+/// Streams the records of one WAL file, starting after its header.
+#[derive(Debug)]
+pub struct WalReader<'a> {
+    storage: &'a dyn WalStorage,
+    path: PathBuf,
+    file_len_bytes: u64,
+    buf: Vec<u8>,
+    buf_offset_bytes: u64,
+    pos: usize,
+    filled: usize,
+    namespaces: NamespaceCache,
+    end: Option<ReadEnd>,
+}
+
+impl<'a> WalReader<'a> {
+    /// A reader over `storage` from the first record to the file's current length.
+    pub fn new(storage: &'a dyn WalStorage, path: &Path) -> Result<WalReader<'a>> {
+        WalReader::with_buffer_len(storage, path, READ_BUFFER_LEN_DEFAULT)
+    }
+
+    /// Like [`WalReader::new`] with a chosen initial read buffer size (tests use small ones
+    /// to put record boundaries across buffer refills).
+    pub fn with_buffer_len(
+        storage: &'a dyn WalStorage,
+        path: &Path,
+        buffer_len: usize,
+    ) -> Result<WalReader<'a>> {
+        assert!(
+            buffer_len >= RECORD_HEADER_LEN,
+            "read buffer smaller than a record header"
+        );
+        let file_len_bytes = storage
+            .len_bytes()
+            .map_err(|e| EngineError::io(format!("reading the length of {}", path.display()), e))?;
+        Ok(WalReader {
+            storage,
+            path: path.to_path_buf(),
+            file_len_bytes,
+            buf: vec![0u8; buffer_len],
+            buf_offset_bytes: HEADER_LEN as u64,
+            pos: 0,
+            filled: 0,
+            namespaces: NamespaceCache::default(),
+            end: None,
+        })
+    }
+
+    /// Length of the file when the reader was created.
+    pub fn file_len_bytes(&self) -> u64 {
+        self.file_len_bytes
+    }
+
+    /// Why reading stopped; `None` until [`WalReader::next_record`] has returned `Ok(None)`.
+    pub fn end(&self) -> Option<&ReadEnd> {
+        self.end.as_ref()
+    }
+
+    /// Makes at least `need` bytes available from `pos`, unless the file ends first.
+    /// Returns how many bytes are available.
+    fn fill(&mut self, need: usize) -> Result<usize> {
+        let available = self.filled - self.pos;
+        if available >= need {
+            return Ok(available);
+        }
+        self.buf.copy_within(self.pos..self.filled, 0);
+        self.buf_offset_bytes += self.pos as u64;
+        self.filled = available;
+        self.pos = 0;
+        if need > self.buf.len() {
+            self.buf.resize(need, 0);
+        }
+        let file_remaining = self.file_len_bytes.saturating_sub(self.buf_offset_bytes);
+        let target = (self.buf.len() as u64).min(file_remaining) as usize;
+        while self.filled < target {
+            let offset = self.buf_offset_bytes + self.filled as u64;
+            let n = self
+                .storage
+                .read_at(offset, &mut self.buf[self.filled..target])
+                .map_err(|e| {
+                    EngineError::io(
+                        format!("reading {} at offset {offset}", self.path.display()),
+                        e,
+                    )
+                })?;
+            if n == 0 {
+                // The file shrank under us; treat what we have as the end.
+                self.file_len_bytes = offset;
+                break;
+            }
+            self.filled += n;
+        }
+        Ok(self.filled - self.pos)
+    }
+
+    /// The next record, or `Ok(None)` at the end (then [`WalReader::end`] says why).
+    ///
+    /// Errors are reserved for what recovery must not paper over: I/O failures and a
+    /// checksummed record of a type this build does not know.
+    pub fn next_record(&mut self) -> Result<Option<WalRecord>> {
+        if self.end.is_some() {
+            return Ok(None);
+        }
+        let offset_bytes = self.buf_offset_bytes + self.pos as u64;
+        if offset_bytes >= self.file_len_bytes {
+            self.end = Some(ReadEnd::Clean {
+                end_offset_bytes: offset_bytes,
+            });
+            return Ok(None);
+        }
+        let available = self.fill(RECORD_HEADER_LEN)?;
+        let frame = if available < RECORD_HEADER_LEN {
+            Frame::Incomplete {
+                needed_bytes: RECORD_HEADER_LEN,
+            }
+        } else {
+            let payload_len = read_u32(&self.buf[self.pos..]) as usize;
+            if payload_len <= RECORD_PAYLOAD_LEN_MAX {
+                self.fill(RECORD_HEADER_LEN + payload_len)?;
+            }
+            inspect_frame(&self.buf[self.pos..self.filled])
+        };
+        match frame {
+            Frame::Valid {
+                record_type,
+                payload_len,
+            } => {
+                let Some(kind) = RecordType::from_byte(record_type) else {
+                    return Err(EngineError::UnknownRecordType {
+                        path: self.path.clone(),
+                        offset_bytes,
+                        record_type,
+                    });
+                };
+                let start = self.pos + RECORD_HEADER_LEN;
+                let payload = &self.buf[start..start + payload_len];
+                match WALEntry::decode_payload(kind, payload, &mut self.namespaces) {
+                    Ok(entry) => {
+                        let len_bytes = (RECORD_HEADER_LEN + payload_len) as u64;
+                        self.pos += RECORD_HEADER_LEN + payload_len;
+                        Ok(Some(WalRecord {
+                            offset_bytes,
+                            len_bytes,
+                            entry,
+                        }))
+                    }
+                    Err(e) => {
+                        // A checksummed record that does not decode was written wrong, not
+                        // torn: never a tail to cut silently.
+                        let next = (offset_bytes + (RECORD_HEADER_LEN + payload_len) as u64)
+                            .min(self.file_len_bytes);
+                        self.end = Some(ReadEnd::Corruption {
+                            offset_bytes,
+                            next_valid_offset_bytes: next,
+                            reason: format!(
+                                "{} record with a valid checksum does not decode: {e}",
+                                kind.name()
+                            ),
+                        });
+                        Ok(None)
+                    }
+                }
+            }
+            Frame::Incomplete { needed_bytes } => {
+                let reason = format!(
+                    "record needs {needed_bytes} bytes, the file ends {} bytes after its start",
+                    self.file_len_bytes - offset_bytes
+                );
+                self.end = Some(self.classify_damage(offset_bytes, reason)?);
+                Ok(None)
+            }
+            Frame::Invalid { reason } => {
+                self.end = Some(self.classify_damage(offset_bytes, reason)?);
+                Ok(None)
+            }
+        }
+    }
+
+    fn classify_damage(&self, offset_bytes: u64, reason: String) -> Result<ReadEnd> {
+        let scan = scan_after_damage(self.storage, &self.path, offset_bytes, self.file_len_bytes)?;
+        Ok(match scan.next_valid_offset_bytes {
+            Some(next_valid_offset_bytes) => ReadEnd::Corruption {
+                offset_bytes,
+                next_valid_offset_bytes,
+                reason,
+            },
+            None => ReadEnd::TornTail {
+                offset_bytes,
+                torn_bytes: self.file_len_bytes - offset_bytes,
+                zero_filled: scan.all_zero,
+                reason,
+            },
+        })
+    }
+}
+
+struct DamageScan {
+    next_valid_offset_bytes: Option<u64>,
+    all_zero: bool,
+}
+
+/// Looks for a valid, decodable record starting anywhere after `damage_offset_bytes`.
+fn scan_after_damage(
+    storage: &dyn WalStorage,
+    path: &Path,
+    damage_offset_bytes: u64,
+    file_len_bytes: u64,
+) -> Result<DamageScan> {
+    let read_err = |offset: u64, e| {
+        EngineError::io(
+            format!(
+                "scanning {} after damage at offset {offset}",
+                path.display()
+            ),
+            e,
+        )
+    };
+    let mut all_zero = true;
+    let mut window = Vec::new();
+    let mut window_start = damage_offset_bytes;
+    let mut namespaces = NamespaceCache::default();
+    let mut candidate = damage_offset_bytes + 1;
+    // Bytes of the damaged record itself count towards the zero check.
+    let mut zero_checked_to = damage_offset_bytes;
+    while candidate < file_len_bytes {
+        let window_end = window_start + window.len() as u64;
+        if candidate + RECORD_HEADER_LEN as u64 > window_end && window_end < file_len_bytes {
+            window_start = candidate.min(zero_checked_to);
+            let len = ((file_len_bytes - window_start) as usize).min(SCAN_WINDOW_LEN);
+            window.resize(len, 0);
+            read_exact_at(storage, window_start, &mut window)
+                .map_err(|e| read_err(window_start, e))?;
+            let from = (zero_checked_to - window_start) as usize;
+            all_zero &= window[from..].iter().all(|b| *b == 0);
+            zero_checked_to = window_start + window.len() as u64;
+        }
+        let rel = (candidate - window_start) as usize;
+        if rel + RECORD_HEADER_LEN > window.len() {
+            break; // fewer than a header's bytes remain in the file
+        }
+        let header = &window[rel..];
+        let payload_len = read_u32(header) as usize;
+        let record_type = header[RECORD_TYPE_OFFSET];
+        let total = RECORD_HEADER_LEN + payload_len;
+        if RecordType::from_byte(record_type).is_some()
+            && payload_len <= RECORD_PAYLOAD_LEN_MAX
+            && candidate + total as u64 <= file_len_bytes
+        {
+            let owned;
+            let bytes: &[u8] = if rel + total <= window.len() {
+                &window[rel..rel + total]
+            } else {
+                let mut v = vec![0u8; total];
+                read_exact_at(storage, candidate, &mut v).map_err(|e| read_err(candidate, e))?;
+                owned = v;
+                &owned
+            };
+            if let Frame::Valid {
+                record_type,
+                payload_len,
+            } = inspect_frame(bytes)
+            {
+                let kind = RecordType::from_byte(record_type).expect("type checked above");
+                let payload = &bytes[RECORD_HEADER_LEN..RECORD_HEADER_LEN + payload_len];
+                if WALEntry::decode_payload(kind, payload, &mut namespaces).is_ok() {
+                    return Ok(DamageScan {
+                        next_valid_offset_bytes: Some(candidate),
+                        all_zero: false,
+                    });
+                }
+            }
+        }
+        candidate += 1;
+    }
+    if zero_checked_to < file_len_bytes {
+        let mut rest = vec![0u8; (file_len_bytes - zero_checked_to) as usize];
+        read_exact_at(storage, zero_checked_to, &mut rest)
+            .map_err(|e| read_err(zero_checked_to, e))?;
+        all_zero &= rest.iter().all(|b| *b == 0);
+    }
+    Ok(DamageScan {
+        next_valid_offset_bytes: None,
+        all_zero,
+    })
+}
+
+pub(crate) fn read_exact_at(
+    storage: &dyn WalStorage,
+    mut offset: u64,
+    mut buf: &mut [u8],
+) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = storage.read_at(offset, buf)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "file shrank while reading",
+            ));
+        }
+        offset += n as u64;
+        buf = &mut buf[n..];
+    }
+    Ok(())
+}
