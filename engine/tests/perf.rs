@@ -67,7 +67,6 @@ fn build_wal(dir: &Path, shape: &Shape, seed: u64) -> Built {
     let run_id = RunId(1);
     let mut out = Vec::new();
     let mut version = 1u64;
-    let mut txn_id = 1u64;
     let mut built = Built {
         txns_committed: shape.txns_committed,
         txns_incomplete: shape.txns_incomplete,
@@ -78,6 +77,7 @@ fn build_wal(dir: &Path, shape: &Shape, seed: u64) -> Built {
     let total = shape.txns_committed + shape.txns_incomplete;
     for idx in 0..total {
         let committed = idx < shape.txns_committed;
+        let txn_id = idx + 1;
         encode_begin(&mut out, txn_id, run_id, Timestamp(1_000 + idx));
         for w in 0..shape.writes_per_txn {
             let key = Key::kv(ns.clone(), format!("key-{idx:010}-{w:02}"));
@@ -105,7 +105,6 @@ fn build_wal(dir: &Path, shape: &Shape, seed: u64) -> Built {
         if committed {
             encode_end(&mut out, RecordType::CommitTxn, txn_id, run_id);
         }
-        txn_id += 1;
         // Bound the buffer: large-value logs are appended in slices of a few MiB.
         if out.len() > 8 << 20 {
             db.wal().append_bytes(&out).expect("append");

@@ -1,0 +1,168 @@
+//! Recovery memory: peak RSS while recovering against the RSS of the recovered store.
+//!
+//! Measured in a fresh child process (`<current exe> bench --recover-only <dir>`, fork+exec
+//! through `std::process::Command`), so that nothing the benchmark allocated before counts.
+//! The child reads VmRSS before opening (the baseline), VmHWM after opening (the peak), and
+//! VmRSS after returning freed heap to the OS with `malloc_trim` (the store). If the current
+//! executable does not understand the flag (a library caller other than `torture`), the
+//! same figures are taken in-process after resetting VmHWM through `/proc/self/clear_refs`,
+//! and the report says so.
+
+use std::path::Path;
+use std::process::Command;
+
+use engine::{Database, DurabilityMode};
+
+use super::BenchError;
+
+/// Memory figures of one recovery, in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryMemory {
+    pub txns_applied: u64,
+    /// VmRSS before opening.
+    pub baseline_bytes: u64,
+    /// VmHWM after opening: the peak during recovery.
+    pub peak_bytes: u64,
+    /// VmRSS with the database open, after freed heap went back to the OS.
+    pub store_bytes: u64,
+    /// "child" (fresh process) or "in-process" (VmHWM reset in the benchmark's process).
+    pub method: String,
+}
+
+impl RecoveryMemory {
+    /// Peak RSS added by recovery.
+    pub fn peak_delta_bytes(&self) -> u64 {
+        self.peak_bytes.saturating_sub(self.baseline_bytes)
+    }
+
+    /// RSS added by the recovered store.
+    pub fn store_delta_bytes(&self) -> u64 {
+        self.store_bytes.saturating_sub(self.baseline_bytes)
+    }
+
+    /// Peak of recovery over the store it produced (target: at most 1.3).
+    pub fn peak_to_store_ratio(&self) -> f64 {
+        self.peak_delta_bytes() as f64 / self.store_delta_bytes().max(1) as f64
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "type": "recovery_memory",
+            "txns_applied": self.txns_applied,
+            "baseline_bytes": self.baseline_bytes,
+            "peak_bytes": self.peak_bytes,
+            "store_bytes": self.store_bytes,
+            "method": self.method,
+        })
+        .to_string()
+    }
+
+    fn from_json(line: &str) -> Option<RecoveryMemory> {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        Some(RecoveryMemory {
+            txns_applied: v.get("txns_applied")?.as_u64()?,
+            baseline_bytes: v.get("baseline_bytes")?.as_u64()?,
+            peak_bytes: v.get("peak_bytes")?.as_u64()?,
+            store_bytes: v.get("store_bytes")?.as_u64()?,
+            method: "child".to_string(),
+        })
+    }
+}
+
+/// Reads a `kB` field of /proc/self/status, in bytes.
+pub(crate) fn proc_status_bytes(field: &str) -> Result<u64, BenchError> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| BenchError::io("reading /proc/self/status", e))?;
+    let parse_err = || BenchError::Io {
+        context: format!("parsing {field} in /proc/self/status"),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "unexpected format"),
+    };
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .ok_or_else(parse_err)?;
+    let kib: u64 = line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .map_err(|_| parse_err())?;
+    Ok(kib * 1024)
+}
+
+fn return_freed_heap() {
+    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Recovers `dir` in this process and returns the memory figures (the `--recover-only`
+/// mode). VmHWM is reset first so that the peak is recovery's own.
+pub fn recover_only(dir: &Path) -> Result<RecoveryMemory, BenchError> {
+    return_freed_heap();
+    std::fs::write("/proc/self/clear_refs", "5")
+        .map_err(|e| BenchError::io("resetting VmHWM through /proc/self/clear_refs", e))?;
+    let baseline_bytes = proc_status_bytes("VmRSS:")?;
+    let db = Database::open_with_mode(dir, DurabilityMode::Async)
+        .map_err(|e| BenchError::engine(format!("recovering {}", dir.display()), e))?;
+    let peak_bytes = proc_status_bytes("VmHWM:")?;
+    return_freed_heap();
+    let store_bytes = proc_status_bytes("VmRSS:")?;
+    let txns_applied = db.recovery_stats().txns_applied;
+    drop(db);
+    Ok(RecoveryMemory {
+        txns_applied,
+        baseline_bytes,
+        peak_bytes,
+        store_bytes,
+        method: "in-process".to_string(),
+    })
+}
+
+fn recover_in_child(dir: &Path) -> Result<RecoveryMemory, BenchError> {
+    let output = Command::new("/proc/self/exe")
+        .arg("bench")
+        .arg("--recover-only")
+        .arg(dir)
+        .output()
+        .map_err(|e| BenchError::io("starting the recovery child", e))?;
+    if !output.status.success() {
+        return Err(BenchError::Child {
+            reason: format!(
+                "exited with {}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        });
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .rev()
+        .find_map(RecoveryMemory::from_json)
+        .ok_or_else(|| BenchError::Child {
+            reason: format!("no recovery_memory line in its output: {}", stdout.trim()),
+        })
+}
+
+/// Measures recovery memory for the crashed WAL at `dir` (child first, in-process fallback).
+pub(crate) fn measure(dir: &Path, n_txns: u64) -> Result<RecoveryMemory, BenchError> {
+    let figures = match recover_in_child(dir) {
+        Ok(figures) => figures,
+        Err(e) => {
+            log::warn!("measuring recovery memory in-process instead of a child: {e}");
+            recover_only(dir)?
+        }
+    };
+    if figures.txns_applied != n_txns {
+        return Err(BenchError::Verify {
+            reason: format!(
+                "recovery for the memory figure applied {} of {n_txns} txns",
+                figures.txns_applied
+            ),
+        });
+    }
+    Ok(figures)
+}

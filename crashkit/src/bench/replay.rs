@@ -1,0 +1,205 @@
+//! Replay figures: reopen after a crash, the read + crc32 floor, reopen + read every key.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engine::wal::entry::{encode_begin, encode_end, encode_write};
+use engine::wal::RecordType;
+use engine::{Database, DurabilityMode, Key, Namespace, RunId, Timestamp, Value};
+
+use super::BenchError;
+
+/// User key length of the benchmark keys (`key-` and 16 digits).
+pub(crate) const USER_KEY_LEN_BYTES: usize = 20;
+/// Value length of the benchmark values.
+pub(crate) const VALUE_LEN_BYTES: usize = 32;
+/// Encoded batches are appended in slices of about this size.
+const APPEND_CHUNK_LEN_BYTES: usize = 8 << 20;
+/// Read size of the floor pass (the engine's reader uses 1 MiB too).
+const FLOOR_READ_LEN_BYTES: usize = 1 << 20;
+
+/// The namespace every benchmark key lives in.
+pub(crate) fn namespace() -> Arc<Namespace> {
+    Arc::new(Namespace::new("bench", "app", "agent", RunId(1)))
+}
+
+/// The user key of transaction `idx`: exactly [`USER_KEY_LEN_BYTES`] bytes.
+pub(crate) fn user_key(idx: u64) -> String {
+    let key = format!("key-{idx:016}");
+    debug_assert_eq!(key.len(), USER_KEY_LEN_BYTES);
+    key
+}
+
+/// The value of transaction `idx`: [`VALUE_LEN_BYTES`] bytes derived from `idx`.
+pub(crate) fn value(idx: u64) -> Value {
+    let mut bytes = [0u8; VALUE_LEN_BYTES];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&(idx.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i as u64).to_le_bytes());
+    }
+    Value::Bytes(bytes.to_vec())
+}
+
+/// Replay figures for one WAL size (medians).
+#[derive(Debug, Clone)]
+pub struct ReplayFigures {
+    pub n_txns: u64,
+    pub wal_len_bytes: u64,
+    /// `Database::open` of the crashed WAL (replay with full ReplayStats, torn-tail check,
+    /// fdatasync).
+    pub reopen: Duration,
+    /// A plain read of the WAL file with crc32 over every byte (page cache warm).
+    pub floor: Duration,
+    /// `Database::open` plus a `get` of every key.
+    pub reopen_read_all: Duration,
+}
+
+impl ReplayFigures {
+    pub fn txns_per_second(&self) -> f64 {
+        self.n_txns as f64 / self.reopen.as_secs_f64().max(1e-9)
+    }
+
+    pub fn mib_per_second(&self) -> f64 {
+        self.wal_len_bytes as f64 / (1024.0 * 1024.0) / self.reopen.as_secs_f64().max(1e-9)
+    }
+
+    pub fn floor_ratio(&self) -> f64 {
+        self.reopen.as_secs_f64() / self.floor.as_secs_f64().max(1e-9)
+    }
+
+    pub fn wal_bytes_per_txn(&self) -> f64 {
+        self.wal_len_bytes as f64 / self.n_txns.max(1) as f64
+    }
+}
+
+/// Writes `n_txns` committed single-put transactions into a new database at `dir` and drops
+/// it without closing. Returns the WAL length.
+pub(crate) fn build_crashed_wal(dir: &Path, n_txns: u64) -> Result<u64, BenchError> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| BenchError::io(format!("removing {}", dir.display()), e))?;
+    }
+    let db = Database::open_with_mode(dir, DurabilityMode::Async)
+        .map_err(|e| BenchError::engine(format!("creating {}", dir.display()), e))?;
+    let ns = namespace();
+    let run_id = RunId(1);
+    let mut out = Vec::with_capacity(APPEND_CHUNK_LEN_BYTES + 4096);
+    for idx in 0..n_txns {
+        // Txn ids and versions start at 1, as in a fresh database's commit path.
+        let txn_id = idx + 1;
+        encode_begin(
+            &mut out,
+            txn_id,
+            run_id,
+            Timestamp(1_700_000_000_000_000 + idx),
+        );
+        let key = Key::kv(ns.clone(), user_key(idx));
+        encode_write(&mut out, txn_id, run_id, &key, &value(idx), txn_id);
+        encode_end(&mut out, RecordType::CommitTxn, txn_id, run_id);
+        if out.len() >= APPEND_CHUNK_LEN_BYTES {
+            db.wal()
+                .append_bytes(&out)
+                .map_err(|e| BenchError::engine("appending the benchmark WAL", e))?;
+            out.clear();
+        }
+    }
+    db.wal()
+        .append_bytes(&out)
+        .map_err(|e| BenchError::engine("appending the benchmark WAL", e))?;
+    let wal_len_bytes = db.wal().written_offset_bytes();
+    // Dropped, not closed: what a process kill after the last write leaves on disk.
+    drop(db);
+    Ok(wal_len_bytes)
+}
+
+fn reopen(dir: &Path, n_txns: u64) -> Result<(Database, Duration), BenchError> {
+    let started = Instant::now();
+    let db = Database::open_with_mode(dir, DurabilityMode::Async)
+        .map_err(|e| BenchError::engine(format!("reopening {}", dir.display()), e))?;
+    let elapsed = started.elapsed();
+    let stats = db.recovery_stats();
+    if stats.txns_applied != n_txns || stats.writes_applied != n_txns || stats.discarded_txns != 0 {
+        return Err(BenchError::Verify {
+            reason: format!(
+                "{}: expected {n_txns} txns and writes, replay applied {} txns and {} writes, discarded {}",
+                dir.display(),
+                stats.txns_applied,
+                stats.writes_applied,
+                stats.discarded_txns
+            ),
+        });
+    }
+    Ok((db, elapsed))
+}
+
+fn floor_pass(path: &Path) -> Result<(Duration, u32), BenchError> {
+    let started = Instant::now();
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| BenchError::io(format!("opening {}", path.display()), e))?;
+    let mut buf = vec![0u8; FLOOR_READ_LEN_BYTES];
+    let mut hasher = crc32fast::Hasher::new();
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| BenchError::io(format!("reading {}", path.display()), e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok((started.elapsed(), hasher.finalize()))
+}
+
+pub(crate) fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Builds the WAL at `dir` and measures each figure `repeats` times.
+pub(crate) fn measure(
+    dir: &Path,
+    n_txns: u64,
+    repeats: usize,
+) -> Result<ReplayFigures, BenchError> {
+    let wal_len_bytes = build_crashed_wal(dir, n_txns)?;
+    let wal_path = dir.join(engine::WAL_FILE_NAME);
+    // Warm the page cache so that replay and floor both read from memory.
+    floor_pass(&wal_path)?;
+    let ns = namespace();
+    let keys: Vec<Key> = (0..n_txns)
+        .map(|i| Key::kv(ns.clone(), user_key(i)))
+        .collect();
+    let mut reopen_samples = Vec::new();
+    let mut floor_samples = Vec::new();
+    let mut read_all_samples = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let (db, elapsed) = reopen(dir, n_txns)?;
+        reopen_samples.push(elapsed);
+        drop(db);
+        let (elapsed, _crc) = floor_pass(&wal_path)?;
+        floor_samples.push(elapsed);
+        let started = Instant::now();
+        let (db, _) = reopen(dir, n_txns)?;
+        let mut found = 0u64;
+        for key in &keys {
+            if db.get(key).is_some() {
+                found += 1;
+            }
+        }
+        read_all_samples.push(started.elapsed());
+        if found != n_txns {
+            return Err(BenchError::Verify {
+                reason: format!("{found} of {n_txns} keys readable after reopen"),
+            });
+        }
+        drop(db);
+    }
+    Ok(ReplayFigures {
+        n_txns,
+        wal_len_bytes,
+        reopen: median(reopen_samples),
+        floor: median(floor_samples),
+        reopen_read_all: median(read_all_samples),
+    })
+}
