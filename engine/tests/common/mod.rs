@@ -1,0 +1,276 @@
+//! Helpers shared by the engine's test binaries: keys, hand-built WAL images, a log
+//! capturing logger and a fault-injecting storage layer under the WAL's I/O seam.
+//!
+//! Each test binary uses a different subset of these helpers, so unused ones are allowed
+//! here rather than marked per binary.
+#![allow(dead_code)]
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use engine::database::identity;
+use engine::wal::format::{FileHeader, FORMAT_VERSION, HEADER_LEN};
+use engine::wal::{FileOpener, OpenedStorage, StorageOpener, WalStorage};
+use engine::{Key, Namespace, RunId, Timestamp, Value, WALEntry, WAL_FILE_NAME};
+
+/// The run id used by hand-built histories.
+pub const RUN: RunId = RunId(7);
+
+pub fn namespace() -> Arc<Namespace> {
+    Arc::new(Namespace::new("tenant", "app", "agent", RUN))
+}
+
+/// A plain key-value key in the test namespace.
+pub fn key(name: &str) -> Key {
+    Key::kv(namespace(), name)
+}
+
+/// A temporary directory, on tmpfs when the machine has one: the every-offset tests open
+/// thousands of databases and each open fsyncs several times.
+pub fn fast_tempdir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::tempdir_in(shm) {
+            return dir;
+        }
+    }
+    tempfile::tempdir().expect("create a temporary directory")
+}
+
+/// Builds WAL bytes record by record and remembers where each record starts and ends.
+#[derive(Debug, Clone)]
+pub struct WalImage {
+    pub bytes: Vec<u8>,
+    pub records: Vec<(u64, u64, WALEntry)>,
+}
+
+impl WalImage {
+    pub fn new(database_id: u128) -> WalImage {
+        let header = FileHeader {
+            format_version: FORMAT_VERSION,
+            database_id,
+        };
+        WalImage {
+            bytes: header.encode().to_vec(),
+            records: Vec::new(),
+        }
+    }
+
+    /// Appends one record; returns its start offset.
+    pub fn push(&mut self, entry: WALEntry) -> u64 {
+        let start = self.bytes.len() as u64;
+        entry.encode_into(&mut self.bytes);
+        let end = self.bytes.len() as u64;
+        self.records.push((start, end, entry));
+        start
+    }
+
+    pub fn begin(&mut self, txn_id: u64, timestamp: u64) -> u64 {
+        self.push(WALEntry::BeginTxn {
+            txn_id,
+            run_id: RUN,
+            timestamp: Timestamp(timestamp),
+        })
+    }
+
+    pub fn write(&mut self, txn_id: u64, name: &str, value: Value, version: u64) -> u64 {
+        self.push(WALEntry::Write {
+            txn_id,
+            run_id: RUN,
+            key: key(name),
+            value,
+            version,
+        })
+    }
+
+    pub fn delete(&mut self, txn_id: u64, name: &str, version: u64) -> u64 {
+        self.push(WALEntry::Delete {
+            txn_id,
+            run_id: RUN,
+            key: key(name),
+            version,
+        })
+    }
+
+    pub fn commit(&mut self, txn_id: u64) -> u64 {
+        self.push(WALEntry::CommitTxn {
+            txn_id,
+            run_id: RUN,
+        })
+    }
+
+    pub fn abort(&mut self, txn_id: u64) -> u64 {
+        self.push(WALEntry::AbortTxn {
+            txn_id,
+            run_id: RUN,
+        })
+    }
+
+    pub fn len_bytes(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+}
+
+/// Lays out a database directory holding `wal_bytes` as its log and an IDENTITY file for
+/// `database_id`, as if a database had written them. Returns the directory path.
+pub fn install_wal(dir: &Path, database_id: u128, wal_bytes: &[u8]) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("create database directory");
+    identity::create(dir, database_id).expect("write IDENTITY");
+    std::fs::write(dir.join(WAL_FILE_NAME), wal_bytes).expect("write wal.log");
+    dir.to_path_buf()
+}
+
+/// The WAL header length as a u64, for offset arithmetic.
+pub const HEADER_LEN_BYTES: u64 = HEADER_LEN as u64;
+
+/// One captured log record.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub level: log::Level,
+    pub thread: std::thread::ThreadId,
+    pub message: String,
+}
+
+#[derive(Debug, Default)]
+struct CaptureLogger {
+    records: Mutex<Vec<Captured>>,
+}
+
+impl log::Log for CaptureLogger {
+    fn enabled(&self, _metadata: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let captured = Captured {
+            level: record.level(),
+            thread: std::thread::current().id(),
+            message: record.args().to_string(),
+        };
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(captured);
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: OnceLock<&'static CaptureLogger> = OnceLock::new();
+
+/// Installs the capturing logger (once per process) and returns it.
+fn capture_logger() -> &'static CaptureLogger {
+    LOGGER.get_or_init(|| {
+        let logger: &'static CaptureLogger = Box::leak(Box::default());
+        log::set_logger(logger).expect("no other logger is installed in the test binaries");
+        log::set_max_level(log::LevelFilter::Trace);
+        logger
+    })
+}
+
+/// Runs `f` and returns the log records emitted on the calling thread meanwhile. Tests run
+/// in parallel threads of one process, so records are told apart by thread: replay runs on
+/// the thread that opens the database.
+pub fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, Vec<Captured>) {
+    let logger = capture_logger();
+    let me = std::thread::current().id();
+    let start = logger
+        .records
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .len();
+    let out = f();
+    let records = logger.records.lock().unwrap_or_else(|p| p.into_inner());
+    let mine = records[start..]
+        .iter()
+        .filter(|r| r.thread == me)
+        .cloned()
+        .collect();
+    (out, mine)
+}
+
+/// Faults to inject into every storage the [`FaultyOpener`] hands out.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// The next this many `sync_data` calls fail with EIO; later ones succeed (E1: the
+    /// engine must not trust a later "successful" fsync).
+    pub failing_syncs: AtomicUsize,
+    /// The next `write_at` writes half its bytes and then fails with ENOSPC (E4).
+    pub fail_next_write: AtomicBool,
+    /// Number of `sync_data` calls that reached the file.
+    pub syncs: AtomicUsize,
+}
+
+/// A real file with injectable failures.
+#[derive(Debug)]
+pub struct FaultyStorage {
+    inner: Arc<dyn WalStorage>,
+    faults: Arc<Faults>,
+}
+
+impl WalStorage for FaultyStorage {
+    fn len_bytes(&self) -> io::Result<u64> {
+        self.inner.len_bytes()
+    }
+
+    fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read_at(offset_bytes, buf)
+    }
+
+    fn write_at(&self, offset_bytes: u64, data: &[u8]) -> io::Result<()> {
+        if self.faults.fail_next_write.swap(false, Ordering::AcqRel) {
+            // A short write then an error: what a full disk does to a large write.
+            self.inner.write_at(offset_bytes, &data[..data.len() / 2])?;
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        self.inner.write_at(offset_bytes, data)
+    }
+
+    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        self.inner.set_len(len_bytes)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let failing =
+            self.faults
+                .failing_syncs
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.faults.syncs.fetch_add(1, Ordering::AcqRel);
+        self.inner.sync_data()
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        self.inner.sync_dir()
+    }
+}
+
+/// Opens real files wrapped in [`FaultyStorage`] sharing one [`Faults`].
+#[derive(Debug, Default)]
+pub struct FaultyOpener {
+    pub faults: Arc<Faults>,
+}
+
+impl StorageOpener for FaultyOpener {
+    fn open(&self, path: &Path) -> io::Result<OpenedStorage> {
+        let opened = FileOpener.open(path)?;
+        Ok(OpenedStorage {
+            storage: Arc::new(FaultyStorage {
+                inner: opened.storage,
+                faults: self.faults.clone(),
+            }),
+            created: opened.created,
+        })
+    }
+}
+
+/// The seed a randomized test uses, printed so a failure can be replayed by editing the
+/// constant (the harness prints seeds the same way).
+pub fn announce_seed(test: &str, seed: u64) -> u64 {
+    eprintln!("{test}: seed {seed:#018x}");
+    seed
+}

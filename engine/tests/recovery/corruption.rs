@@ -1,0 +1,313 @@
+//! Damage to committed history (FAULTS.md C1-C3) and record sizes across read-buffer
+//! boundaries (C4).
+//!
+//! A damaged record followed by valid records is refused by default with
+//! `EngineError::Corruption` naming its offset, and nothing on disk changes. In
+//! point-in-time mode the database opens at the last good record, reports the loss in
+//! `ReplayStats::corruption`, saves the dropped bytes to `wal.log.dropped-<offset>` and
+//! never applies a record after the damage.
+
+use std::collections::BTreeMap;
+
+use engine::wal::{ReadEnd, WalReader};
+use engine::{
+    Database, DatabaseOptions, DurabilityMode, EngineError, RecoveryMode, Value, WAL_FILE_NAME,
+};
+
+use crate::common::{install_wal, key, WalImage, RUN};
+use crate::{open, state};
+
+const DATABASE_ID: u128 = 0xc0_44u128 << 64;
+const N_TXNS: u64 = 8;
+const RECORDS_PER_TXN: usize = 4;
+
+/// Transactions 1..=8, each `Begin, Write own key, Write "shared", Commit`.
+fn history() -> WalImage {
+    let mut image = WalImage::new(DATABASE_ID);
+    for txn in 1..=N_TXNS {
+        image.begin(txn, txn);
+        image.write(
+            txn,
+            &format!("own{txn}"),
+            Value::I64(txn as i64),
+            2 * txn - 1,
+        );
+        image.write(txn, "shared", Value::I64(txn as i64), 2 * txn);
+        image.commit(txn);
+    }
+    image
+}
+
+/// The state after transactions `1..=n`.
+fn state_after(n: u64) -> BTreeMap<String, (Value, u64)> {
+    let mut out = BTreeMap::new();
+    for txn in 1..=n {
+        out.insert(format!("own{txn}"), (Value::I64(txn as i64), 2 * txn - 1));
+        out.insert("shared".to_string(), (Value::I64(txn as i64), 2 * txn));
+    }
+    out
+}
+
+/// (start, end) of record `record_idx` of transaction `txn` (1-based txn, 0-based record).
+fn record(image: &WalImage, txn: u64, record_idx: usize) -> (u64, u64) {
+    let r = &image.records[(txn as usize - 1) * RECORDS_PER_TXN + record_idx];
+    (r.0, r.1)
+}
+
+/// Checks both recovery modes on a log whose history is damaged from `damage_offset`,
+/// with the next valid record at `next_valid_offset`. Transactions before `intact_txns`
+/// (inclusive) are untouched.
+fn check_corruption(
+    name: &str,
+    bytes: &[u8],
+    damage_offset: u64,
+    next_valid_offset: u64,
+    intact_txns: u64,
+) {
+    let root = tempfile::tempdir().unwrap();
+    let dir = install_wal(root.path(), DATABASE_ID, bytes);
+    let wal_path = dir.join(WAL_FILE_NAME);
+
+    // Default mode: refuse, name the offset, touch nothing.
+    let err = Database::open(&dir).unwrap_err();
+    match &err {
+        EngineError::Corruption {
+            path,
+            offset_bytes,
+            reason,
+        } => {
+            assert_eq!(*offset_bytes, damage_offset, "{name}: {err}");
+            assert_eq!(path, &wal_path, "{name}");
+            assert!(
+                reason.contains(&format!("next valid record at offset {next_valid_offset}")),
+                "{name}: {reason}"
+            );
+        }
+        other => panic!("{name}: expected Corruption, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains(&format!("offset {damage_offset}")),
+        "{name}: message does not name the offset: {err}"
+    );
+    assert_eq!(
+        std::fs::read(&wal_path).unwrap(),
+        bytes,
+        "{name}: refusing must change nothing"
+    );
+
+    // Point-in-time mode: open at the last good record and report what was dropped.
+    let db = DatabaseOptions::new()
+        .recovery(RecoveryMode::PointInTime)
+        .open(&dir)
+        .unwrap_or_else(|e| panic!("{name}: point-in-time open failed: {e}"));
+    assert_eq!(state(&db), state_after(intact_txns), "{name}");
+    let stats = db.recovery_stats().clone();
+    assert_eq!(stats.txns_applied, intact_txns, "{name}");
+    let report = stats
+        .corruption
+        .clone()
+        .unwrap_or_else(|| panic!("{name}: no corruption report"));
+    assert_eq!(report.offset_bytes, damage_offset, "{name}");
+    assert_eq!(report.next_valid_offset_bytes, next_valid_offset, "{name}");
+    assert_eq!(
+        report.dropped_bytes,
+        bytes.len() as u64 - damage_offset,
+        "{name}"
+    );
+    assert!(!report.reason.is_empty());
+    let sidecar = dir.join(format!("{WAL_FILE_NAME}.dropped-{damage_offset}"));
+    assert_eq!(report.saved_to, sidecar, "{name}");
+    assert_eq!(
+        std::fs::read(&sidecar).unwrap(),
+        &bytes[damage_offset as usize..],
+        "{name}: the sidecar must hold exactly the dropped bytes"
+    );
+    assert!(
+        matches!(stats.end, Some(ReadEnd::Corruption { offset_bytes, .. }) if offset_bytes == damage_offset)
+    );
+    assert_eq!(
+        std::fs::metadata(&wal_path).unwrap().len(),
+        damage_offset,
+        "{name}"
+    );
+    assert_eq!(stats.torn_tail_bytes, 0, "{name}");
+
+    // The cut log takes new commits, and the default mode opens it cleanly afterwards.
+    let mut txn = db.begin(RUN);
+    txn.put(key("after"), Value::Null).unwrap();
+    let info = txn.commit().unwrap();
+    assert!(info.versions.start > 2 * intact_txns, "{name}: {info:?}");
+    drop(db);
+    let db = open(&dir);
+    let mut expected = state_after(intact_txns);
+    expected.insert("after".to_string(), (Value::Null, info.versions.start));
+    assert_eq!(state(&db), expected, "{name}");
+    assert!(db.recovery_stats().corruption.is_none());
+}
+
+/// C1: a record in the middle fails its checksum while later records are valid.
+#[test]
+fn c1_bad_checksum_mid_log() {
+    let image = history();
+    let (start, end) = record(&image, 4, 1);
+    let mut bytes = image.bytes.clone();
+    bytes[start as usize + 9 + 5] ^= 0x01; // inside the payload
+    check_corruption("payload bit flip", &bytes, start, end, 3);
+
+    let mut bytes = image.bytes.clone();
+    bytes[start as usize + 5] ^= 0xff; // inside the stored checksum
+    check_corruption("checksum damaged", &bytes, start, end, 3);
+}
+
+/// C2: a damaged length field (high bit flipped) is corruption, never a torn tail that
+/// would truncate synced data.
+#[test]
+fn c2_damaged_length_field_mid_log() {
+    let image = history();
+    let (start, end) = record(&image, 5, 2);
+    let mut bytes = image.bytes.clone();
+    bytes[start as usize + 3] ^= 0x80;
+    check_corruption("length high bit", &bytes, start, end, 4);
+
+    // A length that still fits in the file but is wrong fails the checksum instead.
+    let mut bytes = image.bytes.clone();
+    bytes[start as usize] ^= 0x04;
+    check_corruption("length low bits", &bytes, start, end, 4);
+}
+
+/// C3: a run of zeros inside the valid region followed by valid records is corruption,
+/// not the end of the log.
+#[test]
+fn c3_zeros_inside_the_valid_region() {
+    let image = history();
+    let (start, _) = record(&image, 3, 2);
+    let (_, zeros_end) = record(&image, 5, 3);
+    let mut bytes = image.bytes.clone();
+    bytes[start as usize..zeros_end as usize].fill(0);
+    check_corruption("zero run", &bytes, start, zeros_end, 2);
+}
+
+/// A checksummed record whose payload does not decode (a writer bug, not a torn write) is
+/// corruption as well, even when it is the last record.
+#[test]
+fn undecodable_record_with_valid_checksum_is_corruption() {
+    let mut image = history();
+    let start = image.len_bytes();
+    // A CommitTxn frame with a one-byte payload: framing and checksum are valid, the
+    // payload is too short for the txn id.
+    let payload = [7u8];
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.push(4);
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&frame);
+    hasher.update(&payload);
+    frame.extend_from_slice(&hasher.finalize().to_le_bytes());
+    frame.extend_from_slice(&payload);
+    image.bytes.extend_from_slice(&frame);
+    let root = tempfile::tempdir().unwrap();
+    let dir = install_wal(root.path(), DATABASE_ID, &image.bytes);
+    let err = Database::open(&dir).unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Corruption { offset_bytes, reason, .. }
+            if *offset_bytes == start && reason.contains("does not decode")),
+        "{err}"
+    );
+}
+
+fn commit_value(db: &Database, name: &str, len: usize) -> u64 {
+    let value: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let mut txn = db.begin(RUN);
+    txn.put(key(name), Value::Bytes(value)).unwrap();
+    txn.commit().unwrap().versions.start
+}
+
+/// Reads every record of `db`'s WAL with a reader of `buffer_len` bytes.
+fn read_all(db: &Database, buffer_len: usize) -> Vec<engine::WalRecord> {
+    let storage = db.wal().storage().clone();
+    let mut reader = WalReader::with_buffer_len(storage.as_ref(), db.wal().path(), buffer_len)
+        .expect("create reader");
+    let mut out = Vec::new();
+    while let Some(record) = reader.next_record().unwrap() {
+        out.push(record);
+    }
+    assert_eq!(
+        reader.end(),
+        Some(&ReadEnd::Clean {
+            end_offset_bytes: reader.file_len_bytes()
+        }),
+        "buffer {buffer_len}"
+    );
+    out
+}
+
+/// C4: values whose sizes sit around every power of two up to 1 MiB, so that records
+/// straddle the 1 MiB read buffer's boundaries and outgrow it; all are recovered. The same
+/// log read with tiny buffers yields identical records.
+#[test]
+fn c4_record_sizes_around_read_buffer_boundaries() {
+    let root = tempfile::tempdir().unwrap();
+    let mut sizes = Vec::new();
+    for shift in 0..=20u32 {
+        let p = 1usize << shift;
+        sizes.extend([p.saturating_sub(1), p, p + 1]);
+    }
+    // Whole-record sizes near the default buffer length as well (key "c4-NN" encodes
+    // to the same length for every NN).
+    let record_overhead = 9 + 24 + (2 + 6) + (2 + 3) + (2 + 5) + 8 + 1 + 4 + 5 + 5;
+    for delta in [-2i64, -1, 0, 1, 2] {
+        sizes.push(((1i64 << 20) + delta) as usize - record_overhead);
+    }
+    let mut versions = Vec::new();
+    {
+        let db = Database::open_with_mode(root.path(), DurabilityMode::Async).unwrap();
+        for (i, len) in sizes.iter().enumerate() {
+            versions.push(commit_value(&db, &format!("c4-{i:02}"), *len));
+        }
+        db.close().unwrap();
+    }
+    let db = open(root.path());
+    assert_eq!(db.recovery_stats().txns_applied, sizes.len() as u64);
+    for (i, len) in sizes.iter().enumerate() {
+        let got = db.get(&key(&format!("c4-{i:02}"))).unwrap();
+        assert_eq!(got.version, versions[i], "size {len}");
+        match got.value {
+            Value::Bytes(b) => {
+                assert_eq!(b.len(), *len);
+                assert!(
+                    b.iter().enumerate().all(|(j, x)| *x == (j % 251) as u8),
+                    "size {len}"
+                );
+            }
+            other => panic!("size {len}: got {other:?}"),
+        }
+    }
+    let reference = read_all(&db, engine::wal::reader::READ_BUFFER_LEN_DEFAULT);
+    assert_eq!(reference.len(), 3 * sizes.len());
+    assert!(
+        reference.iter().any(|r| r.len_bytes == 1 << 20),
+        "no record is exactly one buffer long"
+    );
+    for pair in reference.windows(2) {
+        assert_eq!(
+            pair[0].offset_bytes + pair[0].len_bytes,
+            pair[1].offset_bytes
+        );
+    }
+    assert_eq!(read_all(&db, 4096), reference);
+}
+
+/// C4 with small read buffers: record boundaries fall at every position of a refill.
+#[test]
+fn c4_small_read_buffers_read_the_same_records() {
+    let root = tempfile::tempdir().unwrap();
+    let db = Database::open_with_mode(root.path(), DurabilityMode::Async).unwrap();
+    for i in 0..120 {
+        commit_value(&db, &format!("s{i}"), (i * 7) % 130);
+    }
+    let reference = read_all(&db, 1 << 20);
+    assert_eq!(reference.len(), 360);
+    for buffer_len in [9, 10, 11, 16, 33, 64, 100, 255, 4096] {
+        assert_eq!(read_all(&db, buffer_len), reference, "buffer {buffer_len}");
+    }
+}

@@ -1,0 +1,155 @@
+//! fsync and write failures (FAULTS.md E1-E4): the failing commit errs, the database is
+//! poisoned so that no later commit, flush or close claims success (even though later
+//! fsyncs would "succeed"), nothing partial becomes visible, and reopening recovers.
+//! Faults are injected through `DatabaseOptions::storage_opener`, the WAL's I/O seam.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engine::{Database, DatabaseOptions, DurabilityMode, EngineError, Value};
+
+use crate::common::{key, Faults, FaultyOpener, RUN};
+use crate::{open, state};
+
+fn faulty(dir: &std::path::Path, mode: DurabilityMode) -> (Database, Arc<Faults>) {
+    let opener = FaultyOpener::default();
+    let faults = opener.faults.clone();
+    let db = DatabaseOptions::new()
+        .durability(mode)
+        .storage_opener(Arc::new(opener))
+        .open(dir)
+        .unwrap();
+    (db, faults)
+}
+
+fn put(db: &Database, name: &str) -> engine::Result<engine::CommitInfo> {
+    let mut txn = db.begin(RUN);
+    txn.put(key(name), Value::String(name.to_string()))?;
+    txn.commit()
+}
+
+fn assert_poisoned(result: engine::Result<impl std::fmt::Debug>, what: &str, cause: &str) {
+    match result {
+        Err(EngineError::Poisoned { reason }) => {
+            assert!(
+                reason.contains(cause),
+                "{what}: reason {reason:?} lacks {cause:?}"
+            )
+        }
+        other => panic!("{what}: expected Poisoned, got {other:?}"),
+    }
+}
+
+/// E1 + E2: an fdatasync fails once in Strict mode. The commit errs; every later commit,
+/// flush and close errs with Poisoned although the storage would sync again; reopening
+/// keeps every acknowledged commit, the failed one at most whole, and nothing after it.
+#[test]
+fn e1_failed_fsync_poisons_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, faults) = faulty(dir.path(), DurabilityMode::Strict);
+    put(&db, "acked").unwrap();
+    faults.failing_syncs.store(1, Ordering::SeqCst);
+    match put(&db, "failed") {
+        Err(EngineError::Io { context, .. }) => {
+            assert!(context.contains("poisoned"), "{context}")
+        }
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    assert_eq!(
+        faults.failing_syncs.load(Ordering::SeqCst),
+        0,
+        "the fault fired"
+    );
+    assert!(
+        db.get(&key("failed")).is_none(),
+        "an unacknowledged commit became visible"
+    );
+    assert_poisoned(put(&db, "later"), "later commit", "fdatasync");
+    assert_poisoned(db.flush(), "flush", "fdatasync");
+    assert_poisoned(db.wal().check_poisoned(), "check_poisoned", "fdatasync");
+    assert_poisoned(db.close(), "close", "fdatasync");
+
+    let db = open(dir.path());
+    let got = state(&db);
+    assert!(got.contains_key("acked"));
+    assert!(!got.contains_key("later"));
+    // "failed" is in doubt: the caller was told it may or may not survive. Either way it
+    // is whole and ordered after "acked".
+    if let Some((_, version)) = got.get("failed") {
+        assert!(*version > got["acked"].1);
+    }
+    put(&db, "after reopen").unwrap();
+}
+
+/// E3: in Batched mode a failed background fsync is reported by the next commit, by
+/// flush, and by close, which never claims success.
+#[test]
+fn e3_failed_background_fsync_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, faults) = faulty(
+        dir.path(),
+        DurabilityMode::Batched {
+            interval_ms: 5,
+            batch_size: 1024,
+        },
+    );
+    faults.failing_syncs.store(1, Ordering::SeqCst);
+    let info = put(&db, "written").unwrap();
+    assert!(!info.durable);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db.wal().check_poisoned().is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the flusher never hit the failing fsync"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_poisoned(put(&db, "later"), "commit after failed flush", "fdatasync");
+    assert_poisoned(db.flush(), "flush", "fdatasync");
+    assert_poisoned(db.close(), "close", "fdatasync");
+    let db = open(dir.path());
+    assert!(!state(&db).contains_key("later"));
+}
+
+/// E4: a write fails half way (ENOSPC). The commit errs and is not visible, later commits
+/// are refused, and after "space returns" the reopened database cuts the partial
+/// transaction as a torn tail and accepts commits that survive another reopen.
+#[test]
+fn e4_failed_write_poisons_and_reopen_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, faults) = faulty(dir.path(), DurabilityMode::Strict);
+    let acked = put(&db, "acked").unwrap();
+    faults.fail_next_write.store(true, Ordering::SeqCst);
+    match put(&db, "partial") {
+        Err(EngineError::Io { context, source }) => {
+            assert_eq!(source.raw_os_error(), Some(libc::ENOSPC));
+            assert!(
+                context.contains(&format!("at offset {}", acked.end_offset_bytes)),
+                "{context}"
+            );
+        }
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    assert!(db.get(&key("partial")).is_none());
+    assert_poisoned(put(&db, "later"), "later commit", "write");
+    assert_poisoned(db.flush(), "flush", "write");
+    assert!(db.close().is_err());
+
+    let db = open(dir.path());
+    let stats = db.recovery_stats();
+    assert!(
+        stats.torn_tail_bytes > 0,
+        "the half-written transaction is a torn tail"
+    );
+    assert_eq!(stats.txns_applied, 1);
+    assert_eq!(state(&db).keys().collect::<Vec<_>>(), vec!["acked"]);
+    let after = put(&db, "after").unwrap();
+    assert!(after.versions.start > acked.versions.start);
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(
+        state(&db).keys().collect::<Vec<_>>(),
+        vec!["acked", "after"]
+    );
+}
