@@ -1,0 +1,413 @@
+//! Golden WAL images: the byte format is pinned, and each image recovers to an exact state.
+//!
+//! Property: the encoder produces exactly the bytes checked in under `tests/fixtures/`
+//! (so any change to the format, deliberate or not, fails here and must come with a new
+//! format version and docs/format.md), and recovering each image (clean, torn tail,
+//! mid-log corruption, zero-filled tail) yields exactly the stats and state written below.
+//! How: the images are generated deterministically from `WALEntry::encode` and
+//! `FileHeader::encode` with fixed txn ids, versions, timestamps and database id, and
+//! recovered from a temporary copy with a matching IDENTITY file.
+//! Regenerate after an intended format change with
+//! `cargo test -p engine --test fixtures -- --ignored regenerate_fixtures`.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use engine::wal::{CorruptionReport, ReadEnd};
+use engine::{Database, DatabaseOptions, EngineError, RecoveryMode, ReplayStats, Value};
+use engine::{WalReader, WAL_FILE_NAME};
+
+use common::{install_wal, WalImage, HEADER_LEN_BYTES};
+
+/// The database id every fixture's header carries.
+const FIXTURE_DATABASE_ID: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+/// Timestamps of the fixture transactions: 2023-11-14T22:13:20Z plus one second per txn.
+const T0_MICROS: u64 = 1_700_000_000_000_000;
+
+const FIXTURES: [&str; 4] = [
+    "clean",
+    "torn_tail",
+    "mid_log_corruption",
+    "zero_filled_tail",
+];
+
+/// Bytes of txn 4's Write record kept in the torn fixture.
+const TORN_KEPT_BYTES: usize = 20;
+/// Zero bytes after the clean log in the zero-filled fixture (unwritten preallocation).
+const ZERO_TAIL_BYTES: usize = 512;
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// The clean history: txn 1 committed, txn 2 aborted, txn 3 committed. Between them they
+/// use every value tag and a delete.
+fn clean() -> WalImage {
+    let mut image = WalImage::new(FIXTURE_DATABASE_ID);
+    image.begin(1, T0_MICROS);
+    image.write(1, "a", Value::String("alpha".into()), 1);
+    image.write(1, "b", Value::I64(-2), 2);
+    image.commit(1);
+    image.begin(2, T0_MICROS + 1_000_000);
+    image.write(2, "c", Value::Bytes(vec![0xde, 0xad, 0xbe, 0xef]), 3);
+    image.abort(2);
+    image.begin(3, T0_MICROS + 2_000_000);
+    image.delete(3, "b", 4);
+    image.write(3, "d", Value::Bool(true), 5);
+    image.write(3, "e", Value::Null, 6);
+    image.write(3, "f", Value::F64(0.25), 7);
+    image.commit(3);
+    image
+}
+
+/// Offset of the record in `image` that is the `nth` Write of `txn_id`.
+fn write_offset(image: &WalImage, txn_id: u64, nth: usize) -> (u64, u64) {
+    let (start, end, _) = image
+        .records
+        .iter()
+        .filter(|(_, _, e)| matches!(e, engine::WALEntry::Write { txn_id: t, .. } if *t == txn_id))
+        .nth(nth)
+        .expect("fixture has that write");
+    (*start, *end)
+}
+
+/// Every fixture's bytes, generated.
+fn generate(name: &str) -> Vec<u8> {
+    let image = clean();
+    match name {
+        "clean" => image.bytes,
+        "torn_tail" => {
+            // txn 4 was being appended when the process died: its BeginTxn is whole, its
+            // Write record only partly written.
+            let mut image = image;
+            image.begin(4, T0_MICROS + 3_000_000);
+            let write = image.write(4, "g", Value::Bytes(vec![0x47; 32]), 8);
+            image.commit(4);
+            image.bytes.truncate(write as usize + TORN_KEPT_BYTES);
+            image.bytes
+        }
+        "mid_log_corruption" => {
+            // One bit of txn 3's first Write payload flipped: valid records follow it.
+            let (start, _) = write_offset(&image, 3, 0);
+            let mut bytes = image.bytes;
+            bytes[start as usize + 9 + 24] ^= 0x01;
+            bytes
+        }
+        "zero_filled_tail" => {
+            let mut bytes = image.bytes;
+            bytes.resize(bytes.len() + ZERO_TAIL_BYTES, 0);
+            bytes
+        }
+        other => panic!("unknown fixture {other}"),
+    }
+}
+
+fn checked_in(name: &str) -> Vec<u8> {
+    let path = fixture_dir().join(format!("{name}.wal"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+#[test]
+fn fixtures_match_the_encoder_byte_for_byte() {
+    for name in FIXTURES {
+        let generated = generate(name);
+        let stored = checked_in(name);
+        let first_difference = generated.iter().zip(&stored).position(|(a, b)| a != b);
+        assert!(
+            generated == stored,
+            "fixture {name}: generated {} bytes, checked in {} bytes, first difference at {:?}; \
+             the WAL format changed (bump FORMAT_VERSION, update docs/format.md, regenerate)",
+            generated.len(),
+            stored.len(),
+            first_difference
+        );
+    }
+    // Lengths pinned independently of the generator.
+    assert_eq!(checked_in("clean").len(), 715);
+    assert_eq!(checked_in("torn_tail").len(), 715 + 33 + TORN_KEPT_BYTES);
+    assert_eq!(checked_in("mid_log_corruption").len(), 715);
+    assert_eq!(checked_in("zero_filled_tail").len(), 715 + ZERO_TAIL_BYTES);
+}
+
+/// Writes the fixtures. Run only after an intended format change.
+#[test]
+#[ignore]
+fn regenerate_fixtures() {
+    std::fs::create_dir_all(fixture_dir()).unwrap();
+    for name in FIXTURES {
+        let path = fixture_dir().join(format!("{name}.wal"));
+        std::fs::write(&path, generate(name)).unwrap();
+        eprintln!("wrote {}", path.display());
+    }
+}
+
+/// Copies a checked-in fixture into a fresh database directory with a matching IDENTITY.
+fn install(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let dir = install_wal(
+        &root.path().join("db"),
+        FIXTURE_DATABASE_ID,
+        &checked_in(name),
+    );
+    (root, dir)
+}
+
+type State = BTreeMap<String, (Value, u64, u64)>;
+
+/// user key -> (value, version, timestamp)
+fn state(db: &Database) -> State {
+    db.storage()
+        .snapshot()
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8(k.user_key).unwrap(),
+                (v.value, v.version, v.timestamp.0),
+            )
+        })
+        .collect()
+}
+
+fn clean_state() -> State {
+    BTreeMap::from([
+        (
+            "a".to_string(),
+            (Value::String("alpha".into()), 1, T0_MICROS),
+        ),
+        (
+            "d".to_string(),
+            (Value::Bool(true), 5, T0_MICROS + 2_000_000),
+        ),
+        ("e".to_string(), (Value::Null, 6, T0_MICROS + 2_000_000)),
+        (
+            "f".to_string(),
+            (Value::F64(0.25), 7, T0_MICROS + 2_000_000),
+        ),
+    ])
+}
+
+/// The stats of replaying the clean history completely.
+fn clean_stats() -> ReplayStats {
+    ReplayStats {
+        txns_applied: 2,
+        writes_applied: 5,
+        deletes_applied: 1,
+        discarded_txns: 0,
+        aborted_txns: 1,
+        orphaned_entries: 0,
+        final_version: 7,
+        max_version_seen: 7,
+        max_txn_id: 3,
+        records_read: 13,
+        bytes_replayed: 715 - HEADER_LEN_BYTES,
+        torn_tail_bytes: 0,
+        torn_tail_zero_filled: false,
+        corruption: None,
+        end: Some(ReadEnd::Clean {
+            end_offset_bytes: 715,
+        }),
+    }
+}
+
+#[test]
+fn clean_fixture_recovers_exactly() {
+    let (_root, dir) = install("clean");
+    let db = Database::open(&dir).unwrap();
+    assert_eq!(state(&db), clean_state());
+    assert_eq!(db.recovery_stats(), &clean_stats());
+}
+
+#[test]
+fn torn_tail_fixture_recovers_the_committed_prefix() {
+    let (_root, dir) = install("torn_tail");
+    let db = Database::open(&dir).unwrap();
+    assert_eq!(state(&db), clean_state());
+    let torn_offset = 715 + 33;
+    let expected = ReplayStats {
+        discarded_txns: 1,
+        max_txn_id: 4,
+        records_read: 14,
+        bytes_replayed: torn_offset - HEADER_LEN_BYTES,
+        torn_tail_bytes: TORN_KEPT_BYTES as u64,
+        end: Some(ReadEnd::TornTail {
+            offset_bytes: torn_offset,
+            torn_bytes: TORN_KEPT_BYTES as u64,
+            zero_filled: false,
+            reason: format!(
+                "record needs {} bytes, the file ends {TORN_KEPT_BYTES} bytes after its start",
+                write_offset_len(4)
+            ),
+        }),
+        ..clean_stats()
+    };
+    assert_eq!(db.recovery_stats(), &expected);
+    assert_eq!(
+        std::fs::metadata(dir.join(WAL_FILE_NAME)).unwrap().len(),
+        torn_offset
+    );
+}
+
+/// Length of the Write record of txn 4 in the torn fixture (before it was cut).
+fn write_offset_len(txn_id: u64) -> u64 {
+    let mut image = clean();
+    image.begin(txn_id, T0_MICROS + 3_000_000);
+    image.write(txn_id, "g", Value::Bytes(vec![0x47; 32]), 8);
+    let (start, end) = write_offset(&image, txn_id, 0);
+    end - start
+}
+
+#[test]
+fn mid_log_corruption_fixture_is_refused_then_cut_in_point_in_time_mode() {
+    let (start, next) = write_offset(&clean(), 3, 0);
+    assert_eq!((start, next), (477, 546));
+    let (_root, dir) = install("mid_log_corruption");
+    let err = Database::open(&dir).unwrap_err();
+    match &err {
+        EngineError::Corruption {
+            offset_bytes,
+            reason,
+            ..
+        } => {
+            assert_eq!(*offset_bytes, start);
+            assert!(reason.starts_with("record checksum mismatch"), "{reason}");
+            assert!(
+                reason.ends_with("next valid record at offset 546"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+
+    let db = DatabaseOptions::new()
+        .recovery(RecoveryMode::PointInTime)
+        .open(&dir)
+        .unwrap();
+    let txn1_state: State = BTreeMap::from([
+        (
+            "a".to_string(),
+            (Value::String("alpha".into()), 1, T0_MICROS),
+        ),
+        ("b".to_string(), (Value::I64(-2), 2, T0_MICROS)),
+    ]);
+    assert_eq!(state(&db), txn1_state);
+    let stats = db.recovery_stats().clone();
+    let corruption = stats.corruption.clone().expect("a corruption report");
+    assert_eq!(
+        corruption,
+        CorruptionReport {
+            offset_bytes: 477,
+            next_valid_offset_bytes: 546,
+            reason: corruption.reason.clone(),
+            dropped_bytes: 715 - 477,
+            saved_to: dir.join("wal.log.dropped-477"),
+        }
+    );
+    assert!(corruption.reason.starts_with("record checksum mismatch"));
+    let expected = ReplayStats {
+        txns_applied: 1,
+        writes_applied: 2,
+        deletes_applied: 0,
+        discarded_txns: 1,
+        aborted_txns: 1,
+        orphaned_entries: 0,
+        final_version: 2,
+        // txn 3's Delete (version 4), read before the damage, counts as seen.
+        max_version_seen: 4,
+        max_txn_id: 3,
+        records_read: 9,
+        bytes_replayed: 477 - HEADER_LEN_BYTES,
+        torn_tail_bytes: 0,
+        torn_tail_zero_filled: false,
+        corruption: Some(corruption.clone()),
+        end: Some(ReadEnd::Corruption {
+            offset_bytes: 477,
+            next_valid_offset_bytes: 546,
+            reason: corruption.reason.clone(),
+        }),
+    };
+    assert_eq!(stats, expected);
+    assert_eq!(
+        std::fs::read(dir.join("wal.log.dropped-477")).unwrap(),
+        &checked_in("mid_log_corruption")[477..]
+    );
+    assert_eq!(
+        std::fs::read(dir.join(WAL_FILE_NAME)).unwrap(),
+        &checked_in("clean")[..477]
+    );
+}
+
+#[test]
+fn zero_filled_tail_fixture_recovers_everything() {
+    let (_root, dir) = install("zero_filled_tail");
+    let db = Database::open(&dir).unwrap();
+    assert_eq!(state(&db), clean_state());
+    let got = db.recovery_stats();
+    // The reason names the checksum of the first zero frame; the rest is exact.
+    let reason = match &got.end {
+        Some(ReadEnd::TornTail { reason, .. }) => reason.clone(),
+        other => panic!("expected a torn tail, got {other:?}"),
+    };
+    assert!(
+        reason.starts_with("record checksum mismatch (stored 0x00000000"),
+        "{reason}"
+    );
+    let expected = ReplayStats {
+        torn_tail_bytes: ZERO_TAIL_BYTES as u64,
+        torn_tail_zero_filled: true,
+        end: Some(ReadEnd::TornTail {
+            offset_bytes: 715,
+            torn_bytes: ZERO_TAIL_BYTES as u64,
+            zero_filled: true,
+            reason,
+        }),
+        ..clean_stats()
+    };
+    assert_eq!(got, &expected);
+    assert_eq!(
+        std::fs::read(dir.join(WAL_FILE_NAME)).unwrap(),
+        checked_in("clean")
+    );
+}
+
+/// The record layout of the clean fixture, as docs/format.md's worked example shows it.
+#[test]
+fn clean_fixture_record_offsets() {
+    let bytes = checked_in("clean");
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join(WAL_FILE_NAME);
+    std::fs::write(&path, &bytes).unwrap();
+    let opened = engine::wal::FileOpener;
+    let storage = engine::wal::StorageOpener::open(&opened, &path)
+        .unwrap()
+        .storage;
+    let mut reader = WalReader::new(storage.as_ref(), &path).unwrap();
+    let mut layout = Vec::new();
+    while let Some(record) = reader.next_record().unwrap() {
+        layout.push((
+            record.offset_bytes,
+            record.len_bytes,
+            record.entry.record_type().name(),
+        ));
+    }
+    assert_eq!(
+        layout,
+        vec![
+            (32, 33, "BeginTxn"),
+            (65, 77, "Write"),
+            (142, 76, "Write"),
+            (218, 25, "CommitTxn"),
+            (243, 33, "BeginTxn"),
+            (276, 76, "Write"),
+            (352, 25, "AbortTxn"),
+            (377, 33, "BeginTxn"),
+            (410, 67, "Delete"),
+            (477, 69, "Write"),
+            (546, 68, "Write"),
+            (614, 76, "Write"),
+            (690, 25, "CommitTxn"),
+        ]
+    );
+}
