@@ -1,5 +1,27 @@
 //! `crashkit`: the fault-injection library behind `torture`.
 //!
+//! A cycle ([`cycle::run_cycle`]) starts a child writer ([`child`]) that runs a seeded
+//! workload ([`workload`]) through fault layers under the engine's I/O seam ([`seam`]),
+//! kills it as the case's plan says ([`plan`]), optionally damages the unsynced WAL
+//! ([`power_loss`]), and checks the reopened database against the model ([`oracle`],
+//! [`checker`]). Violations become [`finding::Finding`]s; [`campaign`] runs many cycles.
+//!
 //! Architecture invariant: every random choice derives from a printed seed through ChaCha8.
 
 pub mod bench;
+pub mod campaign;
+pub mod case;
+pub mod checker;
+pub mod child;
+pub mod coverage;
+pub mod cycle;
+pub mod finding;
+pub mod inspect;
+pub mod oracle;
+pub mod plan;
+pub mod power_loss;
+pub mod protocol;
+pub mod regressions;
+pub mod seam;
+pub mod shrink;
+pub mod workload;

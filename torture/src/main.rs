@@ -1,5 +1,527 @@
 //! `torture`: thin CLI over crashkit. Parses, runs, maps the outcome to an exit code.
+//!
+//! Exit codes: 0 clean, 1 findings, 2 usage error, 3 harness or environment failure.
 
-fn main() {
-    env_logger::init();
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use crashkit::campaign::{self, CampaignOptions, Frequency, Progress};
+use crashkit::case::{parse_seed, Case, KillKind, Limits, ModeName};
+use crashkit::cycle::{ChildCommand, CycleEnv};
+
+const EXIT_CLEAN: u8 = 0;
+const EXIT_FINDINGS: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_HARNESS: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "torture",
+    version,
+    about = "Crash-torture the engine: kill writers mid-WAL, recover, check against a model"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run crash cycles over all (or the chosen) modes and kill kinds.
+    Run(RunArgs),
+    /// Rerun one case deterministically (and optionally shrink it).
+    Repro(ReproArgs),
+    /// Print a WAL record by record, and where and why reading stopped.
+    Inspect(InspectArgs),
+    /// The engine's performance checks.
+    Bench(crashkit::bench::BenchOptions),
+    /// Internal: the child writer / recoverer process.
+    #[command(hide = true)]
+    Child {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ModeArg {
+    Strict,
+    Batched,
+    Async,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KillArg {
+    Offset,
+    Watch,
+    Time,
+    IoError,
+    All,
+}
+
+#[derive(Debug, Args)]
+struct WorkloadArgs {
+    /// Keep only the first N transactions of each workload.
+    #[arg(long)]
+    txns_max: Option<usize>,
+    /// Keep only the first N operations of each transaction.
+    #[arg(long)]
+    ops_max: Option<usize>,
+    /// Truncate string and byte values to N bytes.
+    #[arg(long)]
+    value_len_max: Option<usize>,
+}
+
+impl WorkloadArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            txns_max: self.txns_max,
+            ops_max: self.ops_max,
+            value_len_max: self.value_len_max,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// How long to run, e.g. 30s, 5m, 1h (default 30s unless --cycles is given).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// How many cycles to run (of this shard).
+    #[arg(long)]
+    cycles: Option<u64>,
+    /// Parallel child workers.
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+    /// Base seed (decimal or 0x hex); each cycle's seed derives from it and its index.
+    #[arg(long, value_parser = parse_seed)]
+    seed: Option<u64>,
+    #[arg(long, value_enum, default_value_t = ModeArg::All)]
+    mode: ModeArg,
+    #[arg(long, value_enum, default_value_t = KillArg::All)]
+    kill: KillArg,
+    /// Damage the unsynced WAL after the kill, as a power loss could.
+    #[arg(long, value_enum, default_value_t = Frequency::Sometimes, num_args = 0..=1, default_missing_value = "always")]
+    power_loss: Frequency,
+    /// Kill a first recovery attempt, then recover again.
+    #[arg(long, value_enum, default_value_t = Frequency::Sometimes, num_args = 0..=1, default_missing_value = "always")]
+    recovery_crash: Frequency,
+    /// Where findings keep their data directories.
+    #[arg(long, default_value = "artifacts")]
+    artifacts: PathBuf,
+    /// Scratch directory for cycles (default: a fresh temporary directory).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// JSON Lines on stdout: begin, finding and summary objects.
+    #[arg(long)]
+    json: bool,
+    /// Run only the slice i of n of the seed space, e.g. 0/4.
+    #[arg(long, value_parser = parse_shard, default_value = "0/1")]
+    shard: (u64, u64),
+    #[command(flatten)]
+    workload: WorkloadArgs,
+}
+
+#[derive(Debug, Args)]
+struct ReproArgs {
+    /// The cycle seed printed with the finding.
+    #[arg(long, value_parser = parse_seed)]
+    seed: u64,
+    #[arg(long, default_value = "strict")]
+    mode: ModeName,
+    #[arg(long, default_value = "offset")]
+    kill: KillKind,
+    #[arg(long)]
+    power_loss: bool,
+    #[arg(long)]
+    recovery_crash: bool,
+    /// Kill at this WAL offset instead of the derived one (offset and watch kills).
+    #[arg(long)]
+    kill_offset: Option<u64>,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+    /// Minimize the failing case; every step is a real crash cycle.
+    #[arg(long)]
+    shrink: bool,
+    /// Append the (shrunk) failing case to this regression list.
+    #[arg(long)]
+    save_regression: Option<PathBuf>,
+    #[arg(long, default_value = "artifacts")]
+    artifacts: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// A database directory or a WAL file.
+    path: PathBuf,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 30s, 5m, 1h)"))?;
+    let secs = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_shard(s: &str) -> Result<(u64, u64), String> {
+    let err = || format!("invalid shard {s:?}: expected i/n with i < n, e.g. 0/4");
+    let (i, n) = s.split_once('/').ok_or_else(err)?;
+    let (i, n): (u64, u64) = (i.parse().map_err(|_| err())?, n.parse().map_err(|_| err())?);
+    if n == 0 || i >= n {
+        return Err(err());
+    }
+    Ok((i, n))
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // A second Ctrl-C: stop now.
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+fn install_sigint_handler() {
+    // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                EXIT_USAGE
+            } else {
+                EXIT_CLEAN
+            });
+        }
+    };
+    if let Command::Child { args } = cli.command {
+        crashkit::child::main_from_args(args);
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off")).init();
+    let code = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Repro(args) => repro(args),
+        Command::Inspect(args) => inspect(args),
+        Command::Bench(opts) => match crashkit::bench::run_command(&opts) {
+            Ok(()) => EXIT_CLEAN,
+            Err(e) => {
+                eprintln!("torture bench: {e}");
+                EXIT_HARNESS
+            }
+        },
+        Command::Child { .. } => unreachable!("handled above"),
+    };
+    ExitCode::from(code)
+}
+
+fn harness_failure(what: &str, e: impl std::fmt::Display) -> u8 {
+    eprintln!("torture: {what}: {e}");
+    EXIT_HARNESS
+}
+
+fn child_command() -> Result<ChildCommand, u8> {
+    ChildCommand::current_exe_subcommand("child")
+        .map_err(|e| harness_failure("cannot locate the torture executable", e))
+}
+
+fn json_line(value: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+fn run(args: RunArgs) -> u8 {
+    let child = match child_command() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let temp = match &args.work_dir {
+        Some(_) => None,
+        None => match tempfile::Builder::new().prefix("torture-").tempdir() {
+            Ok(t) => Some(t),
+            Err(e) => return harness_failure("cannot create a temporary directory", e),
+        },
+    };
+    let work_dir = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| temp.as_ref().expect("created above").path().to_path_buf());
+    let base_seed = args.seed.unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        crashkit::case::cycle_seed(nanos, u64::from(std::process::id()))
+    });
+    let opts = CampaignOptions {
+        base_seed,
+        cycles: args.cycles,
+        duration: args.duration.or(if args.cycles.is_none() {
+            Some(Duration::from_secs(30))
+        } else {
+            None
+        }),
+        jobs: args.jobs.max(1),
+        modes: match args.mode {
+            ModeArg::Strict => vec![ModeName::Strict],
+            ModeArg::Batched => vec![ModeName::Batched],
+            ModeArg::Async => vec![ModeName::Async],
+            ModeArg::All => ModeName::ALL.to_vec(),
+        },
+        kills: match args.kill {
+            KillArg::Offset => vec![KillKind::Offset],
+            KillArg::Watch => vec![KillKind::Watch],
+            KillArg::Time => vec![KillKind::Time],
+            KillArg::IoError => vec![KillKind::IoError],
+            KillArg::All => KillKind::ALL.to_vec(),
+        },
+        power_loss: args.power_loss,
+        recovery_crash: args.recovery_crash,
+        shard: args.shard,
+        limits: args.workload.limits(),
+    };
+    let env = CycleEnv {
+        work_dir,
+        artifacts_dir: args.artifacts.clone(),
+        child,
+        wrong: None,
+    };
+    if args.json {
+        json_line(&serde_json::json!({
+            "type": "begin",
+            "base_seed": format!("{base_seed:#018x}"),
+            "jobs": opts.jobs,
+            "modes": opts.modes,
+            "kills": opts.kills,
+            "shard": format!("{}/{}", opts.shard.0, opts.shard.1),
+            "cycles": opts.cycles,
+            "duration_s": opts.duration.map(|d| d.as_secs_f64()),
+        }));
+    } else {
+        eprintln!(
+            "torture: base seed {base_seed:#018x}, {} job(s), modes {:?}, kills {:?}",
+            opts.jobs,
+            opts.modes.iter().map(|m| m.name()).collect::<Vec<_>>(),
+            opts.kills.iter().map(|k| k.name()).collect::<Vec<_>>()
+        );
+    }
+    install_sigint_handler();
+    let bar = progress_bar(&opts);
+    let started = std::time::Instant::now();
+    let counts = std::sync::Mutex::new((0u64, 0u64));
+    let result = campaign::run_campaign(&opts, &env, &INTERRUPTED, &|p| match p {
+        Progress::Finding(f) => {
+            if args.json {
+                let mut v = serde_json::to_value(f).unwrap_or_default();
+                v["type"] = "finding".into();
+                json_line(&v);
+            } else {
+                bar.suspend(|| eprintln!("{f}"));
+            }
+        }
+        Progress::Cycle(outcome) => {
+            let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+            c.0 += 1;
+            c.1 += u64::from(outcome.finding.is_some());
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "{} cycles, {:.1}/s, {} findings",
+                c.0,
+                c.0 as f64 / secs,
+                c.1
+            ));
+            match opts.duration {
+                Some(d) => {
+                    bar.set_position(started.elapsed().as_millis().min(d.as_millis()) as u64)
+                }
+                None => bar.set_position(c.0),
+            }
+        }
+    });
+    bar.finish_and_clear();
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => return harness_failure("the campaign stopped", e),
+    };
+    if args.json {
+        let mut v = serde_json::to_value(&summary).unwrap_or_default();
+        v["type"] = "summary".into();
+        json_line(&v);
+    } else {
+        print_summary(&summary);
+        if summary.findings > 0 {
+            eprintln!(
+                "torture: artifacts of the findings are in {}",
+                args.artifacts.display()
+            );
+        }
+    }
+    if summary.findings > 0 {
+        EXIT_FINDINGS
+    } else {
+        EXIT_CLEAN
+    }
+}
+
+fn progress_bar(opts: &CampaignOptions) -> indicatif::ProgressBar {
+    let bar = match (opts.cycles, opts.duration) {
+        (_, Some(d)) => indicatif::ProgressBar::new(d.as_millis() as u64),
+        (Some(n), None) => indicatif::ProgressBar::new(n),
+        (None, None) => indicatif::ProgressBar::no_length(),
+    };
+    // indicatif draws nothing when stderr is not a terminal.
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {msg} (eta {eta})",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+fn print_summary(s: &campaign::Summary) {
+    println!(
+        "{} cycles in {:.1}s ({:.1} cycles/s): {} clean, {} findings{}",
+        s.cycles,
+        s.elapsed_s,
+        s.cycles_per_s,
+        s.clean,
+        s.findings,
+        if s.interrupted { " (interrupted)" } else { "" }
+    );
+    println!(
+        "{:<20} {:>7} {:>7} {:>8} {:>7} {:>10} {:>14}",
+        "mode/kill", "cycles", "clean", "findings", "killed", "power-loss", "recovery-crash"
+    );
+    for (k, c) in &s.per_mode_kill {
+        println!(
+            "{:<20} {:>7} {:>7} {:>8} {:>7} {:>10} {:>14}",
+            k, c.cycles, c.clean, c.findings, c.killed, c.power_loss, c.recovery_crash
+        );
+    }
+    if !s.coverage.is_empty() {
+        println!("kill sites:");
+        for (k, n) in &s.coverage {
+            println!("  {k:<28} {n}");
+        }
+    }
+    for (k, n) in &s.findings_by_kind {
+        println!("finding {k}: {n}");
+    }
+}
+
+fn repro(args: ReproArgs) -> u8 {
+    let child = match child_command() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let temp = match tempfile::Builder::new().prefix("torture-repro-").tempdir() {
+        Ok(t) => t,
+        Err(e) => return harness_failure("cannot create a temporary directory", e),
+    };
+    let env = CycleEnv {
+        work_dir: temp.path().to_path_buf(),
+        artifacts_dir: args.artifacts.clone(),
+        child,
+        wrong: None,
+    };
+    let case = Case {
+        seed: args.seed,
+        mode: args.mode,
+        kill: args.kill,
+        power_loss: args.power_loss,
+        recovery_crash: args.recovery_crash,
+        limits: args.workload.limits(),
+        kill_offset_bytes: args.kill_offset,
+    };
+    let outcome = match crashkit::cycle::run_cycle(&case, &env) {
+        Ok(o) => o,
+        Err(e) => return harness_failure("the cycle failed", e),
+    };
+    let Some(finding) = outcome.finding else {
+        if args.json {
+            json_line(&serde_json::json!({
+                "type": "clean",
+                "case": case,
+                "recovered_n": outcome.recovered_n,
+                "acked": outcome.acked,
+                "kill_site": outcome.kill_site.map(|s| s.key()),
+            }));
+        } else {
+            println!(
+                "clean: seed {:#018x} ({} acked, recovered prefix n = {:?}, kill site {})",
+                case.seed,
+                outcome.acked,
+                outcome.recovered_n,
+                outcome
+                    .kill_site
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "none".into())
+            );
+        }
+        return EXIT_CLEAN;
+    };
+    let finding = if args.shrink {
+        match crashkit::shrink::shrink(&finding, &env, &mut |step| eprintln!("shrink: {step}")) {
+            Ok(f) => f,
+            Err(e) => return harness_failure("shrinking failed", e),
+        }
+    } else {
+        finding
+    };
+    if let Some(path) = &args.save_regression {
+        if let Err(e) = crashkit::regressions::append(path, &finding.case, finding.violation.kind) {
+            return harness_failure("cannot save the regression", e);
+        }
+        eprintln!("torture: saved to {}", path.display());
+    }
+    if args.json {
+        let mut v = serde_json::to_value(&finding).unwrap_or_default();
+        v["type"] = "finding".into();
+        json_line(&v);
+    } else {
+        println!("{finding}");
+    }
+    EXIT_FINDINGS
+}
+
+fn inspect(args: InspectArgs) -> u8 {
+    let mut out = std::io::stdout().lock();
+    match crashkit::inspect::dump(&args.path, &mut out) {
+        Ok(()) => EXIT_CLEAN,
+        Err(e) => harness_failure("inspect failed", e),
+    }
 }

@@ -1,0 +1,212 @@
+//! A campaign: many cycles over a slice of the seed space, on `jobs` worker threads, with
+//! a summary of what ran, what was found and where the kills landed.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::case::{cycle_seed, Case, KillKind, Limits, ModeName, Purpose};
+use crate::cycle::{run_cycle, ChildEnd, CycleEnv, CycleOutcome, HarnessError};
+use crate::finding::Finding;
+
+/// How often an optional fault applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Frequency {
+    Never,
+    /// On about one cycle in four.
+    Sometimes,
+    Always,
+}
+
+/// A campaign's parameters.
+#[derive(Debug, Clone)]
+pub struct CampaignOptions {
+    pub base_seed: u64,
+    /// Stop after this many cycles (of this shard) ...
+    pub cycles: Option<u64>,
+    /// ... or after this long, whichever comes first.
+    pub duration: Option<Duration>,
+    pub jobs: usize,
+    pub modes: Vec<ModeName>,
+    pub kills: Vec<KillKind>,
+    pub power_loss: Frequency,
+    pub recovery_crash: Frequency,
+    /// (index, count): this shard runs cycle indexes `index, index + count, ...`.
+    pub shard: (u64, u64),
+    pub limits: Limits,
+}
+
+/// The case of cycle `index`: mode and kill kind rotate through every combination so that
+/// each gets its share; the optional faults are drawn from the cycle seed.
+pub fn case_for_index(opts: &CampaignOptions, index: u64) -> Case {
+    let seed = cycle_seed(opts.base_seed, index);
+    let combos = (opts.modes.len() * opts.kills.len()) as u64;
+    let combo = (index % combos) as usize;
+    let mut case = Case::new(
+        seed,
+        opts.modes[combo % opts.modes.len()],
+        opts.kills[combo / opts.modes.len()],
+    );
+    let mut rng = case.rng(Purpose::Campaign);
+    let mut draw = |f: Frequency| match f {
+        Frequency::Never => false,
+        Frequency::Always => true,
+        Frequency::Sometimes => rng.gen_ratio(1, 4),
+    };
+    case.power_loss = draw(opts.power_loss);
+    case.recovery_crash = draw(opts.recovery_crash);
+    case.limits = opts.limits;
+    case
+}
+
+/// Clean and finding counts of one mode x kill combination.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ComboCounts {
+    pub cycles: u64,
+    pub clean: u64,
+    pub findings: u64,
+    /// Cycles whose child was killed (the rest ended their workload first).
+    pub killed: u64,
+    pub power_loss: u64,
+    pub recovery_crash: u64,
+}
+
+/// The summary of a campaign (the `summary` object of `--json`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub base_seed: String,
+    pub cycles: u64,
+    pub clean: u64,
+    pub findings: u64,
+    pub elapsed_s: f64,
+    pub cycles_per_s: f64,
+    /// Keyed `mode/kill`.
+    pub per_mode_kill: BTreeMap<String, ComboCounts>,
+    /// Where offset, watch and time kills landed, keyed `region/record type`.
+    pub coverage: BTreeMap<String, u64>,
+    pub findings_by_kind: BTreeMap<String, u64>,
+    /// True when Ctrl-C (or a harness error) ended the campaign early.
+    pub interrupted: bool,
+}
+
+impl Summary {
+    pub fn record(&mut self, outcome: &CycleOutcome) {
+        self.cycles += 1;
+        let key = format!("{}/{}", outcome.case.mode, outcome.case.kill);
+        let combo = self.per_mode_kill.entry(key).or_default();
+        combo.cycles += 1;
+        combo.killed += u64::from(outcome.end == ChildEnd::Killed);
+        combo.power_loss += u64::from(outcome.case.power_loss);
+        combo.recovery_crash += u64::from(outcome.case.recovery_crash);
+        match &outcome.finding {
+            Some(f) => {
+                combo.findings += 1;
+                self.findings += 1;
+                *self
+                    .findings_by_kind
+                    .entry(f.violation.kind.name().to_string())
+                    .or_default() += 1;
+            }
+            None => {
+                combo.clean += 1;
+                self.clean += 1;
+            }
+        }
+        if let Some(site) = &outcome.kill_site {
+            *self.coverage.entry(site.key()).or_default() += 1;
+        }
+    }
+
+    fn finish(&mut self, elapsed: Duration) {
+        self.elapsed_s = elapsed.as_secs_f64();
+        self.cycles_per_s = if self.elapsed_s > 0.0 {
+            self.cycles as f64 / self.elapsed_s
+        } else {
+            0.0
+        };
+    }
+}
+
+/// What a campaign reports while it runs.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    Cycle(&'a CycleOutcome),
+    Finding(&'a Finding),
+}
+
+/// Runs a campaign until its cycle count or duration is reached, or `stop` is set (cycles
+/// in flight finish first). The first harness error stops every worker and is returned.
+pub fn run_campaign(
+    opts: &CampaignOptions,
+    env: &CycleEnv,
+    stop: &AtomicBool,
+    on_progress: &(dyn Fn(Progress<'_>) + Sync),
+) -> Result<Summary, HarnessError> {
+    assert!(
+        !opts.modes.is_empty() && !opts.kills.is_empty(),
+        "empty mode or kill set"
+    );
+    assert!(
+        opts.shard.1 > 0 && opts.shard.0 < opts.shard.1,
+        "invalid shard"
+    );
+    let started = Instant::now();
+    let deadline = opts.duration.map(|d| started + d);
+    let next = AtomicU64::new(0);
+    let summary = Mutex::new(Summary {
+        base_seed: format!("{:#018x}", opts.base_seed),
+        ..Summary::default()
+    });
+    let failure: Mutex<Option<HarnessError>> = Mutex::new(None);
+    let halt = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.max(1) {
+            scope.spawn(|| loop {
+                if stop.load(Ordering::Acquire) || halt.load(Ordering::Acquire) {
+                    return;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return;
+                }
+                let k = next.fetch_add(1, Ordering::AcqRel);
+                if opts.cycles.is_some_and(|n| k >= n) {
+                    return;
+                }
+                let index = opts.shard.0 + k * opts.shard.1;
+                let case = case_for_index(opts, index);
+                match run_cycle(&case, env) {
+                    Ok(outcome) => {
+                        summary
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .record(&outcome);
+                        if let Some(f) = &outcome.finding {
+                            on_progress(Progress::Finding(f));
+                        }
+                        on_progress(Progress::Cycle(&outcome));
+                    }
+                    Err(e) => {
+                        halt.store(true, Ordering::Release);
+                        failure
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
+    summary.interrupted = stop.load(Ordering::Acquire);
+    summary.finish(started.elapsed());
+    Ok(summary)
+}

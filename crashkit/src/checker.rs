@@ -1,0 +1,522 @@
+//! The checker: reopens a crashed database and proves its state is one a correct engine
+//! may produce (DESIGN.md R1-R5, R7), then that it accepts commits that survive a restart.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use engine::{Database, Key, ReplayStats, RunId, Value};
+use rand::Rng;
+
+use crate::case::{Case, Purpose};
+use crate::finding::{describe_value, FindingKind, KeyDiff, StatsSummary, Violation};
+use crate::oracle::{self, Ledger, State};
+use crate::workload::{OpPlan, TxnPlan, Workload};
+
+/// Deliberately wrong engines, simulated on top of the real one, for the checker's
+/// self-test: each must be reported, or the checker cannot be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrongEngine {
+    /// Recovers everything but the last acknowledged txn.
+    DropsLastAcked,
+    /// Also applies the first half of a txn that never committed.
+    AppliesIncompleteTxn,
+    /// Applies the committed txns in reverse commit order.
+    AppliesInWrongOrder,
+    /// Recovers every value with its version off by one.
+    ShiftsVersions,
+    /// Keeps the torn tail and appends new commits after it.
+    KeepsTornTailAndAppends,
+}
+
+impl WrongEngine {
+    pub const ALL: [WrongEngine; 5] = [
+        WrongEngine::DropsLastAcked,
+        WrongEngine::AppliesIncompleteTxn,
+        WrongEngine::AppliesInWrongOrder,
+        WrongEngine::ShiftsVersions,
+        WrongEngine::KeepsTornTailAndAppends,
+    ];
+}
+
+/// What the checker needs besides the directory.
+#[derive(Debug)]
+pub struct CheckInput<'a> {
+    pub case: &'a Case,
+    pub workload: &'a Workload,
+    pub ledger: &'a Ledger,
+    /// The WAL as the crash (and any power loss) left it, before any recovery ran.
+    pub crashed_wal: &'a [u8],
+    /// Where the log must end after recovery (end of the last whole record before the
+    /// first damaged byte), when the harness can know it.
+    pub expected_valid_end_bytes: Option<u64>,
+    /// Whether recovery must report exactly the torn bytes (false when an earlier,
+    /// killed recovery may already have cut them).
+    pub expect_exact_torn_bytes: bool,
+    pub wrong: Option<WrongEngine>,
+}
+
+/// A clean verdict's details.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    /// The recovered prefix length.
+    pub n: usize,
+    pub stats: ReplayStats,
+}
+
+/// Reads a store into the model's shape.
+pub fn snapshot(db: &Database) -> State {
+    db.storage()
+        .snapshot()
+        .into_iter()
+        .map(|(k, v)| (k, (v.value, v.version)))
+        .collect()
+}
+
+/// How long a reopen waits for a lock held by an inherited descriptor (see `open`).
+const LOCK_RETRY_MS: u64 = 2_000;
+
+fn open(dir: &Path, what: &str) -> Result<Database, Violation> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(LOCK_RETRY_MS);
+    loop {
+        match Database::open(dir) {
+            Ok(db) => return Ok(db),
+            // With several jobs, a child forked by another worker thread briefly inherits
+            // this process's lock descriptor (until its exec closes it), so the lock can
+            // outlive our handle by a moment. Waiting is the harness's problem, not a finding.
+            Err(engine::EngineError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => {
+                return Err(Violation::new(
+                    FindingKind::RecoveryFailed,
+                    format!("{what}: Database::open failed: {e}"),
+                ))
+            }
+        }
+    }
+}
+
+/// Up to `max` keys whose entries differ between `expected` and `recovered`.
+pub fn diff_states(expected: &State, recovered: &State, max: usize) -> Vec<KeyDiff> {
+    let keys: BTreeSet<&Key> = expected.keys().chain(recovered.keys()).collect();
+    keys.into_iter()
+        .filter(|k| expected.get(*k) != recovered.get(*k))
+        .take(max)
+        .map(|k| KeyDiff {
+            key: k.to_string(),
+            expected: expected.get(k).map(|(v, ver)| describe_value(v, *ver)),
+            recovered: recovered.get(k).map(|(v, ver)| describe_value(v, *ver)),
+        })
+        .collect()
+}
+
+fn n_diffs(a: &State, b: &State) -> usize {
+    let keys: BTreeSet<&Key> = a.keys().chain(b.keys()).collect();
+    keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).count()
+}
+
+/// Runs every check. `Ok` = the engine behaved; `Err` = the first violation found.
+pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violation> {
+    let ledger = input.ledger;
+    if let Some(idx) = ledger.acked_after_error.first() {
+        return Err(Violation::new(
+            FindingKind::AckedAfterError,
+            format!("txn {idx} was acknowledged after an earlier commit or flush failed"),
+        ));
+    }
+    let wal_path = dir.join(engine::WAL_FILE_NAME);
+    let len_before = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+
+    // First recovery.
+    let db = open(dir, "first reopen")?;
+    let stats = db.recovery_stats().clone();
+    let mut recovered = snapshot(&db);
+    drop(db);
+    let summary = StatsSummary::from(&stats);
+    let with_stats = |mut v: Violation| {
+        v.stats = Some(Box::new(summary.clone()));
+        v
+    };
+    let firsts = oracle::first_versions(input.workload, ledger, 1);
+    let states = oracle::prefix_states(input.workload, ledger, &State::new(), &firsts);
+    if let Some(wrong) = input.wrong {
+        recovered = simulate_wrong_state(wrong, input, &states, &firsts, recovered);
+    }
+    let n = check_prefix(input, &states, &firsts, &recovered).map_err(with_stats)?;
+
+    // R4: the final version is the last version of the recovered prefix. Several prefix
+    // lengths can give the same state (a txn that only deletes absent keys changes
+    // nothing but the version), so any matching n whose last version agrees will do.
+    let final_version_of = |n: usize| {
+        if n == 0 {
+            0
+        } else {
+            firsts[n - 1] + input.workload.txns[ledger.attempts[n - 1].idx].ops.len() as u64 - 1
+        }
+    };
+    let n = (ledger.required_prefix_len()..=n)
+        .rev()
+        .find(|m| states[*m] == recovered && final_version_of(*m) == stats.final_version)
+        .unwrap_or(n);
+    let expected_final = final_version_of(n);
+    if input.wrong.is_none() && stats.final_version != expected_final {
+        return Err(with_stats(Violation::new(
+            FindingKind::VersionMismatch,
+            format!(
+                "recovered prefix n = {n} ends at version {expected_final}, replay reports final_version {}",
+                stats.final_version
+            ),
+        )));
+    }
+
+    // R5: the torn tail is reported and cut.
+    let valid_end = stats
+        .end
+        .as_ref()
+        .map(|e| e.valid_end_offset_bytes())
+        .unwrap_or(len_before);
+    let len_after = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+    if len_after != valid_end {
+        return Err(with_stats(Violation::new(
+            FindingKind::CorruptionNotDetected,
+            format!("after recovery the WAL is {len_after} bytes, but reading ended at {valid_end}: the torn tail was not cut"),
+        )));
+    }
+    if let Some(expected_end) = input.expected_valid_end_bytes {
+        if valid_end != expected_end {
+            return Err(with_stats(Violation::new(
+                FindingKind::CorruptionNotDetected,
+                format!("recovery ended the log at offset {valid_end}, the last whole record ends at {expected_end}"),
+            )));
+        }
+        if input.expect_exact_torn_bytes && stats.torn_tail_bytes != len_before - expected_end {
+            return Err(with_stats(Violation::new(
+                FindingKind::CorruptionNotDetected,
+                format!(
+                    "the crash left {} torn bytes after offset {expected_end}, replay reports {}",
+                    len_before - expected_end,
+                    stats.torn_tail_bytes
+                ),
+            )));
+        }
+    }
+
+    // R7: a second recovery sees the same state.
+    let db = open(dir, "second reopen")?;
+    let again = snapshot(&db);
+    if input.wrong.is_none() && again != recovered {
+        let mut v = Violation::new(
+            FindingKind::RecoveryNotIdempotent,
+            "the second reopen recovered a different state than the first",
+        );
+        v.diffs = diff_states(&recovered, &again, 5);
+        return Err(with_stats(v));
+    }
+
+    // After recovery: new commits get fresh ids and versions and survive a restart.
+    let max_acked_txn_id = ledger.attempts[..n]
+        .iter()
+        .filter_map(|a| a.ack.as_ref().map(|ack| ack.txn_id))
+        .max()
+        .unwrap_or(0);
+    let max_prefix_version = if n == 0 { 0 } else { expected_final };
+    let post = post_recovery_txns(input.case);
+    let mut expected_after = again;
+    if input.wrong == Some(WrongEngine::KeepsTornTailAndAppends) {
+        drop(db);
+        append_after_torn_tail(
+            &wal_path,
+            input.crashed_wal,
+            valid_end,
+            &post,
+            max_acked_txn_id,
+            &mut expected_after,
+        )
+        .map_err(|e| {
+            Violation::new(FindingKind::RecoveryFailed, format!("self-test setup: {e}"))
+        })?;
+    } else {
+        for txn in &post {
+            let mut t = db.begin(txn.run_id);
+            for op in &txn.ops {
+                if let OpPlan::Put { key, value } = op {
+                    t.put(key.clone(), value.clone()).map_err(|e| {
+                        Violation::new(
+                            FindingKind::RecoveryFailed,
+                            format!("post-recovery put: {e}"),
+                        )
+                    })?;
+                }
+            }
+            let info = t.commit().map_err(|e| {
+                with_stats(Violation::new(
+                    FindingKind::RecoveryFailed,
+                    format!("a Strict commit after recovery failed: {e}"),
+                ))
+            })?;
+            if info.txn_id <= max_acked_txn_id.max(stats.max_txn_id) {
+                return Err(with_stats(Violation::new(
+                    FindingKind::IdReused,
+                    format!(
+                        "a commit after recovery got txn id {}, but txn id {} was already used",
+                        info.txn_id,
+                        max_acked_txn_id.max(stats.max_txn_id)
+                    ),
+                )));
+            }
+            if info.versions.start <= max_prefix_version.max(stats.final_version) {
+                return Err(with_stats(Violation::new(
+                    FindingKind::IdReused,
+                    format!(
+                        "a commit after recovery got version {}, not above final_version {}",
+                        info.versions.start,
+                        max_prefix_version.max(stats.final_version)
+                    ),
+                )));
+            }
+            oracle::apply(&mut expected_after, txn, info.versions.start);
+        }
+        // Dropped without close: in Strict mode the commits are already durable.
+        drop(db);
+    }
+    let db = open(dir, "reopen after post-recovery commits")?;
+    let after = snapshot(&db);
+    drop(db);
+    if after != expected_after {
+        let mut v = Violation::new(
+            FindingKind::LostAckedTxn,
+            "Strict commits made after recovery did not survive the next reopen",
+        );
+        v.diffs = diff_states(&expected_after, &after, 5);
+        return Err(with_stats(v));
+    }
+    Ok(CheckReport { n, stats })
+}
+
+/// Finds the prefix length the recovered state equals, or explains why there is none.
+fn check_prefix(
+    input: &CheckInput<'_>,
+    states: &[State],
+    firsts: &[u64],
+    recovered: &State,
+) -> Result<usize, Violation> {
+    let ledger = input.ledger;
+    let required = ledger.required_prefix_len();
+    let attempted = ledger.attempts.len();
+    if let Some(n) = (required..=attempted)
+        .rev()
+        .find(|n| states[*n] == *recovered)
+    {
+        return Ok(n);
+    }
+    // No allowed prefix matches: find the closest state and explain the difference.
+    let closest = (0..=attempted)
+        .min_by_key(|n| (n_diffs(&states[*n], recovered), attempted - *n))
+        .expect("at least the empty prefix");
+    let exact_short = states[closest] == *recovered && closest < required;
+    let target = if exact_short { required } else { closest };
+    let mut v = Violation::new(FindingKind::WrongValue, String::new());
+    v.n_range = Some((required, attempted));
+    v.closest_n = Some(closest);
+    v.diffs = diff_states(&states[target], recovered, 5);
+    if exact_short {
+        let lost = &ledger.attempts[closest];
+        v.kind = FindingKind::LostAckedTxn;
+        v.detail = format!(
+            "recovered the first {closest} commits, but commit {} (workload txn {}, txn id {:?}) was acknowledged{}",
+            closest + 1,
+            lost.idx,
+            lost.ack.as_ref().map(|a| a.txn_id),
+            if input.case.power_loss { " durably" } else { " (a process kill keeps every acknowledged txn)" }
+        );
+        return Err(v);
+    }
+    let same_keys_values = states[closest].len() == recovered.len()
+        && states[closest]
+            .iter()
+            .all(|(k, (val, _))| recovered.get(k).map(|(v2, _)| v2) == Some(val));
+    if same_keys_values {
+        v.kind = FindingKind::VersionMismatch;
+        v.detail = format!("values match the first {closest} commits, versions do not");
+        return Err(v);
+    }
+    // A hole: some prefix with exactly one txn skipped.
+    for (skip, skip_state) in states.iter().enumerate().take(attempted) {
+        let mut s = skip_state.clone();
+        for m in skip + 1..=attempted {
+            let a = &ledger.attempts[m - 1];
+            oracle::apply(&mut s, &input.workload.txns[a.idx], firsts[m - 1]);
+            if s == *recovered {
+                v.kind = FindingKind::Hole;
+                v.detail = format!(
+                    "the state equals the first {m} commits without commit {} (workload txn {})",
+                    skip + 1,
+                    ledger.attempts[skip].idx
+                );
+                return Err(v);
+            }
+        }
+    }
+    // A partial or phantom txn: a recovered (value, version) that only a txn outside the
+    // allowed prefix wrote.
+    let written_by = |key: &Key, value: &Value, version: u64| -> Option<(usize, bool)> {
+        for (m, a) in ledger.attempts.iter().enumerate() {
+            for (i, op) in input.workload.txns[a.idx].ops.iter().enumerate() {
+                if let OpPlan::Put { key: k, value: val } = op {
+                    if k == key && val == value && firsts[m] + i as u64 == version {
+                        return Some((m, true));
+                    }
+                }
+            }
+        }
+        None
+    };
+    for (key, (value, version)) in recovered {
+        if states[closest].get(key) == Some(&(value.clone(), *version)) {
+            continue;
+        }
+        match written_by(key, value, *version) {
+            Some((m, _)) if m >= closest => {
+                v.kind = FindingKind::PartialTxn;
+                v.detail = format!(
+                    "key {key} holds a write of commit {} (workload txn {}), whose other writes are missing",
+                    m + 1,
+                    ledger.attempts[m].idx
+                );
+                return Err(v);
+            }
+            None => {
+                v.kind = FindingKind::PhantomTxn;
+                v.detail = format!(
+                    "key {key} holds {}, which no attempted commit wrote",
+                    describe_value(value, *version)
+                );
+                return Err(v);
+            }
+            _ => {}
+        }
+    }
+    v.detail = format!(
+        "the recovered state equals no prefix of the {attempted} attempted commits (required at least {required})"
+    );
+    Err(v)
+}
+
+/// Two small Strict transactions for after recovery: a fresh key and an overwrite.
+pub fn post_recovery_txns(case: &Case) -> Vec<TxnPlan> {
+    let mut rng = case.rng(Purpose::PostRecovery);
+    let ns = std::sync::Arc::new(engine::Namespace::new("post", "app", "checker", RunId(9)));
+    (0..2)
+        .map(|i| TxnPlan {
+            run_id: RunId(9),
+            ops: vec![OpPlan::Put {
+                key: Key::kv(ns.clone(), format!("after-{}", i % 2).into_bytes()),
+                value: Value::I64(rng.gen()),
+            }],
+            abort: false,
+            flush_after: false,
+        })
+        .collect()
+}
+
+fn simulate_wrong_state(
+    wrong: WrongEngine,
+    input: &CheckInput<'_>,
+    states: &[State],
+    firsts: &[u64],
+    recovered: State,
+) -> State {
+    let ledger = input.ledger;
+    let acked: Vec<usize> = (0..ledger.attempts.len())
+        .filter(|m| ledger.attempts[*m].ack.is_some())
+        .collect();
+    match wrong {
+        WrongEngine::DropsLastAcked => match acked.last() {
+            Some(last) => states[*last].clone(),
+            None => recovered,
+        },
+        WrongEngine::AppliesIncompleteTxn => {
+            // Half of a txn that never committed: an aborted one, or a fabricated one.
+            let mut s = recovered;
+            let half = input
+                .workload
+                .txns
+                .iter()
+                .find(|t| t.abort && t.ops.len() >= 2)
+                .cloned()
+                .unwrap_or_else(|| fabricated_txn(3));
+            let mut partial = half.clone();
+            partial.ops.truncate(half.ops.len().div_ceil(2));
+            oracle::apply(&mut s, &partial, 1_000_000);
+            s
+        }
+        WrongEngine::AppliesInWrongOrder => {
+            let mut s = State::new();
+            for m in acked.iter().rev() {
+                oracle::apply(
+                    &mut s,
+                    &input.workload.txns[ledger.attempts[*m].idx],
+                    firsts[*m],
+                );
+            }
+            s
+        }
+        WrongEngine::ShiftsVersions => recovered
+            .into_iter()
+            .map(|(k, (v, ver))| (k, (v, ver + 1)))
+            .collect(),
+        WrongEngine::KeepsTornTailAndAppends => recovered,
+    }
+}
+
+fn fabricated_txn(n_ops: usize) -> TxnPlan {
+    let ns = std::sync::Arc::new(engine::Namespace::new("phantom", "app", "x", RunId(7)));
+    TxnPlan {
+        run_id: RunId(7),
+        ops: (0..n_ops)
+            .map(|i| OpPlan::Put {
+                key: Key::kv(ns.clone(), format!("p{i}").into_bytes()),
+                value: Value::I64(i as i64),
+            })
+            .collect(),
+        abort: false,
+        flush_after: false,
+    }
+}
+
+/// The wrong engine of [`WrongEngine::KeepsTornTailAndAppends`]: puts the torn bytes
+/// back after the valid end and appends the new commits' records after them.
+fn append_after_torn_tail(
+    wal_path: &Path,
+    crashed_wal: &[u8],
+    valid_end: u64,
+    post: &[TxnPlan],
+    max_txn_id: u64,
+    expected: &mut State,
+) -> std::io::Result<()> {
+    use engine::wal::entry::{encode_begin, encode_end, encode_write};
+    use std::io::Write;
+    debug_assert!(valid_end as usize <= crashed_wal.len());
+    let mut bytes = crashed_wal.to_vec();
+    let mut version = expected.values().map(|(_, v)| *v).max().unwrap_or(0) + 1_000;
+    for (i, txn) in post.iter().enumerate() {
+        let txn_id = max_txn_id + 100 + i as u64;
+        encode_begin(&mut bytes, txn_id, txn.run_id, engine::Timestamp(1));
+        for op in &txn.ops {
+            if let OpPlan::Put { key, value } = op {
+                encode_write(&mut bytes, txn_id, txn.run_id, key, value, version);
+            }
+        }
+        encode_end(
+            &mut bytes,
+            engine::wal::RecordType::CommitTxn,
+            txn_id,
+            txn.run_id,
+        );
+        oracle::apply(expected, txn, version);
+        version += txn.ops.len() as u64;
+    }
+    let mut f = std::fs::File::create(wal_path)?;
+    f.write_all(&bytes)?;
+    f.sync_all()
+}

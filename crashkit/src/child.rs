@@ -1,0 +1,185 @@
+//! The child processes: the writer that runs a workload until it is killed, and the
+//! recoverer that opens a crashed database (and may be killed while recovering).
+//!
+//! Both are entered through [`main_from_args`] in a freshly exec'd process (never after a
+//! bare fork of the multi-threaded parent). Events go to stdout (fd 1) one line at a time,
+//! before the child does anything else, so the parent's ledger is the ground truth.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use engine::{DatabaseOptions, DurabilityMode};
+
+use crate::case::Case;
+use crate::plan::FaultPlan;
+use crate::protocol::{Event, EventWriter};
+use crate::seam::{FaultOpener, Layers};
+use crate::workload::{OpPlan, Workload};
+
+/// Which job a child does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Writer,
+    Recoverer,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Writer => "writer",
+            Role::Recoverer => "recover",
+        }
+    }
+}
+
+/// The child's command-line arguments (after the subcommand that selects the child).
+pub fn child_args(role: Role, dir: &std::path::Path, case: &Case) -> Vec<String> {
+    vec![
+        "--role".to_string(),
+        role.name().to_string(),
+        "--dir".to_string(),
+        dir.display().to_string(),
+        "--case".to_string(),
+        serde_json::to_string(case).expect("a case always serializes"),
+    ]
+}
+
+/// Exit code for a child that could not understand its arguments.
+pub const EXIT_BAD_ARGS: i32 = 64;
+/// Exit code for a child whose database failed to open.
+pub const EXIT_OPEN_FAILED: i32 = 65;
+
+/// Runs a child and exits. Never returns: a child must not fall back into the parent's code.
+pub fn main_from_args(args: Vec<String>) -> ! {
+    // A panic must never look like a clean exit (or like the planned SIGKILL): abort, and
+    // the parent classifies SIGABRT as a finding.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("crashkit child panicked: {info}");
+        std::process::abort();
+    }));
+    let mut role = None;
+    let mut dir = None;
+    let mut case = None;
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let value = it.next();
+        match (arg.as_str(), value) {
+            ("--role", Some(v)) if v == "writer" => role = Some(Role::Writer),
+            ("--role", Some(v)) if v == "recover" => role = Some(Role::Recoverer),
+            ("--dir", Some(v)) => dir = Some(PathBuf::from(v)),
+            ("--case", Some(v)) => case = serde_json::from_str::<Case>(&v).ok(),
+            (other, _) => {
+                eprintln!("crashkit child: unexpected argument {other:?}");
+                std::process::exit(EXIT_BAD_ARGS);
+            }
+        }
+    }
+    let (Some(role), Some(dir), Some(case)) = (role, dir, case) else {
+        eprintln!("crashkit child: needs --role writer|recover --dir DIR --case JSON");
+        std::process::exit(EXIT_BAD_ARGS);
+    };
+    let out = Arc::new(EventWriter::new(1));
+    match role {
+        Role::Writer => run_writer(&dir, &case, out),
+        Role::Recoverer => run_recoverer(&dir, &case, out),
+    }
+}
+
+fn run_writer(dir: &std::path::Path, case: &Case, out: Arc<EventWriter>) -> ! {
+    let workload = Workload::for_case(case);
+    let plan = FaultPlan::derive(case, &workload);
+    let reporter = out.clone();
+    let opener = FaultOpener::new(
+        plan.writer_layers(case),
+        Some(Arc::new(move |offset_bytes| {
+            reporter.send(&Event::Synced { offset_bytes })
+        })),
+    );
+    let db = match DatabaseOptions::new()
+        .durability(case.mode.durability())
+        .storage_opener(Arc::new(opener))
+        .open(dir)
+    {
+        Ok(db) => db,
+        Err(e) => {
+            out.send(&Event::OpenError {
+                message: e.to_string(),
+            });
+            std::process::exit(EXIT_OPEN_FAILED);
+        }
+    };
+    for (idx, plan) in workload.txns.iter().enumerate() {
+        let mut txn = db.begin(plan.run_id);
+        for op in &plan.ops {
+            let buffered = match op {
+                OpPlan::Put { key, value } => txn.put(key.clone(), value.clone()),
+                OpPlan::Delete { key } => txn.delete(key.clone()),
+            };
+            if let Err(e) = buffered {
+                // The workload stays within every documented limit, so a refusal here is
+                // an engine bug; the panic hook turns it into SIGABRT, a finding.
+                panic!("buffering operation of txn {idx} failed: {e}");
+            }
+        }
+        if plan.abort {
+            txn.abort();
+            continue;
+        }
+        out.send(&Event::Attempt { idx });
+        match txn.commit() {
+            Ok(info) => out.send(&Event::Ack {
+                idx,
+                txn_id: info.txn_id,
+                versions: info.versions,
+                end_offset_bytes: info.end_offset_bytes,
+                durable: info.durable,
+            }),
+            Err(e) => out.send(&Event::Error {
+                idx,
+                message: e.to_string(),
+            }),
+        }
+        if plan.flush_after {
+            if let Err(e) = db.flush() {
+                out.send(&Event::FlushError {
+                    idx,
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    match db.close() {
+        Ok(()) => out.send(&Event::Done),
+        Err(e) => out.send(&Event::CloseError {
+            message: e.to_string(),
+        }),
+    }
+    std::process::exit(0);
+}
+
+fn run_recoverer(dir: &std::path::Path, case: &Case, out: Arc<EventWriter>) -> ! {
+    let workload = Workload::for_case(case);
+    let plan = FaultPlan::derive(case, &workload);
+    let layers = Layers {
+        kill_after_calls: plan.recovery_kill_call,
+        ..Layers::default()
+    };
+    // Strict, so that a recoverer that survives and drops its handle adds nothing.
+    match DatabaseOptions::new()
+        .durability(DurabilityMode::Strict)
+        .storage_opener(Arc::new(FaultOpener::new(layers, None)))
+        .open(dir)
+    {
+        Ok(db) => {
+            out.send(&Event::Opened);
+            drop(db);
+            std::process::exit(0);
+        }
+        Err(e) => {
+            out.send(&Event::OpenError {
+                message: e.to_string(),
+            });
+            std::process::exit(EXIT_OPEN_FAILED);
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! One crash cycle, parent side: spawn the writer, kill it as planned, damage the WAL if
+//! the case says so, optionally crash a first recovery, then run the checker.
+
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::case::{Case, KillKind, Purpose};
+use crate::checker::{self, CheckInput, WrongEngine};
+use crate::child::{child_args, Role};
+use crate::coverage::{self, KillSite};
+use crate::finding::{Finding, FindingKind, Violation};
+use crate::oracle::Ledger;
+use crate::plan::FaultPlan;
+use crate::protocol::{Event, ParseError};
+use crate::workload::Workload;
+
+/// The executable (and leading arguments) that runs `crashkit::child::main_from_args`.
+#[derive(Debug, Clone)]
+pub struct ChildCommand {
+    pub program: PathBuf,
+    pub args_prefix: Vec<String>,
+}
+
+impl ChildCommand {
+    /// This executable's hidden `child` subcommand (what `torture` uses).
+    pub fn current_exe_subcommand(subcommand: &str) -> std::io::Result<ChildCommand> {
+        Ok(ChildCommand {
+            program: std::env::current_exe()?,
+            args_prefix: vec![subcommand.to_string()],
+        })
+    }
+}
+
+/// Where cycles run and where findings go.
+#[derive(Debug, Clone)]
+pub struct CycleEnv {
+    /// Scratch space; each cycle uses and removes its own subdirectory.
+    pub work_dir: PathBuf,
+    /// Findings keep their data here.
+    pub artifacts_dir: PathBuf,
+    pub child: ChildCommand,
+    /// Self-test only: simulate a wrong engine.
+    pub wrong: Option<WrongEngine>,
+}
+
+/// The harness itself failed (not the engine): exit code 3 territory.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HarnessError {
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    Protocol(ParseError),
+}
+
+impl fmt::Display for HarnessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HarnessError::Spawn { program, source } => {
+                write!(f, "cannot start child {}: {source}", program.display())
+            }
+            HarnessError::Io { context, source } => {
+                write!(f, "I/O error while {context}: {source}")
+            }
+            HarnessError::Protocol(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for HarnessError {}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
+    let context = context.into();
+    move |source| HarnessError::Io { context, source }
+}
+
+/// How the writer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChildEnd {
+    /// The planned SIGKILL.
+    Killed,
+    /// The workload ended before the kill point.
+    Ended,
+    /// Anything else (a finding).
+    Abnormal,
+}
+
+/// The result of one cycle.
+#[derive(Debug, Clone)]
+pub struct CycleOutcome {
+    pub case: Case,
+    pub end: ChildEnd,
+    pub kill_site: Option<KillSite>,
+    /// The recovered prefix length, on a clean verdict.
+    pub recovered_n: Option<usize>,
+    pub acked: usize,
+    pub finding: Option<Finding>,
+    pub elapsed: Duration,
+}
+
+struct ChildRun {
+    ledger: Ledger,
+    status: std::process::ExitStatus,
+    killed_by_parent: bool,
+    stderr_path: PathBuf,
+}
+
+fn run_child(
+    env: &CycleEnv,
+    role: Role,
+    case: &Case,
+    db_dir: &Path,
+    scratch: &Path,
+    plan: &FaultPlan,
+) -> Result<ChildRun, HarnessError> {
+    let stderr_path = scratch.join(format!("{}.stderr", role.name()));
+    let stderr =
+        std::fs::File::create(&stderr_path).map_err(io_err("creating the child's stderr file"))?;
+    let mut child = Command::new(&env.child.program)
+        .args(&env.child.args_prefix)
+        .args(child_args(role, db_dir, case))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .map_err(|source| HarnessError::Spawn {
+            program: env.child.program.clone(),
+            source,
+        })?;
+    let pid = child.id() as libc::pid_t;
+    let stop = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicBool::new(false));
+    // The killer thread never outlives the unreaped child (it is joined before `wait`),
+    // so the pid it signals cannot have been reused.
+    let killer = (role == Role::Writer)
+        .then(|| match case.kill {
+            KillKind::Watch => plan.kill_offset_bytes.map(|k| {
+                let (stop, killed, wal) = (
+                    stop.clone(),
+                    killed.clone(),
+                    db_dir.join(engine::WAL_FILE_NAME),
+                );
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Acquire) {
+                        if std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) >= k {
+                            // SAFETY: kill(2) has no memory-safety preconditions.
+                            unsafe { libc::kill(pid, libc::SIGKILL) };
+                            killed.store(true, Ordering::Release);
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                })
+            }),
+            KillKind::Time => plan.delay_us.map(|us| {
+                let (stop, killed) = (stop.clone(), killed.clone());
+                std::thread::spawn(move || {
+                    let deadline = Instant::now() + Duration::from_micros(us);
+                    while !stop.load(Ordering::Acquire) {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            // SAFETY: as above.
+                            unsafe { libc::kill(pid, libc::SIGKILL) };
+                            killed.store(true, Ordering::Release);
+                            return;
+                        }
+                        std::thread::sleep((deadline - now).min(Duration::from_micros(500)));
+                    }
+                })
+            }),
+            KillKind::Offset | KillKind::IoError => None,
+        })
+        .flatten();
+    let mut ledger = Ledger::default();
+    let mut protocol_error = None;
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.map_err(io_err("reading the child's events"))?;
+            match Event::parse(&line) {
+                Ok(event) => ledger.record(event),
+                Err(e) => {
+                    protocol_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::Release);
+    if let Some(k) = killer {
+        let _ = k.join();
+    }
+    let status = child.wait().map_err(io_err("waiting for the child"))?;
+    if let Some(e) = protocol_error {
+        return Err(HarnessError::Protocol(e));
+    }
+    Ok(ChildRun {
+        ledger,
+        status,
+        killed_by_parent: killed.load(Ordering::Acquire),
+        stderr_path,
+    })
+}
+
+fn stderr_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: String = text
+        .chars()
+        .rev()
+        .take(600)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    tail.trim().to_string()
+}
+
+/// Classifies a child's exit. `Err` is a finding.
+fn classify_exit(
+    run: &ChildRun,
+    self_kill_planned: bool,
+    role: Role,
+) -> Result<ChildEnd, Violation> {
+    let status = run.status;
+    if let Some(sig) = status.signal() {
+        if sig == libc::SIGKILL && (self_kill_planned || run.killed_by_parent) {
+            return Ok(ChildEnd::Killed);
+        }
+        return Err(Violation::new(
+            FindingKind::ChildCrashed,
+            format!(
+                "the {} child died of signal {sig}{}; stderr: {}",
+                role.name(),
+                if status.core_dumped() {
+                    " (core dumped)"
+                } else {
+                    ""
+                },
+                stderr_tail(&run.stderr_path)
+            ),
+        ));
+    }
+    let finished = match role {
+        Role::Writer => run.ledger.done,
+        Role::Recoverer => run.ledger.opened,
+    };
+    if status.code() == Some(0) && finished {
+        return Ok(ChildEnd::Ended);
+    }
+    let kind = if run.ledger.open_error.is_some() && role == Role::Recoverer {
+        FindingKind::RecoveryFailed
+    } else {
+        FindingKind::UnexpectedExit
+    };
+    Err(Violation::new(
+        kind,
+        format!(
+            "the {} child exited with {status} ({}); open error: {}; stderr: {}",
+            role.name(),
+            if finished {
+                "after finishing"
+            } else {
+                "without finishing"
+            },
+            run.ledger.open_error.as_deref().unwrap_or("none"),
+            stderr_tail(&run.stderr_path)
+        ),
+    ))
+}
+
+/// Runs one crash cycle of `case`.
+pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessError> {
+    let started = Instant::now();
+    let workload = Workload::for_case(case);
+    let plan = FaultPlan::derive(case, &workload);
+    let layout = workload.record_layout();
+    let scratch = env
+        .work_dir
+        .join(format!("cycle-{:016x}-{}", case.seed, std::process::id()));
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch)
+            .map_err(io_err(format!("removing {}", scratch.display())))?;
+    }
+    std::fs::create_dir_all(&scratch).map_err(io_err(format!("creating {}", scratch.display())))?;
+    let db_dir = scratch.join("db");
+    let wal_path = db_dir.join(engine::WAL_FILE_NAME);
+
+    let mut outcome = CycleOutcome {
+        case: *case,
+        end: ChildEnd::Abnormal,
+        kill_site: None,
+        recovered_n: None,
+        acked: 0,
+        finding: None,
+        elapsed: Duration::ZERO,
+    };
+    let writer = run_child(env, Role::Writer, case, &db_dir, &scratch, &plan)?;
+    let mut ledger = writer.ledger.clone();
+    outcome.acked = ledger.attempts.iter().filter(|a| a.ack.is_some()).count();
+    let crash_len = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+    if case.kill != KillKind::IoError {
+        let offset = if case.kill == KillKind::Offset {
+            plan.kill_offset_bytes.unwrap_or(crash_len)
+        } else {
+            crash_len
+        };
+        outcome.kill_site = Some(coverage::classify(&layout, offset));
+    }
+    let mut violation = match classify_exit(&writer, case.kill == KillKind::Offset, Role::Writer) {
+        Ok(end) => {
+            outcome.end = end;
+            None
+        }
+        Err(v) => Some(v),
+    };
+    let crashed_wal = std::fs::read(&wal_path).unwrap_or_default();
+
+    let mut first_damaged = crash_len;
+    if violation.is_none() {
+        if let (Some(damage), true) = (plan.power_loss, wal_path.exists()) {
+            let synced = ledger
+                .synced_offset_bytes
+                .max(engine::wal::HEADER_LEN as u64);
+            let mut rng = case.rng(Purpose::PowerLoss);
+            first_damaged = crate::power_loss::apply(&wal_path, synced, damage, &mut rng).map_err(
+                io_err(format!("simulating power loss on {}", wal_path.display())),
+            )?;
+        }
+    }
+    if violation.is_none() && plan.recovery_kill_call.is_some() {
+        let recoverer = run_child(env, Role::Recoverer, case, &db_dir, &scratch, &plan)?;
+        if let Err(v) = classify_exit(&recoverer, true, Role::Recoverer) {
+            violation = Some(v);
+        }
+    }
+    let damaged_image = if plan.power_loss.is_some() {
+        std::fs::read(&wal_path).unwrap_or_default()
+    } else {
+        crashed_wal.clone()
+    };
+    if violation.is_none() {
+        ledger.mark_required(case.mode, plan.power_loss.is_some());
+        let header = engine::wal::HEADER_LEN as u64;
+        let input = CheckInput {
+            case,
+            workload: &workload,
+            ledger: &ledger,
+            crashed_wal: &damaged_image,
+            expected_valid_end_bytes: (crash_len >= header)
+                .then(|| coverage::boundary_at_or_before(&layout, first_damaged)),
+            expect_exact_torn_bytes: plan.recovery_kill_call.is_none(),
+            wrong: env.wrong,
+        };
+        match checker::check(&db_dir, &input) {
+            Ok(report) => outcome.recovered_n = Some(report.n),
+            Err(v) => violation = Some(v),
+        }
+    }
+    if let Some(v) = violation {
+        let dir = keep_artifacts(env, case, &v, &scratch, &crashed_wal)?;
+        let inspect = format!(
+            "cargo run --release -p torture -- inspect {}",
+            dir.join("wal.log.crashed").display()
+        );
+        outcome.finding = Some(Finding {
+            violation: v,
+            case: *case,
+            plan,
+            kill_site: outcome.kill_site,
+            artifacts_dir: Some(dir),
+            repro: case.repro_command(),
+            inspect: Some(inspect),
+        });
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    outcome.elapsed = started.elapsed();
+    Ok(outcome)
+}
+
+/// Moves the cycle's directory under the artifacts folder and saves the crashed WAL image.
+fn keep_artifacts(
+    env: &CycleEnv,
+    case: &Case,
+    v: &Violation,
+    scratch: &Path,
+    crashed_wal: &[u8],
+) -> Result<PathBuf, HarnessError> {
+    let dir = env
+        .artifacts_dir
+        .join(format!("{}-{:016x}", v.kind, case.seed));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(io_err(format!("removing {}", dir.display())))?;
+    }
+    std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    for entry in std::fs::read_dir(scratch).map_err(io_err("listing the cycle directory"))? {
+        let entry = entry.map_err(io_err("listing the cycle directory"))?;
+        copy_tree(&entry.path(), &dir.join(entry.file_name()))?;
+    }
+    std::fs::write(dir.join("wal.log.crashed"), crashed_wal)
+        .map_err(io_err("saving the crashed WAL image"))?;
+    std::fs::write(
+        dir.join("case.json"),
+        serde_json::to_string_pretty(case).expect("a case serializes"),
+    )
+    .map_err(io_err("saving case.json"))?;
+    Ok(dir)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), HarnessError> {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).map_err(io_err(format!("creating {}", to.display())))?;
+        for entry in
+            std::fs::read_dir(from).map_err(io_err(format!("listing {}", from.display())))?
+        {
+            let entry = entry.map_err(io_err(format!("listing {}", from.display())))?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    } else {
+        std::fs::copy(from, to).map_err(io_err(format!("copying {}", from.display())))?;
+    }
+    Ok(())
+}

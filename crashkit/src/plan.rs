@@ -1,0 +1,100 @@
+//! The fault plan of a case: the concrete kill point, delay, failing call, power-loss
+//! damage and recovery kill, all drawn from the case seed.
+
+use rand::Rng;
+use serde::Serialize;
+
+use crate::case::{Case, KillKind, Purpose};
+use crate::seam::{FailOp, Layers};
+use crate::workload::Workload;
+
+/// How a power loss damages the bytes after the last completed fdatasync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PowerLossDamage {
+    /// Every unsynced byte is gone.
+    Drop,
+    /// A prefix of the unsynced bytes survives; the file ends at a random point.
+    Cut,
+    /// From a random point on, the unsynced bytes read as zeros.
+    Zeros,
+    /// From a random point on, the unsynced bytes are random garbage.
+    Garbage,
+}
+
+/// Concrete fault parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FaultPlan {
+    /// Offset and watch kills: the WAL length at which the child dies.
+    pub kill_offset_bytes: Option<u64>,
+    /// Time kills: microseconds after spawning the child.
+    pub delay_us: Option<u64>,
+    /// io-error faults: which call fails.
+    #[serde(skip)]
+    pub fail: Option<(FailOp, u64)>,
+    pub power_loss: Option<PowerLossDamage>,
+    /// Recovery crash: the first recovery dies at this storage call.
+    pub recovery_kill_call: Option<u64>,
+}
+
+impl FaultPlan {
+    pub fn derive(case: &Case, workload: &Workload) -> FaultPlan {
+        let mut rng = case.rng(Purpose::KillPoint);
+        let header = engine::wal::HEADER_LEN as u64;
+        let expected = workload.expected_wal_len_bytes().max(header + 1);
+        let mut plan = FaultPlan {
+            kill_offset_bytes: None,
+            delay_us: None,
+            fail: None,
+            power_loss: None,
+            recovery_kill_call: None,
+        };
+        match case.kill {
+            KillKind::Offset | KillKind::Watch => {
+                let k = rng.gen_range(header + 1..=expected);
+                plan.kill_offset_bytes = Some(case.kill_offset_bytes.unwrap_or(k));
+            }
+            KillKind::Time => {
+                // Child start-up takes a few milliseconds; spread kills from before the
+                // first commit to well after a small workload usually ends.
+                plan.delay_us = Some(rng.gen_range(0..=15_000));
+            }
+            KillKind::IoError => {
+                let commits = workload.txns.iter().filter(|t| !t.abort).count().max(1) as u64;
+                let op = if rng.gen_bool(0.5) {
+                    FailOp::Write
+                } else {
+                    FailOp::Sync
+                };
+                plan.fail = Some((op, rng.gen_range(1..=commits)));
+            }
+        }
+        if case.power_loss {
+            let mut rng = case.rng(Purpose::PowerLoss);
+            plan.power_loss = Some(match rng.gen_range(0..4) {
+                0 => PowerLossDamage::Drop,
+                1 => PowerLossDamage::Cut,
+                2 => PowerLossDamage::Zeros,
+                _ => PowerLossDamage::Garbage,
+            });
+        }
+        if case.recovery_crash {
+            let mut rng = case.rng(Purpose::RecoveryCrash);
+            plan.recovery_kill_call = Some(rng.gen_range(1..=8));
+        }
+        plan
+    }
+
+    /// The seam layers the writer child stacks under its WAL.
+    pub fn writer_layers(&self, case: &Case) -> Layers {
+        Layers {
+            kill_at_offset_bytes: if case.kill == KillKind::Offset {
+                self.kill_offset_bytes
+            } else {
+                None
+            },
+            fail: self.fail,
+            kill_after_calls: None,
+        }
+    }
+}
