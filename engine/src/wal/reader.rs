@@ -192,6 +192,14 @@ impl<'a> WalReader<'a> {
             return Ok(None);
         }
         let available = self.fill(RECORD_HEADER_LEN)?;
+        if available == 0 && offset_bytes >= self.file_len_bytes {
+            // The file shrank to exactly this record boundary while we read it: a clean
+            // end, not a torn tail of zero bytes.
+            self.end = Some(ReadEnd::Clean {
+                end_offset_bytes: offset_bytes,
+            });
+            return Ok(None);
+        }
         let frame = if available < RECORD_HEADER_LEN {
             Frame::Incomplete {
                 needed_bytes: RECORD_HEADER_LEN,

@@ -311,3 +311,36 @@ fn c4_small_read_buffers_read_the_same_records() {
         assert_eq!(read_all(&db, buffer_len), reference, "buffer {buffer_len}");
     }
 }
+
+/// C1 with a record larger than the 4 MiB window the damage scan reads at a time right
+/// after the damage: the scan must still find it, or committed history behind a bit flip
+/// would be cut off as if it were a torn tail.
+#[test]
+fn c1_damage_followed_by_a_record_larger_than_the_scan_window() {
+    let mut image = WalImage::new(DATABASE_ID);
+    image.begin(1, 1);
+    image.write(1, "small", Value::I64(1), 1);
+    image.commit(1);
+    image.begin(2, 2);
+    let damaged = image.write(2, "small", Value::I64(2), 2);
+    let big = image.write(2, "big", Value::Bytes(vec![0x5a; 5 * 1024 * 1024]), 3);
+    image.commit(2);
+    let mut bytes = image.bytes.clone();
+    bytes[damaged as usize + 20] ^= 0x10;
+    let root = tempfile::tempdir().unwrap();
+    let dir = install_wal(root.path(), DATABASE_ID, &bytes);
+    match Database::open(&dir) {
+        Err(EngineError::Corruption {
+            offset_bytes,
+            reason,
+            ..
+        }) => {
+            assert_eq!(offset_bytes, damaged);
+            assert!(
+                reason.contains(&format!("next valid record at offset {big}")),
+                "{reason}"
+            );
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+}

@@ -14,6 +14,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod api;
 mod corruption;
 mod durability;
 mod identity;

@@ -1,0 +1,324 @@
+//! Edges of the public API that recovery and the harness rely on: limits refused before
+//! anything is written, errors that say what and where, the WAL used directly (append to a
+//! log that was never replayed must first cut its torn tail, FAULTS.md T3), the first
+//! poison reason kept, and an fdatasync failure during recovery failing the open (P4).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use engine::database::lock::{DirLock, LOCK_FILE_NAME};
+use engine::wal::{ReadEnd, WalOptions};
+use engine::{
+    Database, DatabaseOptions, DurabilityMode, EngineError, Key, Namespace, RunId, Value, WALEntry,
+    WAL, WAL_FILE_NAME,
+};
+
+use crate::common::{key, FaultyOpener, WalImage, HEADER_LEN_BYTES, RUN};
+use crate::{open, state};
+
+/// A value above the 16 MiB record limit, or a namespace name above 64 KiB, is refused
+/// when it is put, and nothing reaches the log.
+#[test]
+fn oversized_values_and_names_are_refused_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut txn = db.begin(RUN);
+    let err = txn
+        .put(key("big"), Value::Bytes(vec![0; 16 * 1024 * 1024]))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EngineError::TooLarge {
+                max_bytes: 16_777_216,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("the limit is 16777216 bytes"),
+        "{err}"
+    );
+    let long_name = Arc::new(Namespace::new("t".repeat(70_000), "a", "g", RUN));
+    let err = txn.delete(Key::kv(long_name, "k")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EngineError::TooLarge {
+                what: "namespace name",
+                len_bytes: 70_000,
+                max_bytes: 65_535
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(txn.is_empty(), "a refused operation was buffered");
+    txn.commit().unwrap();
+    assert_eq!(db.recovery_stats().records_read, 0);
+    drop(db);
+    assert_eq!(open(dir.path()).recovery_stats().records_read, 2);
+}
+
+/// Every error variant's message names what failed and where.
+#[test]
+fn error_messages_say_what_and_where() {
+    let path = std::path::PathBuf::from("/data/db/wal.log");
+    let cases: Vec<(EngineError, &[&str])> = vec![
+        (
+            EngineError::io("reading x", std::io::Error::from_raw_os_error(libc::EIO)),
+            &["reading x", "I/O error"],
+        ),
+        (
+            EngineError::Corruption {
+                path: path.clone(),
+                offset_bytes: 4242,
+                reason: "bad crc".into(),
+            },
+            &["/data/db/wal.log", "4242", "bad crc", "PointInTime"],
+        ),
+        (
+            EngineError::Locked { path: path.clone() },
+            &["/data/db/wal.log", "locked"],
+        ),
+        (
+            EngineError::Poisoned {
+                reason: "fsync failed".into(),
+            },
+            &["poisoned", "fsync failed", "reopen"],
+        ),
+        (
+            EngineError::NotAWal { path: path.clone() },
+            &["/data/db/wal.log", "magic"],
+        ),
+        (
+            EngineError::UnsupportedFormatVersion {
+                path: path.clone(),
+                found: 9,
+                supported: 1,
+            },
+            &["version 9", "version 1"],
+        ),
+        (
+            EngineError::UnknownRecordType {
+                path: path.clone(),
+                offset_bytes: 77,
+                record_type: 200,
+            },
+            &["type 200", "offset 77"],
+        ),
+        (
+            EngineError::IdentityMismatch {
+                path: path.clone(),
+                reason: "copied".into(),
+            },
+            &["does not belong", "copied"],
+        ),
+        (
+            EngineError::InvalidArgument {
+                reason: "zero interval".into(),
+            },
+            &["invalid argument", "zero interval"],
+        ),
+        (EngineError::Closed, &["closed"]),
+    ];
+    for (err, needles) in cases {
+        let text = err.to_string();
+        for needle in needles {
+            assert!(text.contains(needle), "{text:?} lacks {needle:?}");
+        }
+        let has_source = std::error::Error::source(&err).is_some();
+        assert_eq!(has_source, matches!(err, EngineError::Io { .. }), "{err:?}");
+    }
+}
+
+#[test]
+fn read_end_messages_and_valid_end() {
+    let clean = ReadEnd::Clean {
+        end_offset_bytes: 100,
+    };
+    let torn = ReadEnd::TornTail {
+        offset_bytes: 90,
+        torn_bytes: 10,
+        zero_filled: true,
+        reason: "short".into(),
+    };
+    let corrupt = ReadEnd::Corruption {
+        offset_bytes: 50,
+        next_valid_offset_bytes: 70,
+        reason: "crc".into(),
+    };
+    assert_eq!(clean.valid_end_offset_bytes(), 100);
+    assert_eq!(torn.valid_end_offset_bytes(), 90);
+    assert_eq!(corrupt.valid_end_offset_bytes(), 50);
+    assert_eq!(clean.to_string(), "clean end at offset 100");
+    assert_eq!(
+        torn.to_string(),
+        "torn tail at offset 90: 10 bytes, all zero (short)"
+    );
+    assert!(corrupt
+        .to_string()
+        .contains("valid record follows at offset 70"));
+}
+
+#[test]
+fn value_payload_lengths() {
+    assert_eq!(Value::Null.payload_len_bytes(), 0);
+    assert_eq!(Value::Bool(true).payload_len_bytes(), 1);
+    assert_eq!(Value::I64(1).payload_len_bytes(), 8);
+    assert_eq!(Value::F64(1.0).payload_len_bytes(), 8);
+    assert_eq!(Value::String("héllo".into()).payload_len_bytes(), 6);
+    assert_eq!(Value::Bytes(vec![1, 2, 3]).payload_len_bytes(), 3);
+}
+
+/// The directory lock names its file, and a second acquisition fails while it is held.
+#[test]
+fn dir_lock_is_exclusive_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = DirLock::acquire(dir.path()).unwrap();
+    assert_eq!(held.path(), dir.path().join(LOCK_FILE_NAME));
+    assert!(matches!(
+        DirLock::acquire(dir.path()),
+        Err(EngineError::Locked { .. })
+    ));
+    drop(held);
+    DirLock::acquire(dir.path()).unwrap();
+}
+
+/// An IDENTITY that cannot be read is an I/O error, never a reason to mint a new identity.
+#[test]
+fn unreadable_identity_is_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("IDENTITY")).unwrap();
+    let err = Database::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Io { context, .. } if context.contains("IDENTITY")),
+        "{err:?}"
+    );
+}
+
+/// Appending to a WAL that was opened but never replayed first reads it to the end and
+/// cuts a torn tail, so the new record is not stranded after garbage (T3); it refuses to
+/// append after corruption.
+#[test]
+fn appending_to_an_unreplayed_wal_cuts_its_torn_tail_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(WAL_FILE_NAME);
+    let mut image = WalImage::new(9);
+    image.begin(1, 1);
+    image.write(1, "a", Value::I64(1), 1);
+    image.commit(1);
+    let valid_len = image.len_bytes();
+    let mut bytes = image.bytes.clone();
+    bytes.extend_from_slice(
+        &WALEntry::CommitTxn {
+            txn_id: 2,
+            run_id: RUN,
+        }
+        .encode()[..7],
+    );
+    std::fs::write(&path, &bytes).unwrap();
+
+    let wal = WAL::open(&path, DurabilityMode::Strict).unwrap();
+    assert_eq!(wal.mode(), DurabilityMode::Strict);
+    assert_eq!(wal.database_id(), 9);
+    assert_eq!(wal.path(), path.as_path());
+    let offset = wal
+        .append(&WALEntry::AbortTxn {
+            txn_id: 3,
+            run_id: RUN,
+        })
+        .unwrap();
+    assert_eq!(
+        offset, valid_len,
+        "the new record must start where the valid log ends"
+    );
+    let mut reader = wal.reader().unwrap();
+    let mut n_records = 0;
+    while reader.next_record().unwrap().is_some() {
+        n_records += 1;
+    }
+    assert_eq!(n_records, 4);
+    assert!(matches!(reader.end(), Some(ReadEnd::Clean { .. })));
+    assert_eq!(
+        wal.verify_tail().unwrap(),
+        ReadEnd::Clean {
+            end_offset_bytes: valid_len + 25
+        }
+    );
+    drop(wal);
+
+    // Damage the first record: valid records follow, so appending is refused.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[HEADER_LEN_BYTES as usize + 12] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let wal = WAL::open(&path, DurabilityMode::Async).unwrap();
+    let err = wal
+        .append(&WALEntry::AbortTxn {
+            txn_id: 4,
+            run_id: RUN,
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::Corruption { offset_bytes, .. } if offset_bytes == HEADER_LEN_BYTES),
+        "{err:?}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "refusing must not write"
+    );
+}
+
+/// The first poison reason is the one reported: later failures are consequences.
+#[test]
+fn poison_keeps_the_first_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = WAL::open_with(
+        dir.path().join(WAL_FILE_NAME),
+        WalOptions {
+            mode: DurabilityMode::Async,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    wal.check_poisoned().unwrap();
+    wal.poison("first failure".into());
+    wal.poison("second failure".into());
+    match wal.check_poisoned() {
+        Err(EngineError::Poisoned { reason }) => assert_eq!(reason, "first failure"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        wal.append(&WALEntry::CommitTxn {
+            txn_id: 1,
+            run_id: RunId(1)
+        }),
+        Err(EngineError::Poisoned { .. })
+    ));
+    assert!(matches!(wal.sync(), Err(EngineError::Poisoned { .. })));
+}
+
+/// P4: recovery makes what it read durable before the database builds on it; if that
+/// fdatasync fails, the open fails instead of acknowledging commits on top of it.
+#[test]
+fn failing_fsync_during_recovery_fails_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = open(dir.path());
+        let mut txn = db.begin(RUN);
+        txn.put(key("a"), Value::Null).unwrap();
+        txn.commit().unwrap();
+    }
+    let opener = FaultyOpener::default();
+    opener.faults.failing_syncs.store(1, Ordering::SeqCst);
+    let err = DatabaseOptions::new()
+        .storage_opener(Arc::new(opener))
+        .open(dir.path())
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Io { context, .. } if context.contains("after recovery")),
+        "{err:?}"
+    );
+    assert_eq!(state(&open(dir.path())).len(), 1);
+}
