@@ -436,18 +436,21 @@ fn simulate_wrong_state(
             None => recovered,
         },
         WrongEngine::AppliesIncompleteTxn => {
-            // Half of a txn that never committed: an aborted one, or a fabricated one.
+            // The first half of the in-flight (attempted, unacknowledged) txn, with the
+            // versions it would have had; without one, half of a fabricated txn.
             let mut s = recovered;
-            let half = input
-                .workload
-                .txns
+            let in_flight = ledger
+                .attempts
                 .iter()
-                .find(|t| t.abort && t.ops.len() >= 2)
-                .cloned()
-                .unwrap_or_else(|| fabricated_txn(3));
-            let mut partial = half.clone();
-            partial.ops.truncate(half.ops.len().div_ceil(2));
-            oracle::apply(&mut s, &partial, 1_000_000);
+                .zip(firsts)
+                .rev()
+                .find(|(a, _)| a.ack.is_none() && input.workload.txns[a.idx].ops.len() >= 2);
+            let (mut partial, first) = match in_flight {
+                Some((a, first)) => (input.workload.txns[a.idx].clone(), *first),
+                None => (fabricated_txn(3), 1_000_000),
+            };
+            partial.ops.truncate(partial.ops.len().div_ceil(2));
+            oracle::apply(&mut s, &partial, first);
             s
         }
         WrongEngine::AppliesInWrongOrder => {

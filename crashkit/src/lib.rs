@@ -23,5 +23,6 @@ pub mod power_loss;
 pub mod protocol;
 pub mod regressions;
 pub mod seam;
+pub mod selftest;
 pub mod shrink;
 pub mod workload;

@@ -37,6 +37,13 @@ enum Command {
     Repro(ReproArgs),
     /// Print a WAL record by record, and where and why reading stopped.
     Inspect(InspectArgs),
+    /// Prove the checker can fail: run it against deliberately wrong engines.
+    Selftest {
+        #[arg(long, value_parser = parse_seed, default_value = "1")]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// The engine's performance checks.
     Bench(crashkit::bench::BenchOptions),
     /// Internal: the child writer / recoverer process.
@@ -235,6 +242,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Repro(args) => repro(args),
         Command::Inspect(args) => inspect(args),
+        Command::Selftest { seed, json } => selftest(seed, json),
         Command::Bench(opts) => match crashkit::bench::run_command(&opts) {
             Ok(()) => EXIT_CLEAN,
             Err(e) => {
@@ -523,5 +531,59 @@ fn inspect(args: InspectArgs) -> u8 {
     match crashkit::inspect::dump(&args.path, &mut out) {
         Ok(()) => EXIT_CLEAN,
         Err(e) => harness_failure("inspect failed", e),
+    }
+}
+
+fn selftest(seed: u64, json: bool) -> u8 {
+    let child = match child_command() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let temp = match tempfile::Builder::new()
+        .prefix("torture-selftest-")
+        .tempdir()
+    {
+        Ok(t) => t,
+        Err(e) => return harness_failure("cannot create a temporary directory", e),
+    };
+    let env = CycleEnv {
+        work_dir: temp.path().to_path_buf(),
+        artifacts_dir: temp.path().join("artifacts"),
+        child,
+        wrong: None,
+    };
+    let report = match crashkit::selftest::run(&env, seed) {
+        Ok(r) => r,
+        Err(e) => return harness_failure("the self-test failed to run", e),
+    };
+    if json {
+        let mut v = serde_json::to_value(&report).unwrap_or_default();
+        v["type"] = "selftest".into();
+        v["passed"] = report.passed().into();
+        json_line(&v);
+    } else {
+        for d in &report.detections {
+            println!(
+                "{:<26} {}",
+                d.wrong_engine,
+                match (&d.reported_as, &d.seed) {
+                    (Some(kind), Some(seed)) => format!("reported as {kind} (seed {seed})"),
+                    _ => "NOT DETECTED".to_string(),
+                }
+            );
+        }
+        for f in &report.correct_engine_findings {
+            println!("finding against the real engine: {f}");
+        }
+        println!(
+            "self-test {} after {} crash cycles",
+            if report.passed() { "passed" } else { "FAILED" },
+            report.cases_run
+        );
+    }
+    if report.passed() {
+        EXIT_CLEAN
+    } else {
+        EXIT_FINDINGS
     }
 }

@@ -1,0 +1,105 @@
+//! The checker's self-test: crash cycles against deliberately wrong engines (simulated on
+//! top of the real one, see [`WrongEngine`]), each of which must be reported, while the
+//! same cases against the real engine must be clean. A checker that cannot fail proves
+//! nothing.
+
+use serde::Serialize;
+
+use crate::case::{Case, KillKind, ModeName};
+use crate::checker::WrongEngine;
+use crate::cycle::{run_cycle, CycleEnv, HarnessError};
+use crate::finding::Finding;
+
+/// Seeds tried before a wrong engine counts as undetected.
+pub const SEEDS_MAX: u64 = 24;
+
+/// The verdict on one wrong engine.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detection {
+    pub wrong_engine: String,
+    /// The finding kind it was reported as, if it was.
+    pub reported_as: Option<String>,
+    pub seed: Option<String>,
+}
+
+/// The self-test's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct SelfTestReport {
+    pub detections: Vec<Detection>,
+    /// Findings against the real engine on the same cases (must be empty).
+    pub correct_engine_findings: Vec<String>,
+    pub cases_run: u64,
+}
+
+impl SelfTestReport {
+    pub fn passed(&self) -> bool {
+        self.correct_engine_findings.is_empty()
+            && self.detections.iter().all(|d| d.reported_as.is_some())
+    }
+}
+
+/// Runs the self-test in `env` (its `wrong` field is ignored).
+pub fn run(env: &CycleEnv, base_seed: u64) -> Result<SelfTestReport, HarnessError> {
+    let mut detections: Vec<Detection> = WrongEngine::ALL
+        .iter()
+        .map(|w| Detection {
+            wrong_engine: format!("{w:?}"),
+            reported_as: None,
+            seed: None,
+        })
+        .collect();
+    let mut correct_engine_findings = Vec::new();
+    let mut cases_run = 0;
+    for i in 0..SEEDS_MAX {
+        if detections.iter().all(|d| d.reported_as.is_some()) {
+            break;
+        }
+        let case = Case::new(
+            crate::case::cycle_seed(base_seed, i),
+            ModeName::Strict,
+            KillKind::Offset,
+        );
+        let correct = run_cycle(
+            &case,
+            &CycleEnv {
+                wrong: None,
+                ..env.clone()
+            },
+        )?;
+        cases_run += 1;
+        if let Some(f) = correct.finding {
+            correct_engine_findings.push(describe(&f));
+            continue;
+        }
+        for (wrong, detection) in WrongEngine::ALL.iter().zip(detections.iter_mut()) {
+            if detection.reported_as.is_some() {
+                continue;
+            }
+            let outcome = run_cycle(
+                &case,
+                &CycleEnv {
+                    wrong: Some(*wrong),
+                    ..env.clone()
+                },
+            )?;
+            cases_run += 1;
+            if let Some(f) = outcome.finding {
+                detection.reported_as = Some(f.violation.kind.name().to_string());
+                detection.seed = Some(format!("{:#018x}", case.seed));
+                if let Some(dir) = &f.artifacts_dir {
+                    // Self-test findings are expected; their artifacts are noise.
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+        }
+    }
+    Ok(SelfTestReport {
+        detections,
+        correct_engine_findings,
+        cases_run,
+    })
+}
+
+fn describe(f: &Finding) -> String {
+    format!("{}: {} ({})", f.violation.kind, f.violation.detail, f.repro)
+}

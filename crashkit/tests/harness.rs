@@ -1,0 +1,115 @@
+//! End-to-end checks of the crash harness with real child processes and real SIGKILL.
+//!
+//! Property: the checker reports every deliberately wrong engine and stays silent on the
+//! real one; a short campaign over every mode x kill kind (with power loss and crashed
+//! recoveries mixed in) is clean; offset kills always kill; a case replays exactly; the
+//! saved regression list replays clean. Pins: a checker that cannot fail, a harness whose
+//! whitebox kill point drifts from its layout, and recovery bugs once found.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use crashkit::campaign::{run_campaign, CampaignOptions, Frequency};
+use crashkit::case::{Case, KillKind, Limits, ModeName};
+use crashkit::cycle::{run_cycle, ChildCommand, ChildEnd, CycleEnv};
+
+fn env(dir: &std::path::Path) -> CycleEnv {
+    CycleEnv {
+        work_dir: dir.join("work"),
+        artifacts_dir: dir.join("artifacts"),
+        child: ChildCommand {
+            program: PathBuf::from(env!("CARGO_BIN_EXE_crashkit-child")),
+            args_prefix: Vec::new(),
+        },
+        wrong: None,
+    }
+}
+
+#[test]
+fn checker_reports_every_wrong_engine_and_not_the_real_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = crashkit::selftest::run(&env(dir.path()), 1).unwrap();
+    assert!(
+        report.correct_engine_findings.is_empty(),
+        "{:#?}",
+        report.correct_engine_findings
+    );
+    for d in &report.detections {
+        assert!(
+            d.reported_as.is_some(),
+            "wrong engine {} was not reported",
+            d.wrong_engine
+        );
+    }
+    assert!(report.passed());
+}
+
+#[test]
+fn short_campaign_over_all_modes_and_kills_is_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = CampaignOptions {
+        base_seed: 0xc0ffee,
+        cycles: Some(48),
+        duration: None,
+        jobs: 2,
+        modes: ModeName::ALL.to_vec(),
+        kills: KillKind::ALL.to_vec(),
+        power_loss: Frequency::Sometimes,
+        recovery_crash: Frequency::Sometimes,
+        shard: (0, 1),
+        limits: Limits::default(),
+    };
+    let summary = run_campaign(&opts, &env(dir.path()), &AtomicBool::new(false), &|_| {}).unwrap();
+    assert_eq!(summary.cycles, 48);
+    assert_eq!(summary.findings, 0, "{summary:#?}");
+    assert_eq!(
+        summary.per_mode_kill.len(),
+        12,
+        "every mode x kill combination ran"
+    );
+    for (combo, counts) in &summary.per_mode_kill {
+        if combo.ends_with("/offset") {
+            assert_eq!(
+                counts.killed, counts.cycles,
+                "{combo}: an offset kill must always fire"
+            );
+        }
+    }
+    assert!(!summary.coverage.is_empty());
+}
+
+#[test]
+fn a_case_replays_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut case = Case::new(0xfeed, ModeName::Batched, KillKind::Offset);
+    case.power_loss = true;
+    let a = run_cycle(&case, &env(dir.path())).unwrap();
+    let b = run_cycle(&case, &env(dir.path())).unwrap();
+    assert_eq!(a.end, ChildEnd::Killed);
+    assert_eq!(
+        (a.end, a.kill_site, a.acked, a.recovered_n),
+        (b.end, b.kill_site, b.acked, b.recovered_n)
+    );
+    assert!(a.finding.is_none(), "{}", a.finding.unwrap());
+}
+
+#[test]
+fn saved_regressions_replay_clean() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("regressions.txt");
+    let cases = crashkit::regressions::load(&path).unwrap();
+    assert!(
+        !cases.is_empty(),
+        "the regression list lost its pinned cases"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for r in cases {
+        let outcome = run_cycle(&r.case, &env(dir.path())).unwrap();
+        assert!(
+            outcome.finding.is_none(),
+            "regression {:?} (was {}) fails again:\n{}",
+            r.case,
+            r.found,
+            outcome.finding.unwrap()
+        );
+    }
+}
