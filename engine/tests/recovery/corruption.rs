@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 
 use engine::wal::{ReadEnd, WalReader};
 use engine::{
-    Database, DatabaseOptions, DurabilityMode, EngineError, RecoveryMode, Value, WAL_FILE_NAME,
+    Database, DatabaseOptions, DurabilityMode, EngineError, RecoveryMode, Value, WALEntry,
+    WAL_FILE_NAME,
 };
 
-use crate::common::{install_wal, key, WalImage, RUN};
+use crate::common::{install_wal, key, MemStorage, WalImage, RUN};
 use crate::{open, state};
 
 const DATABASE_ID: u128 = 0xc0_44u128 << 64;
@@ -343,4 +344,61 @@ fn c1_damage_followed_by_a_record_larger_than_the_scan_window() {
         }
         other => panic!("expected Corruption, got {other:?}"),
     }
+}
+
+/// Reads an in-memory image to its end and returns how it ended.
+fn read_end(bytes: Vec<u8>) -> ReadEnd {
+    let storage = MemStorage::new(bytes);
+    let path = std::path::Path::new("mem.wal");
+    let mut reader = WalReader::new(&storage, path).unwrap();
+    while reader.next_record().unwrap().is_some() {}
+    reader.end().cloned().unwrap()
+}
+
+/// The damage scan reads the rest of the file in windows of 4 MiB. A zero run longer than
+/// several windows is a zero-filled torn tail only if every byte to the end is zero, and
+/// it is corruption if a valid record follows it, however far away.
+#[test]
+fn long_zero_runs_are_classified_across_scan_windows() {
+    let mut image = WalImage::new(DATABASE_ID);
+    image.begin(1, 1);
+    image.commit(1);
+    let valid_end = image.len_bytes();
+    let zeros_len = 9 * 1024 * 1024 + 3;
+    let mut zeros = image.bytes.clone();
+    zeros.resize(zeros.len() + zeros_len, 0);
+
+    match read_end(zeros.clone()) {
+        ReadEnd::TornTail {
+            offset_bytes,
+            torn_bytes,
+            zero_filled,
+            ..
+        } => {
+            assert_eq!(offset_bytes, valid_end);
+            assert_eq!(torn_bytes, zeros_len as u64);
+            assert!(zero_filled);
+        }
+        other => panic!("expected a torn tail, got {other:?}"),
+    }
+
+    let mut last_byte_set = zeros.clone();
+    *last_byte_set.last_mut().unwrap() = 1;
+    assert!(matches!(
+        read_end(last_byte_set),
+        ReadEnd::TornTail { offset_bytes, zero_filled: false, .. } if offset_bytes == valid_end
+    ));
+
+    let mut record_after = zeros;
+    let next = record_after.len() as u64;
+    WALEntry::CommitTxn {
+        txn_id: 1,
+        run_id: RUN,
+    }
+    .encode_into(&mut record_after);
+    assert!(matches!(
+        read_end(record_after),
+        ReadEnd::Corruption { offset_bytes, next_valid_offset_bytes, .. }
+            if offset_bytes == valid_end && next_valid_offset_bytes == next
+    ));
 }
