@@ -199,6 +199,9 @@ pub struct Faults {
     pub failing_syncs: AtomicUsize,
     /// The next `write_at` writes half its bytes and then fails with ENOSPC (E4).
     pub fail_next_write: AtomicBool,
+    /// When n > 0, the n-th `set_len` call from now fails with EIO before changing the
+    /// file: a crash (or an error) in the middle of recovery, before it cut the log.
+    pub failing_set_len_call: AtomicUsize,
     /// Number of `sync_data` calls that reached the file.
     pub syncs: AtomicUsize,
 }
@@ -229,6 +232,14 @@ impl WalStorage for FaultyStorage {
     }
 
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        let countdown = self.faults.failing_set_len_call.fetch_update(
+            Ordering::AcqRel,
+            Ordering::Acquire,
+            |n| n.checked_sub(1),
+        );
+        if countdown == Ok(1) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
         self.inner.set_len(len_bytes)
     }
 

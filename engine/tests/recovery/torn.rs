@@ -6,12 +6,17 @@
 use std::collections::BTreeMap;
 
 use engine::wal::ReadEnd;
-use engine::{Database, DurabilityMode, Value, WAL_FILE_NAME};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use engine::{
+    Database, DatabaseOptions, DurabilityMode, EngineError, RecoveryMode, Value, WAL_FILE_NAME,
+};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::common::{
-    announce_seed, fast_tempdir, install_wal, key, WalImage, HEADER_LEN_BYTES, RUN,
+    announce_seed, fast_tempdir, install_wal, key, FaultyOpener, WalImage, HEADER_LEN_BYTES, RUN,
 };
 use crate::{open, state, State};
 
@@ -266,4 +271,107 @@ fn t3_commits_after_a_torn_tail_survive_the_next_reopen() {
     assert_eq!(db.recovery_stats().torn_tail_bytes, 0);
     // The torn transaction's whole records stay in the log and are discarded again.
     assert_eq!(db.recovery_stats().discarded_txns, 1);
+}
+
+/// T4, T5 and R7: recovery interrupted before it cuts the log (its truncation fails), then
+/// run again, and reopened again and again without new writes: the state is the same every
+/// time, the WAL's length stays put once cut, and nothing recovery read is lost.
+#[test]
+fn t4_t5_interrupted_and_repeated_recovery_is_idempotent() {
+    let history = history(6, 10);
+    let full = &history.image.bytes;
+    // Cut inside the last transaction's CommitTxn: a torn tail of 5 bytes.
+    let cut = full.len() as u64 - 20;
+    let expected = expected_prefix(&history, cut);
+    let valid_end = last_record_end(&history.image, cut);
+    let root = tempfile::tempdir().unwrap();
+    let dir = install_wal(root.path(), DATABASE_ID, &full[..cut as usize]);
+    for round in 0..6 {
+        let opener = FaultyOpener::default();
+        if round == 0 {
+            opener
+                .faults
+                .failing_set_len_call
+                .store(1, Ordering::SeqCst);
+            let err = DatabaseOptions::new()
+                .storage_opener(Arc::new(opener))
+                .open(&dir)
+                .unwrap_err();
+            assert!(
+                matches!(&err, EngineError::Io { context, .. } if context.contains("truncating")),
+                "round {round}: {err:?}"
+            );
+            assert_eq!(
+                std::fs::metadata(dir.join(WAL_FILE_NAME)).unwrap().len(),
+                cut,
+                "an interrupted recovery must leave the log as it was"
+            );
+            continue;
+        }
+        let db = DatabaseOptions::new()
+            .storage_opener(Arc::new(opener))
+            .open(&dir)
+            .unwrap();
+        assert_eq!(state(&db), expected, "round {round}");
+        assert_eq!(
+            std::fs::metadata(dir.join(WAL_FILE_NAME)).unwrap().len(),
+            valid_end,
+            "round {round}"
+        );
+        // Only the first successful recovery finds the torn bytes.
+        let torn = if round == 1 { cut - valid_end } else { 0 };
+        assert_eq!(db.recovery_stats().torn_tail_bytes, torn, "round {round}");
+    }
+}
+
+/// R7 for point-in-time recovery: interrupted after it saved the dropped bytes but before
+/// it cut the log, it leaves the log whole, and the next run produces the same state and
+/// the same sidecar.
+#[test]
+fn r7_interrupted_point_in_time_recovery_is_idempotent() {
+    let history = history(6, 10);
+    let mut bytes = history.image.bytes.clone();
+    // Damage the first record of txn 3: its BeginTxn.
+    let (damage, _, _) = history
+        .image
+        .records
+        .iter()
+        .find(|r| matches!(r.2, engine::WALEntry::BeginTxn { txn_id: 3, .. }))
+        .cloned()
+        .unwrap();
+    bytes[damage as usize + 12] ^= 0x40;
+    let expected = expected_prefix(&history, damage);
+    let root = tempfile::tempdir().unwrap();
+    let dir = install_wal(root.path(), DATABASE_ID, &bytes);
+    let sidecar = dir.join(format!("{WAL_FILE_NAME}.dropped-{damage}"));
+    let open_pit = |failing_call: usize| {
+        let opener = FaultyOpener::default();
+        opener
+            .faults
+            .failing_set_len_call
+            .store(failing_call, Ordering::SeqCst);
+        DatabaseOptions::new()
+            .recovery(RecoveryMode::PointInTime)
+            .storage_opener(Arc::new(opener))
+            .open(&dir)
+    };
+    // Call 1 empties the sidecar before writing it; call 2 cuts the log.
+    let err = open_pit(2).unwrap_err();
+    assert!(matches!(err, EngineError::Io { .. }), "{err:?}");
+    assert_eq!(std::fs::read(dir.join(WAL_FILE_NAME)).unwrap(), bytes);
+    assert_eq!(std::fs::read(&sidecar).unwrap(), &bytes[damage as usize..]);
+    let db = open_pit(0).unwrap();
+    assert_eq!(state(&db), expected);
+    assert_eq!(
+        db.recovery_stats()
+            .corruption
+            .as_ref()
+            .unwrap()
+            .offset_bytes,
+        damage
+    );
+    assert_eq!(std::fs::read(&sidecar).unwrap(), &bytes[damage as usize..]);
+    drop(db);
+    let db = open(&dir);
+    assert_eq!(state(&db), expected);
 }
