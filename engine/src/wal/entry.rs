@@ -224,6 +224,26 @@ pub struct NamespaceCache {
 const NAMESPACE_CACHE_ENTRIES_MAX: usize = 16;
 
 impl NamespaceCache {
+    /// The cached namespace whose names are exactly these bytes (moved to the front).
+    fn lookup_raw(
+        &mut self,
+        tenant: &[u8],
+        app: &[u8],
+        agent: &[u8],
+        run_id: RunId,
+    ) -> Option<Arc<Namespace>> {
+        let idx = self.recent.iter().position(|ns| {
+            ns.run_id == run_id
+                && ns.tenant.as_bytes() == tenant
+                && ns.app.as_bytes() == app
+                && ns.agent.as_bytes() == agent
+        })?;
+        if idx != 0 {
+            self.recent[..=idx].rotate_right(1);
+        }
+        Some(self.recent[0].clone())
+    }
+
     fn intern(&mut self, tenant: &str, app: &str, agent: &str, run_id: RunId) -> Arc<Namespace> {
         if let Some(idx) = self.recent.iter().position(|ns| {
             ns.run_id == run_id && ns.tenant == tenant && ns.app == app && ns.agent == agent
@@ -472,6 +492,24 @@ fn decode_key(
     cursor: &mut Cursor<'_>,
     namespaces: &mut NamespaceCache,
 ) -> Result<Key, DecodeError> {
+    // Fast path: the namespace's raw bytes equal a cached (already validated) namespace, so
+    // neither UTF-8 validation nor a new allocation is needed. On a miss, or any error, the
+    // cursor rewinds and the checked path below decodes (and reports errors) as always.
+    let start = cursor.pos;
+    if let Some(namespace) = cached_namespace(cursor, namespaces) {
+        let tag_byte = cursor.u8("key.type_tag")?;
+        let type_tag = TypeTag::from_byte(tag_byte).ok_or_else(|| DecodeError {
+            field: "key.type_tag",
+            reason: format!("unknown type tag {tag_byte}"),
+        })?;
+        let user_key = cursor.blob("key.user_key")?.to_vec();
+        return Ok(Key {
+            namespace,
+            type_tag,
+            user_key,
+        });
+    }
+    cursor.pos = start;
     let tenant = cursor.name("key.tenant")?;
     let app = cursor.name("key.app")?;
     let agent = cursor.name("key.agent")?;
@@ -487,6 +525,23 @@ fn decode_key(
         type_tag,
         user_key,
     })
+}
+
+/// Reads the namespace fields raw and returns the cached namespace with exactly those bytes,
+/// or `None` (cursor position then unspecified) on a miss or a short payload.
+fn cached_namespace<'a>(
+    cursor: &mut Cursor<'a>,
+    namespaces: &mut NamespaceCache,
+) -> Option<Arc<Namespace>> {
+    fn raw_name<'a>(cursor: &mut Cursor<'a>) -> Option<&'a [u8]> {
+        let len = cursor.u16("key.name").ok()? as usize;
+        cursor.take(len, "key.name").ok()
+    }
+    let tenant = raw_name(cursor)?;
+    let app = raw_name(cursor)?;
+    let agent = raw_name(cursor)?;
+    let run_id = RunId(cursor.u64("key.run_id").ok()?);
+    namespaces.lookup_raw(tenant, app, agent, run_id)
 }
 
 fn decode_value(cursor: &mut Cursor<'_>) -> Result<Value, DecodeError> {
