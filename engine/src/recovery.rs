@@ -9,6 +9,7 @@
 //! orphaned record never reaches the store; each is counted and logged as a warning.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::durability::RecoveryMode;
 use crate::error::Result;
@@ -58,6 +59,33 @@ struct OpenTxn {
     ops: Vec<StoreOp>,
 }
 
+/// Emptied per-transaction op vectors kept for reuse (a log of single-put transactions
+/// would otherwise allocate and free one vector per transaction).
+const OPS_POOL_LEN_MAX: usize = 64;
+
+/// Hashes a txn id with one multiply. Txn ids are dense integers chosen by the engine, so
+/// SipHash's flooding resistance buys nothing here and costs a visible share of replay.
+#[derive(Debug, Default)]
+struct TxnIdHasher(u64);
+
+impl Hasher for TxnIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type OpenTxns = HashMap<u64, OpenTxn, BuildHasherDefault<TxnIdHasher>>;
+
 /// Replays the WAL into `store` with the default recovery mode
 /// ([`RecoveryMode::TolerateCorruptTail`]), cutting a torn tail and refusing on corruption.
 pub fn replay_wal(wal: &WAL, store: &UnifiedStore) -> Result<ReplayStats> {
@@ -74,7 +102,10 @@ pub fn replay_wal_with_mode(
     recovery_mode: RecoveryMode,
 ) -> Result<ReplayStats> {
     let mut stats = ReplayStats::default();
-    let mut open: HashMap<u64, OpenTxn> = HashMap::new();
+    let mut open = OpenTxns::default();
+    let mut ops_pool: Vec<Vec<StoreOp>> = Vec::new();
+    // Holds the store's write lock until replay ends: readers never see a partial replay.
+    let mut applier = store.replay_applier();
     let mut reader = wal.reader()?;
     // Transactions are applied as their CommitTxn records are read, so a corruption found
     // later would leave the store ahead of what the caller accepts. The store handed to
@@ -94,7 +125,7 @@ pub fn replay_wal_with_mode(
                     OpenTxn {
                         run_id,
                         timestamp,
-                        ops: Vec::new(),
+                        ops: ops_pool.pop().unwrap_or_default(),
                     },
                 ) {
                     stats.discarded_txns += 1;
@@ -137,7 +168,7 @@ pub fn replay_wal_with_mode(
                 }
             }
             WALEntry::CommitTxn { txn_id, .. } => match open.remove(&txn_id) {
-                Some(txn) => {
+                Some(mut txn) => {
                     for op in &txn.ops {
                         match op {
                             StoreOp::Put { .. } => stats.writes_applied += 1,
@@ -145,7 +176,12 @@ pub fn replay_wal_with_mode(
                         }
                     }
                     stats.txns_applied += 1;
-                    store.apply_batch(txn.ops, txn.timestamp);
+                    for op in txn.ops.drain(..) {
+                        applier.apply(op, txn.timestamp);
+                    }
+                    if ops_pool.len() < OPS_POOL_LEN_MAX && txn.ops.capacity() <= 1024 {
+                        ops_pool.push(txn.ops);
+                    }
                 }
                 None => orphan(&mut stats, "CommitTxn", txn_id, record.offset_bytes),
             },
@@ -162,6 +198,7 @@ pub fn replay_wal_with_mode(
             },
         }
     }
+    applier.finish();
     let end = reader
         .end()
         .cloned()
