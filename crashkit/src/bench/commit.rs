@@ -98,7 +98,9 @@ fn run_cell(
                 scope.spawn(move || -> Result<u64, BenchError> {
                     let mut commits = 0u64;
                     loop {
-                        if commits.is_multiple_of(COMMITS_PER_CLOCK_READ) && Instant::now() >= deadline {
+                        if commits.is_multiple_of(COMMITS_PER_CLOCK_READ)
+                            && Instant::now() >= deadline
+                        {
                             return Ok(commits);
                         }
                         // Keys and values are built before `begin`, as a caller would.

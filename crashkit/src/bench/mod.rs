@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use memory::{recover_only, RecoveryMemory};
+pub use replay::build_crashed_wal;
 pub use report::Report;
 
 /// Options of `torture bench`.

@@ -75,7 +75,7 @@ impl ReplayFigures {
 
 /// Writes `n_txns` committed single-put transactions into a new database at `dir` and drops
 /// it without closing. Returns the WAL length.
-pub(crate) fn build_crashed_wal(dir: &Path, n_txns: u64) -> Result<u64, BenchError> {
+pub fn build_crashed_wal(dir: &Path, n_txns: u64) -> Result<u64, BenchError> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)
             .map_err(|e| BenchError::io(format!("removing {}", dir.display()), e))?;
