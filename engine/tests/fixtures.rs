@@ -238,7 +238,7 @@ fn torn_tail_fixture_recovers_the_committed_prefix() {
             zero_filled: false,
             reason: format!(
                 "record needs {} bytes, the file ends {TORN_KEPT_BYTES} bytes after its start",
-                write_offset_len(4)
+                torn_write_record_len(4)
             ),
         }),
         ..clean_stats()
@@ -251,7 +251,7 @@ fn torn_tail_fixture_recovers_the_committed_prefix() {
 }
 
 /// Length of the Write record of txn 4 in the torn fixture (before it was cut).
-fn write_offset_len(txn_id: u64) -> u64 {
+fn torn_write_record_len(txn_id: u64) -> u64 {
     let mut image = clean();
     image.begin(txn_id, T0_MICROS + 3_000_000);
     image.write(txn_id, "g", Value::Bytes(vec![0x47; 32]), 8);
