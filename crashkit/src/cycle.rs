@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -136,6 +136,10 @@ fn run_child(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(stderr))
+        // Its own process group: a Ctrl-C in the terminal stops the parent's campaign
+        // (which finishes its cycles), and must not kill children with SIGINT, which
+        // would look like a child crash.
+        .process_group(0)
         .spawn()
         .map_err(|source| HarnessError::Spawn {
             program: env.child.program.clone(),

@@ -113,3 +113,39 @@ fn saved_regressions_replay_clean() {
         );
     }
 }
+
+#[test]
+fn shrinking_keeps_the_finding_and_cuts_the_workload() {
+    use crashkit::checker::WrongEngine;
+    use crashkit::workload::Workload;
+    let dir = tempfile::tempdir().unwrap();
+    let wrong_env = CycleEnv {
+        wrong: Some(WrongEngine::DropsLastAcked),
+        ..env(dir.path())
+    };
+    // The first seed whose workload acknowledges something before the kill.
+    let finding = (0..20)
+        .find_map(|i| {
+            let case = Case::new(
+                crashkit::case::cycle_seed(5, i),
+                ModeName::Strict,
+                KillKind::Offset,
+            );
+            run_cycle(&case, &wrong_env).unwrap().finding
+        })
+        .expect("a wrong engine that drops the last ack is reported");
+    let before = Workload::for_case(&finding.case);
+    let mut steps = Vec::new();
+    let shrunk = crashkit::shrink::shrink(&finding, &wrong_env, &mut |s| steps.push(s)).unwrap();
+    let after = Workload::for_case(&shrunk.case);
+    assert_eq!(shrunk.violation.kind, finding.violation.kind);
+    assert!(
+        after.txns.len() < before.txns.len() || after.n_ops() < before.n_ops(),
+        "nothing was shrunk: {steps:#?}"
+    );
+    assert!(
+        shrunk.repro.contains("--txns-max") || shrunk.repro.contains("--ops-max"),
+        "{}",
+        shrunk.repro
+    );
+}
