@@ -310,13 +310,17 @@ impl WAL {
             drop(state);
             let result = self.storage.sync_data();
             state = lock(&self.sync);
-            state.sync_in_progress = false;
             match result {
                 Ok(()) => {
+                    state.sync_in_progress = false;
                     state.synced_offset_bytes = state.synced_offset_bytes.max(goal);
                     self.sync_done.notify_all();
                 }
                 Err(e) => {
+                    // `sync_in_progress` stays set: a committer arriving before `poison`
+                    // below has marked the WAL must wait for it, not start a new fdatasync
+                    // that "succeeds" and acknowledge its commit (fsyncgate). Once poisoned,
+                    // every `sync_to` returns before looking at the flag.
                     drop(state);
                     self.poison(format!("fdatasync up to offset {goal} failed: {e}"));
                     return Err(EngineError::io(

@@ -144,6 +144,7 @@ impl log::Log for CaptureLogger {
     }
 
     fn log(&self, record: &log::Record<'_>) {
+        stall_if_requested(&record.args().to_string());
         let captured = Captured {
             level: record.level(),
             thread: std::thread::current().id(),
@@ -159,6 +160,63 @@ impl log::Log for CaptureLogger {
 }
 
 static LOGGER: OnceLock<&'static CaptureLogger> = OnceLock::new();
+
+/// A request to hold one thread inside a log call whose message contains `needle`: a way
+/// to widen, deterministically, a window in the engine that lies between two statements
+/// around a `log` call.
+#[derive(Debug)]
+struct Stall {
+    thread: std::thread::ThreadId,
+    needle: &'static str,
+    delay: std::time::Duration,
+    entered: Arc<(Mutex<bool>, std::sync::Condvar)>,
+}
+
+static STALL: Mutex<Option<Stall>> = Mutex::new(None);
+
+fn stall_if_requested(message: &str) {
+    let me = std::thread::current().id();
+    let stall = {
+        let mut slot = STALL.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.as_ref() {
+            Some(s) if s.thread == me && message.contains(s.needle) => slot.take(),
+            _ => None,
+        }
+    };
+    if let Some(stall) = stall {
+        let (flag, cv) = &*stall.entered;
+        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+        std::thread::sleep(stall.delay);
+    }
+}
+
+/// Makes `thread`'s next log message containing `needle` stall for `delay` (once). Returns
+/// a handle whose [`wait_entered`] returns once the thread is inside that log call.
+pub fn stall_log(
+    thread: std::thread::ThreadId,
+    needle: &'static str,
+    delay: std::time::Duration,
+) -> Arc<(Mutex<bool>, std::sync::Condvar)> {
+    capture_logger();
+    let entered = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    *STALL.lock().unwrap_or_else(|p| p.into_inner()) = Some(Stall {
+        thread,
+        needle,
+        delay,
+        entered: entered.clone(),
+    });
+    entered
+}
+
+/// Blocks until the stalled thread has entered its log call.
+pub fn wait_entered(entered: &(Mutex<bool>, std::sync::Condvar)) {
+    let (flag, cv) = entered;
+    let mut guard = flag.lock().unwrap_or_else(|p| p.into_inner());
+    while !*guard {
+        guard = cv.wait(guard).unwrap_or_else(|p| p.into_inner());
+    }
+}
 
 /// Installs the capturing logger (once per process) and returns it.
 fn capture_logger() -> &'static CaptureLogger {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use engine::{Database, DatabaseOptions, DurabilityMode, EngineError, Value};
 
-use crate::common::{key, Faults, FaultyOpener, RUN};
+use crate::common::{key, stall_log, wait_entered, Faults, FaultyOpener, RUN};
 use crate::{open, state};
 
 fn faulty(dir: &std::path::Path, mode: DurabilityMode) -> (Database, Arc<Faults>) {
@@ -152,4 +152,34 @@ fn e4_failed_write_poisons_and_reopen_recovers() {
         state(&db).keys().collect::<Vec<_>>(),
         vec!["acked", "after"]
     );
+}
+
+/// E1 under group commit: once an fdatasync has failed, no committer may be acknowledged,
+/// not even one that arrives while the failing thread is still on its way to marking the
+/// WAL poisoned and whose own, later fdatasync would "succeed" (fsyncgate). The failing
+/// thread is held inside its "poisoned" log call, exactly in that window.
+#[test]
+fn e1_no_commit_is_acknowledged_after_a_failed_fsync_even_in_the_poison_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, faults) = faulty(dir.path(), DurabilityMode::Strict);
+    put(&db, "before").unwrap();
+    faults.failing_syncs.store(1, Ordering::SeqCst);
+    let late_result = std::thread::scope(|scope| {
+        let failing = scope.spawn(|| put(&db, "fails"));
+        let entered = stall_log(
+            failing.thread().id(),
+            "poisoned",
+            Duration::from_millis(300),
+        );
+        wait_entered(&entered);
+        // The failing fdatasync has returned; the WAL is not yet marked poisoned.
+        let late = put(&db, "late");
+        assert!(failing.join().unwrap().is_err());
+        late
+    });
+    assert!(
+        matches!(late_result, Err(EngineError::Poisoned { .. })),
+        "a commit was acknowledged after a failed fdatasync: {late_result:?}"
+    );
+    assert!(db.get(&key("late")).is_none());
 }
