@@ -158,6 +158,12 @@ fn c1_bad_checksum_mid_log() {
     let mut bytes = image.bytes.clone();
     bytes[start as usize + 5] ^= 0xff; // inside the stored checksum
     check_corruption("checksum damaged", &bytes, start, end, 3);
+
+    // The very first record: point-in-time recovery keeps nothing but the header.
+    let (start, end) = record(&image, 1, 0);
+    let mut bytes = image.bytes.clone();
+    bytes[start as usize + 9] ^= 0x01;
+    check_corruption("first record", &bytes, start, end, 0);
 }
 
 /// C2: a damaged length field (high bit flipped) is corruption, never a torn tail that

@@ -419,6 +419,7 @@ fn open_refuses_a_path_that_is_a_file() {
 #[test]
 fn data_is_recovered_after_restart() {
     let dir = tempfile::tempdir().unwrap();
+    let live;
     {
         let db = open(dir.path());
         let mut txn = db.begin(RUN);
@@ -437,6 +438,7 @@ fn data_is_recovered_after_restart() {
         assert!(txn.is_empty());
         txn.put(key("z"), s("aborted")).unwrap();
         txn.abort();
+        live = (db.get(&key("b")).unwrap(), db.get(&key("c")).unwrap());
         drop(db); // no close: Strict acknowledged everything already
     }
     let db = open(dir.path());
@@ -447,6 +449,9 @@ fn data_is_recovered_after_restart() {
             ("c".to_string(), (Value::Null, 4)),
         ])
     );
+    // Recovered values carry the timestamps they had when committed, not the reopen's.
+    assert_eq!(db.get(&key("b")).unwrap(), live.0);
+    assert_eq!(db.get(&key("c")).unwrap(), live.1);
     assert_eq!(db.recovery_stats().txns_applied, 2);
     assert_eq!(db.recovery_stats().aborted_txns, 0);
 }
