@@ -36,6 +36,7 @@ pub struct CampaignOptions {
     pub kills: Vec<KillKind>,
     pub power_loss: Frequency,
     pub recovery_crash: Frequency,
+    pub corrupt: Frequency,
     /// (index, count): this shard runs cycle indexes `index, index + count, ...`.
     pub shard: (u64, u64),
     pub limits: Limits,
@@ -60,6 +61,7 @@ pub fn case_for_index(opts: &CampaignOptions, index: u64) -> Case {
     };
     case.power_loss = draw(opts.power_loss);
     case.recovery_crash = draw(opts.recovery_crash);
+    case.corrupt = draw(opts.corrupt);
     case.limits = opts.limits;
     case
 }
@@ -74,6 +76,7 @@ pub struct ComboCounts {
     pub killed: u64,
     pub power_loss: u64,
     pub recovery_crash: u64,
+    pub corrupt: u64,
 }
 
 /// The summary of a campaign (the `summary` object of `--json`).
@@ -103,6 +106,7 @@ impl Summary {
         combo.killed += u64::from(outcome.end == ChildEnd::Killed);
         combo.power_loss += u64::from(outcome.case.power_loss);
         combo.recovery_crash += u64::from(outcome.case.recovery_crash);
+        combo.corrupt += u64::from(outcome.corrupted);
         match &outcome.finding {
             Some(f) => {
                 combo.findings += 1;

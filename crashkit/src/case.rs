@@ -122,6 +122,9 @@ pub struct Case {
     pub power_loss: bool,
     /// Kill a first recovery attempt part-way, then recover again (R7).
     pub recovery_crash: bool,
+    /// Flip a bit in committed history before recovery: it must be refused (R6).
+    #[serde(default)]
+    pub corrupt: bool,
     #[serde(default)]
     pub limits: Limits,
     /// Overrides the derived kill offset (offset and watch kills); the shrinker moves it.
@@ -137,6 +140,7 @@ impl Case {
             kill,
             power_loss: false,
             recovery_crash: false,
+            corrupt: false,
             limits: Limits::default(),
             kill_offset_bytes: None,
         }
@@ -161,6 +165,9 @@ impl Case {
         }
         if self.recovery_crash {
             s.push_str(" --recovery-crash");
+        }
+        if self.corrupt {
+            s.push_str(" --corrupt");
         }
         if let Some(n) = self.limits.txns_max {
             s.push_str(&format!(" --txns-max {n}"));
@@ -196,6 +203,7 @@ pub enum Purpose {
     RecoveryCrash = 4,
     PostRecovery = 5,
     Campaign = 6,
+    Corrupt = 7,
 }
 
 /// The seed of cycle `index` of a campaign with base seed `base`: a SplitMix64 step, so

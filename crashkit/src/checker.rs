@@ -8,9 +8,10 @@ use engine::{Database, Key, ReplayStats, RunId, Value};
 use rand::Rng;
 
 use crate::case::{Case, Purpose};
+use crate::corrupt::CorruptTarget;
 use crate::finding::{describe_value, FindingKind, KeyDiff, StatsSummary, Violation};
 use crate::oracle::{self, Ledger, State};
-use crate::workload::{OpPlan, TxnPlan, Workload};
+use crate::workload::{OpPlan, RecordSpan, TxnPlan, Workload};
 
 /// Deliberately wrong engines, simulated on top of the real one, for the checker's
 /// self-test: each must be reported, or the checker cannot be trusted.
@@ -52,6 +53,10 @@ pub struct CheckInput<'a> {
     /// Whether recovery must report exactly the torn bytes (false when an earlier,
     /// killed recovery may already have cut them).
     pub expect_exact_torn_bytes: bool,
+    /// Flip this bit of committed history first; recovery must refuse it (R6).
+    pub corrupt_at: Option<CorruptTarget>,
+    /// The records a fault-free run writes (see `Workload::record_layout`).
+    pub layout: &'a [RecordSpan],
     pub wrong: Option<WrongEngine>,
 }
 
@@ -75,7 +80,7 @@ pub fn snapshot(db: &Database) -> State {
 /// How long a reopen waits for a lock held by an inherited descriptor (see `open`).
 const LOCK_RETRY_MS: u64 = 2_000;
 
-fn open(dir: &Path, what: &str) -> Result<Database, Violation> {
+pub(crate) fn open(dir: &Path, what: &str) -> Result<Database, Violation> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(LOCK_RETRY_MS);
     loop {
         match Database::open(dir) {
@@ -127,6 +132,12 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
     let wal_path = dir.join(engine::WAL_FILE_NAME);
     let len_before = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
 
+    let firsts = oracle::first_versions(input.workload, ledger, 1);
+    let states = oracle::prefix_states(input.workload, ledger, &State::new(), &firsts);
+    if let Some(target) = &input.corrupt_at {
+        crate::corrupt::check_refused(dir, target, input.layout, &states)?;
+    }
+
     // First recovery.
     let db = open(dir, "first reopen")?;
     let stats = db.recovery_stats().clone();
@@ -137,8 +148,6 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
         v.stats = Some(Box::new(summary.clone()));
         v
     };
-    let firsts = oracle::first_versions(input.workload, ledger, 1);
-    let states = oracle::prefix_states(input.workload, ledger, &State::new(), &firsts);
     if let Some(wrong) = input.wrong {
         recovered = simulate_wrong_state(wrong, input, &states, &firsts, recovered);
     }

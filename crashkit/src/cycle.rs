@@ -108,6 +108,8 @@ pub struct CycleOutcome {
     /// The recovered prefix length, on a clean verdict.
     pub recovered_n: Option<usize>,
     pub acked: usize,
+    /// Whether a bit flip in committed history was checked (needs two whole records).
+    pub corrupted: bool,
     pub finding: Option<Finding>,
     pub elapsed: Duration,
 }
@@ -307,6 +309,7 @@ pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessErr
         kill_site: None,
         recovered_n: None,
         acked: 0,
+        corrupted: false,
         finding: None,
         elapsed: Duration::ZERO,
     };
@@ -357,13 +360,23 @@ pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessErr
     if violation.is_none() {
         ledger.mark_required(case.mode, plan.power_loss.is_some());
         let header = engine::wal::HEADER_LEN as u64;
+        let expected_valid_end_bytes =
+            (crash_len >= header).then(|| coverage::boundary_at_or_before(&layout, first_damaged));
+        let corrupt_at = match (case.corrupt, expected_valid_end_bytes) {
+            (true, Some(end)) => {
+                crate::corrupt::pick_target(&layout, end, &mut case.rng(Purpose::Corrupt))
+            }
+            _ => None,
+        };
+        outcome.corrupted = corrupt_at.is_some();
         let input = CheckInput {
             case,
             workload: &workload,
             ledger: &ledger,
             crashed_wal: &damaged_image,
-            expected_valid_end_bytes: (crash_len >= header)
-                .then(|| coverage::boundary_at_or_before(&layout, first_damaged)),
+            expected_valid_end_bytes,
+            corrupt_at,
+            layout: &layout,
             expect_exact_torn_bytes: plan.recovery_kill_call.is_none(),
             wrong: env.wrong,
         };

@@ -13,6 +13,7 @@ pub mod campaign;
 pub mod case;
 pub mod checker;
 pub mod child;
+pub mod corrupt;
 pub mod coverage;
 pub mod cycle;
 pub mod finding;

@@ -4,6 +4,8 @@
 use rand::Rng;
 use serde::Serialize;
 
+use engine::wal::RECORD_HEADER_LEN;
+
 use crate::case::{Case, KillKind, Purpose};
 use crate::seam::{FailOp, Layers};
 use crate::workload::Workload;
@@ -51,7 +53,18 @@ impl FaultPlan {
         };
         match case.kill {
             KillKind::Offset | KillKind::Watch => {
-                let k = rng.gen_range(header + 1..=expected);
+                // Half the kills are uniform over the expected WAL (mostly payload bytes,
+                // since values are large); the other half land within the frame header
+                // or checksum of a random record, or exactly on its boundary, which
+                // uniform draws would rarely hit.
+                let layout = workload.record_layout();
+                let k = if layout.is_empty() || rng.gen_bool(0.5) {
+                    rng.gen_range(header + 1..=expected)
+                } else {
+                    let span = &layout[rng.gen_range(0..layout.len())];
+                    let within = rng.gen_range(0..=RECORD_HEADER_LEN as u64);
+                    (span.offset_bytes + within).clamp(header + 1, expected)
+                };
                 plan.kill_offset_bytes = Some(case.kill_offset_bytes.unwrap_or(k));
             }
             KillKind::Time => {
@@ -80,7 +93,10 @@ impl FaultPlan {
         }
         if case.recovery_crash {
             let mut rng = case.rng(Purpose::RecoveryCrash);
-            plan.recovery_kill_call = Some(rng.gen_range(1..=8));
+            // A recovery makes a handful of storage calls (length, header, record reads,
+            // truncate, fdatasync); draws past the last call let recovery finish and the
+            // process exit before any new write (FAULTS.md T4).
+            plan.recovery_kill_call = Some(rng.gen_range(1..=12));
         }
         plan
     }

@@ -56,6 +56,7 @@ fn short_campaign_over_all_modes_and_kills_is_clean() {
         kills: KillKind::ALL.to_vec(),
         power_loss: Frequency::Sometimes,
         recovery_crash: Frequency::Sometimes,
+        corrupt: Frequency::Sometimes,
         shard: (0, 1),
         limits: Limits::default(),
     };

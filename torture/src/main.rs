@@ -118,6 +118,9 @@ struct RunArgs {
     /// Kill a first recovery attempt, then recover again.
     #[arg(long, value_enum, default_value_t = Frequency::Sometimes, num_args = 0..=1, default_missing_value = "always")]
     recovery_crash: Frequency,
+    /// Flip a bit in committed history before recovery; it must be refused.
+    #[arg(long, value_enum, default_value_t = Frequency::Sometimes, num_args = 0..=1, default_missing_value = "always")]
+    corrupt: Frequency,
     /// Where findings keep their data directories.
     #[arg(long, default_value = "artifacts")]
     artifacts: PathBuf,
@@ -147,6 +150,8 @@ struct ReproArgs {
     power_loss: bool,
     #[arg(long)]
     recovery_crash: bool,
+    #[arg(long)]
+    corrupt: bool,
     /// Kill at this WAL offset instead of the derived one (offset and watch kills).
     #[arg(long)]
     kill_offset: Option<u64>,
@@ -318,6 +323,7 @@ fn run(args: RunArgs) -> u8 {
         },
         power_loss: args.power_loss,
         recovery_crash: args.recovery_crash,
+        corrupt: args.corrupt,
         shard: args.shard,
         limits: args.workload.limits(),
     };
@@ -436,8 +442,8 @@ fn print_summary(s: &campaign::Summary) {
     );
     for (k, c) in &s.per_mode_kill {
         println!(
-            "{:<20} {:>7} {:>7} {:>8} {:>7} {:>10} {:>14}",
-            k, c.cycles, c.clean, c.findings, c.killed, c.power_loss, c.recovery_crash
+            "{:<20} {:>7} {:>7} {:>8} {:>7} {:>10} {:>14} {:>8}",
+            k, c.cycles, c.clean, c.findings, c.killed, c.power_loss, c.recovery_crash, c.corrupt
         );
     }
     if !s.coverage.is_empty() {
@@ -472,6 +478,7 @@ fn repro(args: ReproArgs) -> u8 {
         kill: args.kill,
         power_loss: args.power_loss,
         recovery_crash: args.recovery_crash,
+        corrupt: args.corrupt,
         limits: args.workload.limits(),
         kill_offset_bytes: args.kill_offset,
     };
