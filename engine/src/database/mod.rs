@@ -5,12 +5,16 @@
 //! 1. under the commit lock: allocate the txn id and versions, encode BeginTxn, the
 //!    Write/Delete records and CommitTxn, and `pwrite` them as one contiguous write;
 //! 2. wait as the durability mode says (Strict: group-commit fdatasync);
-//! 3. apply to the store in commit order (a ticket queue), then acknowledge.
+//! 3. apply to the store in commit order, then acknowledge. Async and Batched apply under
+//!    the commit lock right after the write; Strict queues the operations (in write order)
+//!    under the commit lock, and whichever committer's fdatasync returns first applies
+//!    every queued commit that the synced offset covers, for everyone (no waiting in turn).
 
 pub mod identity;
 pub mod lock;
 mod transaction;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -78,7 +82,14 @@ impl DatabaseOptions {
 struct CommitState {
     next_txn_id: u64,
     next_version: u64,
-    next_ticket: u64,
+}
+
+/// A Strict commit written to the WAL and waiting for an fdatasync to cover it.
+#[derive(Debug)]
+struct PendingApply {
+    end_offset_bytes: u64,
+    ops: Vec<StoreOp>,
+    timestamp: Timestamp,
 }
 
 #[derive(Debug, Default)]
@@ -93,9 +104,8 @@ struct Shared {
     store: UnifiedStore,
     mode: DurabilityMode,
     commit: Mutex<CommitState>,
-    /// Ticket of the next commit allowed to apply to the store.
-    applied: Mutex<u64>,
-    applied_cv: Condvar,
+    /// Strict commits in write order, not yet applied to the store.
+    pending_apply: Mutex<VecDeque<PendingApply>>,
     flusher: Mutex<FlusherSignal>,
     flusher_cv: Condvar,
     closed: AtomicBool,
@@ -209,15 +219,13 @@ impl Database {
         let commit = CommitState {
             next_txn_id: stats.max_txn_id + 1,
             next_version: stats.final_version.max(stats.max_version_seen) + 1,
-            next_ticket: 0,
         };
         let shared = Arc::new(Shared {
             wal,
             store,
             mode: options.durability,
             commit: Mutex::new(commit),
-            applied: Mutex::new(0),
-            applied_cv: Condvar::new(),
+            pending_apply: Mutex::new(VecDeque::new()),
             flusher: Mutex::new(FlusherSignal::default()),
             flusher_cv: Condvar::new(),
             closed: AtomicBool::new(false),
@@ -319,7 +327,8 @@ impl Database {
         let n_ops = ops.len() as u64;
         let mut encoded =
             Vec::with_capacity(64 + ops.iter().map(|op| op.encoded_len_hint()).sum::<usize>());
-        let (txn_id, first_version, end_offset_bytes, ticket) = {
+        let strict = shared.mode == DurabilityMode::Strict;
+        let (txn_id, first_version, end_offset_bytes) = {
             let mut state = lock(&shared.commit);
             let txn_id = state.next_txn_id;
             let first_version = state.next_version;
@@ -328,12 +337,33 @@ impl Database {
             state.next_txn_id += 1;
             state.next_version += n_ops;
             let end = shared.wal.append_bytes(&encoded)?;
-            let ticket = state.next_ticket;
-            state.next_ticket += 1;
-            (txn_id, first_version, end, ticket)
+            let store_ops: Vec<StoreOp> = ops
+                .into_iter()
+                .enumerate()
+                .map(|(i, op)| op.into_store_op(first_version + i as u64))
+                .collect();
+            if strict {
+                // Queued in write order while the commit lock still orders the writes.
+                lock(&shared.pending_apply).push_back(PendingApply {
+                    end_offset_bytes: end,
+                    ops: store_ops,
+                    timestamp,
+                });
+            } else {
+                // Async and Batched acknowledge once written, so the store may show the
+                // commit now; the commit lock makes store order equal log order. A flusher
+                // failure since the write poisons this commit too (FAULTS.md E3).
+                shared.wal.check_poisoned()?;
+                shared.store.apply_batch(store_ops, timestamp);
+            }
+            (txn_id, first_version, end)
         };
         let durable = match shared.mode {
-            DurabilityMode::Strict => shared.wal.sync_to(end_offset_bytes).map(|()| true),
+            DurabilityMode::Strict => {
+                shared.wal.sync_to(end_offset_bytes)?;
+                self.apply_durable();
+                true
+            }
             DurabilityMode::Batched { batch_size, .. } => {
                 let mut signal = lock(&shared.flusher);
                 signal.pending_commits += 1;
@@ -341,18 +371,10 @@ impl Database {
                     shared.flusher_cv.notify_all();
                 }
                 drop(signal);
-                shared.wal.check_poisoned().map(|()| false)
+                shared.wal.synced_offset_bytes() >= end_offset_bytes
             }
-            DurabilityMode::Async => Ok(false),
+            DurabilityMode::Async => shared.wal.synced_offset_bytes() >= end_offset_bytes,
         };
-        let store_ops = ops
-            .into_iter()
-            .enumerate()
-            .map(|(i, op)| op.into_store_op(first_version + i as u64));
-        let apply: Option<Vec<StoreOp>> = durable.is_ok().then(|| store_ops.collect());
-        self.apply_in_order(ticket, apply, timestamp);
-        let durable = durable?;
-        let durable = durable || shared.wal.synced_offset_bytes() >= end_offset_bytes;
         Ok(CommitInfo {
             txn_id,
             versions: first_version..first_version + n_ops,
@@ -361,22 +383,22 @@ impl Database {
         })
     }
 
-    /// Applies a commit's operations when every earlier commit has applied, so the store
-    /// sees commits in log order even though their syncs complete together.
-    fn apply_in_order(&self, ticket: u64, ops: Option<Vec<StoreOp>>, timestamp: Timestamp) {
+    /// Strict: applies, in write order, every queued commit that a completed fdatasync
+    /// covers. Called after this committer's own sync returned, so its own commit (and every
+    /// earlier one, which ends at a lower offset) is covered and applied on return, by this
+    /// thread or by another. A commit whose sync failed stays queued and never applies: the
+    /// WAL is poisoned, so no later sync can cover it.
+    fn apply_durable(&self) {
         let shared = &self.shared;
-        let mut next = lock(&shared.applied);
-        while *next != ticket {
-            next = shared
-                .applied_cv
-                .wait(next)
-                .unwrap_or_else(|p| p.into_inner());
+        let mut queue = lock(&shared.pending_apply);
+        let synced_offset_bytes = shared.wal.synced_offset_bytes();
+        while queue
+            .front()
+            .is_some_and(|p| p.end_offset_bytes <= synced_offset_bytes)
+        {
+            let pending = queue.pop_front().expect("front checked above");
+            shared.store.apply_batch(pending.ops, pending.timestamp);
         }
-        if let Some(ops) = ops {
-            shared.store.apply_batch(ops, timestamp);
-        }
-        *next += 1;
-        shared.applied_cv.notify_all();
     }
 }
 
