@@ -39,6 +39,24 @@ impl ChildCommand {
     }
 }
 
+/// Where scratch directories for cycles go by default: `/dev/shm` when it is a writable
+/// tmpfs, else the system temporary directory. The checker never relies on the medium
+/// (a SIGKILL keeps the page cache, and power loss is simulated by the harness), so a RAM
+/// disk changes no verdict; it only makes fdatasync free, which triples cycles per second.
+pub fn default_work_root() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let writable = shm.is_dir()
+        && tempfile::Builder::new()
+            .prefix(".torture-probe-")
+            .tempfile_in(shm)
+            .is_ok();
+    if writable {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 /// Where cycles run and where findings go.
 #[derive(Debug, Clone)]
 pub struct CycleEnv {

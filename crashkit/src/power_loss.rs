@@ -20,34 +20,26 @@ pub fn apply(
     damage: PowerLossDamage,
     rng: &mut ChaCha8Rng,
 ) -> io::Result<u64> {
-    let mut bytes = std::fs::read(wal_path)?;
+    let original = std::fs::read(wal_path)?;
+    let mut bytes = original.clone();
     let len = bytes.len() as u64;
     let synced = synced_bytes.min(len);
     let point = rng.gen_range(synced..=len);
-    let first_damaged = match damage {
-        PowerLossDamage::Drop => {
-            bytes.truncate(synced as usize);
-            synced
-        }
-        PowerLossDamage::Cut => {
-            bytes.truncate(point as usize);
-            point
-        }
-        PowerLossDamage::Zeros => {
-            bytes[point as usize..].fill(0);
-            if point == len {
-                len
-            } else {
-                point
-            }
-        }
-        PowerLossDamage::Garbage => {
-            rng.fill_bytes(&mut bytes[point as usize..]);
-            point
-        }
-    };
+    match damage {
+        PowerLossDamage::Drop => bytes.truncate(synced as usize),
+        PowerLossDamage::Cut => bytes.truncate(point as usize),
+        PowerLossDamage::Zeros => bytes[point as usize..].fill(0),
+        PowerLossDamage::Garbage => rng.fill_bytes(&mut bytes[point as usize..]),
+    }
     std::fs::write(wal_path, &bytes)?;
-    Ok(first_damaged)
+    // The first byte that actually changed: zeros written over bytes that already were
+    // zero (or garbage that happens to match) leave a record intact.
+    let first_changed = original
+        .iter()
+        .zip(&bytes)
+        .position(|(a, b)| a != b)
+        .map_or(bytes.len(), |i| i) as u64;
+    Ok(first_changed)
 }
 
 #[cfg(test)]

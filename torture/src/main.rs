@@ -124,7 +124,8 @@ struct RunArgs {
     /// Where findings keep their data directories.
     #[arg(long, default_value = "artifacts")]
     artifacts: PathBuf,
-    /// Scratch directory for cycles (default: a fresh temporary directory).
+    /// Scratch directory for cycles (default: a fresh temporary directory, on /dev/shm
+    /// when available).
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// JSON Lines on stdout: begin, finding and summary objects.
@@ -283,7 +284,10 @@ fn run(args: RunArgs) -> u8 {
     };
     let temp = match &args.work_dir {
         Some(_) => None,
-        None => match tempfile::Builder::new().prefix("torture-").tempdir() {
+        None => match tempfile::Builder::new()
+            .prefix("torture-")
+            .tempdir_in(crashkit::cycle::default_work_root())
+        {
             Ok(t) => Some(t),
             Err(e) => return harness_failure("cannot create a temporary directory", e),
         },
@@ -462,7 +466,10 @@ fn repro(args: ReproArgs) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let temp = match tempfile::Builder::new().prefix("torture-repro-").tempdir() {
+    let temp = match tempfile::Builder::new()
+        .prefix("torture-repro-")
+        .tempdir_in(crashkit::cycle::default_work_root())
+    {
         Ok(t) => t,
         Err(e) => return harness_failure("cannot create a temporary directory", e),
     };
