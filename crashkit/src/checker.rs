@@ -55,6 +55,9 @@ pub struct CheckInput<'a> {
     pub expect_exact_torn_bytes: bool,
     /// Flip this bit of committed history first; recovery must refuse it (R6).
     pub corrupt_at: Option<CorruptTarget>,
+    /// What an uninterrupted recovery of the same crashed files gave (recovery-crash
+    /// cycles): the recovery after a crashed recovery must give exactly this (R7).
+    pub reference_state: Option<State>,
     /// The records a fault-free run writes (see `Workload::record_layout`).
     pub layout: &'a [RecordSpan],
     pub wrong: Option<WrongEngine>,
@@ -150,6 +153,16 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
     };
     if let Some(wrong) = input.wrong {
         recovered = simulate_wrong_state(wrong, input, &states, &firsts, recovered);
+    }
+    if let Some(reference) = &input.reference_state {
+        if input.wrong.is_none() && *reference != recovered {
+            let mut v = Violation::new(
+                FindingKind::RecoveryNotIdempotent,
+                "recovery after a crashed recovery differs from an uninterrupted recovery of the same files",
+            );
+            v.diffs = diff_states(reference, &recovered, 5);
+            return Err(with_stats(v));
+        }
     }
     let n = check_prefix(input, &states, &firsts, &recovered).map_err(with_stats)?;
 

@@ -22,6 +22,11 @@ use crate::plan::FaultPlan;
 use crate::protocol::{Event, ParseError};
 use crate::workload::Workload;
 
+/// How often a watch kill polls the WAL's length.
+const WATCH_POLL_US: u64 = 10;
+/// Timer slack of the polling thread, so that its short sleeps stay short.
+const WATCH_TIMER_SLACK_NS: libc::c_ulong = 1_000;
+
 /// The executable (and leading arguments) that runs `crashkit::child::main_from_args`.
 #[derive(Debug, Clone)]
 pub struct ChildCommand {
@@ -179,6 +184,10 @@ fn run_child(
                     db_dir.join(engine::WAL_FILE_NAME),
                 );
                 std::thread::spawn(move || {
+                    // A whole small workload takes a few milliseconds; the default 50 us
+                    // timer slack would let most of it pass between two polls.
+                    // SAFETY: prctl(PR_SET_TIMERSLACK) only changes this thread's timer slack.
+                    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, WATCH_TIMER_SLACK_NS) };
                     while !stop.load(Ordering::Acquire) {
                         if std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) >= k {
                             // SAFETY: kill(2) has no memory-safety preconditions.
@@ -186,7 +195,7 @@ fn run_child(
                             killed.store(true, Ordering::Release);
                             return;
                         }
-                        std::thread::sleep(Duration::from_micros(50));
+                        std::thread::sleep(Duration::from_micros(WATCH_POLL_US));
                     }
                 })
             }),
@@ -364,6 +373,23 @@ pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessErr
             )?;
         }
     }
+    let mut reference_state = None;
+    if violation.is_none() && plan.recovery_kill_call.is_some() {
+        // An uninterrupted recovery of a copy is the reference for R7.
+        let reference_dir = scratch.join("reference");
+        if db_dir.exists() {
+            copy_tree(&db_dir, &reference_dir)?;
+            match engine::Database::open(&reference_dir) {
+                Ok(db) => reference_state = Some(checker::snapshot(&db)),
+                Err(e) => {
+                    violation = Some(Violation::new(
+                        FindingKind::RecoveryFailed,
+                        format!("recovering a copy of the crashed database failed: {e}"),
+                    ))
+                }
+            }
+        }
+    }
     if violation.is_none() && plan.recovery_kill_call.is_some() {
         let recoverer = run_child(env, Role::Recoverer, case, &db_dir, &scratch, &plan)?;
         if let Err(v) = classify_exit(&recoverer, true, Role::Recoverer) {
@@ -394,6 +420,7 @@ pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessErr
             crashed_wal: &damaged_image,
             expected_valid_end_bytes,
             corrupt_at,
+            reference_state,
             layout: &layout,
             expect_exact_torn_bytes: plan.recovery_kill_call.is_none(),
             wrong: env.wrong,

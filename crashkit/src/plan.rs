@@ -10,6 +10,11 @@ use crate::case::{Case, KillKind, Purpose};
 use crate::seam::{FailOp, Layers};
 use crate::workload::Workload;
 
+/// Shortest delay of a time kill (most earlier kills would land before the WAL exists).
+pub const TIME_KILL_DELAY_US_MIN: u64 = 500;
+/// Longest delay of a time kill.
+pub const TIME_KILL_DELAY_US_MAX: u64 = 4_000;
+
 /// How a power loss damages the bytes after the last completed fdatasync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -68,9 +73,11 @@ impl FaultPlan {
                 plan.kill_offset_bytes = Some(case.kill_offset_bytes.unwrap_or(k));
             }
             KillKind::Time => {
-                // Child start-up takes a few milliseconds; spread kills from before the
-                // first commit to well after a small workload usually ends.
-                plan.delay_us = Some(rng.gen_range(0..=15_000));
+                // Start-up (exec, open) takes about a millisecond and a small workload a
+                // few more in a release build: spread kills from before the first commit
+                // to after the usual end.
+                plan.delay_us =
+                    Some(rng.gen_range(TIME_KILL_DELAY_US_MIN..=TIME_KILL_DELAY_US_MAX));
             }
             KillKind::IoError => {
                 let commits = workload.txns.iter().filter(|t| !t.abort).count().max(1) as u64;
