@@ -77,6 +77,8 @@ pub struct ComboCounts {
     pub power_loss: u64,
     pub recovery_crash: u64,
     pub corrupt: u64,
+    /// Cycles whose writer saw a failed commit, flush or close.
+    pub io_errors: u64,
 }
 
 /// The summary of a campaign (the `summary` object of `--json`).
@@ -107,6 +109,7 @@ impl Summary {
         combo.power_loss += u64::from(outcome.case.power_loss);
         combo.recovery_crash += u64::from(outcome.case.recovery_crash);
         combo.corrupt += u64::from(outcome.corrupted);
+        combo.io_errors += u64::from(outcome.saw_error);
         match &outcome.finding {
             Some(f) => {
                 combo.findings += 1;

@@ -132,6 +132,12 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
             format!("txn {idx} was acknowledged after an earlier commit or flush failed"),
         ));
     }
+    if ledger.saw_error && ledger.done && ledger.close_error.is_none() {
+        return Err(Violation::new(
+            FindingKind::AckedAfterError,
+            "close() returned Ok although an earlier commit, flush or fsync failed (FAULTS.md E3)",
+        ));
+    }
     let wal_path = dir.join(engine::WAL_FILE_NAME);
     let len_before = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
 

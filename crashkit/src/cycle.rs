@@ -131,6 +131,8 @@ pub struct CycleOutcome {
     /// The recovered prefix length, on a clean verdict.
     pub recovered_n: Option<usize>,
     pub acked: usize,
+    /// Whether the writer saw a failed commit, flush or close (io-error faults).
+    pub saw_error: bool,
     /// Whether a bit flip in committed history was checked (needs two whole records).
     pub corrupted: bool,
     pub finding: Option<Finding>,
@@ -336,6 +338,7 @@ pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessErr
         kill_site: None,
         recovered_n: None,
         acked: 0,
+        saw_error: false,
         corrupted: false,
         finding: None,
         elapsed: Duration::ZERO,
@@ -343,6 +346,7 @@ pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessErr
     let writer = run_child(env, Role::Writer, case, &db_dir, &scratch, &plan)?;
     let mut ledger = writer.ledger.clone();
     outcome.acked = ledger.attempts.iter().filter(|a| a.ack.is_some()).count();
+    outcome.saw_error = ledger.saw_error || ledger.close_error.is_some();
     let crash_len = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
     if case.kill != KillKind::IoError {
         let offset = if case.kill == KillKind::Offset {

@@ -441,13 +441,29 @@ fn print_summary(s: &campaign::Summary) {
         if s.interrupted { " (interrupted)" } else { "" }
     );
     println!(
-        "{:<20} {:>7} {:>7} {:>8} {:>7} {:>10} {:>14}",
-        "mode/kill", "cycles", "clean", "findings", "killed", "power-loss", "recovery-crash"
+        "{:<20} {:>7} {:>7} {:>8} {:>7} {:>10} {:>14} {:>8} {:>9}",
+        "mode/kill",
+        "cycles",
+        "clean",
+        "findings",
+        "killed",
+        "power-loss",
+        "recovery-crash",
+        "corrupt",
+        "io-errors"
     );
     for (k, c) in &s.per_mode_kill {
         println!(
-            "{:<20} {:>7} {:>7} {:>8} {:>7} {:>10} {:>14} {:>8}",
-            k, c.cycles, c.clean, c.findings, c.killed, c.power_loss, c.recovery_crash, c.corrupt
+            "{:<20} {:>7} {:>7} {:>8} {:>7} {:>10} {:>14} {:>8} {:>9}",
+            k,
+            c.cycles,
+            c.clean,
+            c.findings,
+            c.killed,
+            c.power_loss,
+            c.recovery_crash,
+            c.corrupt,
+            c.io_errors
         );
     }
     if !s.coverage.is_empty() {
