@@ -150,3 +150,24 @@ fn shrinking_keeps_the_finding_and_cuts_the_workload() {
         shrunk.repro
     );
 }
+
+#[test]
+#[ignore = "long: about a minute in debug; run with --ignored in the long CI job"]
+fn long_campaign_is_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = CampaignOptions {
+        base_seed: 0x1077,
+        cycles: Some(1200),
+        duration: None,
+        jobs: 2,
+        modes: ModeName::ALL.to_vec(),
+        kills: KillKind::ALL.to_vec(),
+        power_loss: Frequency::Sometimes,
+        recovery_crash: Frequency::Sometimes,
+        corrupt: Frequency::Sometimes,
+        shard: (0, 1),
+        limits: Limits::default(),
+    };
+    let summary = run_campaign(&opts, &env(dir.path()), &AtomicBool::new(false), &|_| {}).unwrap();
+    assert_eq!(summary.findings, 0, "{summary:#?}");
+}
