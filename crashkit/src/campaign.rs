@@ -37,6 +37,9 @@ pub struct CampaignOptions {
     pub power_loss: Frequency,
     pub recovery_crash: Frequency,
     pub corrupt: Frequency,
+    /// Each cycle's writer uses 1..=threads_max threads (io-error cycles always one: with
+    /// several threads an error and another thread's acknowledgement race in the ledger).
+    pub threads_max: u8,
     /// (index, count): this shard runs cycle indexes `index, index + count, ...`.
     pub shard: (u64, u64),
     pub limits: Limits,
@@ -62,6 +65,11 @@ pub fn case_for_index(opts: &CampaignOptions, index: u64) -> Case {
     case.power_loss = draw(opts.power_loss);
     case.recovery_crash = draw(opts.recovery_crash);
     case.corrupt = draw(opts.corrupt);
+    case.threads = if case.kill == KillKind::IoError {
+        1
+    } else {
+        rng.gen_range(1..=opts.threads_max.max(1))
+    };
     case.limits = opts.limits;
     case
 }
@@ -79,6 +87,8 @@ pub struct ComboCounts {
     pub corrupt: u64,
     /// Cycles whose writer saw a failed commit, flush or close.
     pub io_errors: u64,
+    /// Cycles with more than one writer thread.
+    pub multi_threaded: u64,
 }
 
 /// The summary of a campaign (the `summary` object of `--json`).
@@ -110,6 +120,7 @@ impl Summary {
         combo.recovery_crash += u64::from(outcome.case.recovery_crash);
         combo.corrupt += u64::from(outcome.corrupted);
         combo.io_errors += u64::from(outcome.saw_error);
+        combo.multi_threaded += u64::from(outcome.case.writer_threads() > 1);
         match &outcome.finding {
             Some(f) => {
                 combo.findings += 1;

@@ -40,7 +40,7 @@ impl WrongEngine {
 }
 
 /// What the checker needs besides the directory.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CheckInput<'a> {
     pub case: &'a Case,
     pub workload: &'a Workload,
@@ -57,7 +57,7 @@ pub struct CheckInput<'a> {
     pub corrupt_at: Option<CorruptTarget>,
     /// What an uninterrupted recovery of the same crashed files gave (recovery-crash
     /// cycles): the recovery after a crashed recovery must give exactly this (R7).
-    pub reference_state: Option<State>,
+    pub reference_state: Option<&'a State>,
     /// The records a fault-free run writes (see `Workload::record_layout`).
     pub layout: &'a [RecordSpan],
     pub wrong: Option<WrongEngine>,
@@ -160,7 +160,7 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
     if let Some(wrong) = input.wrong {
         recovered = simulate_wrong_state(wrong, input, &states, &firsts, recovered);
     }
-    if let Some(reference) = &input.reference_state {
+    if let Some(reference) = input.reference_state {
         if input.wrong.is_none() && *reference != recovered {
             let mut v = Violation::new(
                 FindingKind::RecoveryNotIdempotent,
@@ -170,32 +170,80 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
             return Err(with_stats(v));
         }
     }
-    let n = check_prefix(input, &states, &firsts, &recovered).map_err(with_stats)?;
-
-    // R4: the final version is the last version of the recovered prefix. Several prefix
-    // lengths can give the same state (a txn that only deletes absent keys changes
-    // nothing but the version), so any matching n whose last version agrees will do.
-    let final_version_of = |n: usize| {
-        if n == 0 {
-            0
-        } else {
-            firsts[n - 1] + input.workload.txns[ledger.attempts[n - 1].idx].ops.len() as u64 - 1
+    // Try each possible commit order (one for a single writer thread); the first that
+    // explains the recovered state is the one the rest of the checks use.
+    let orders = oracle::commit_orders(ledger, input.workload, input.case.writer_threads(), 1);
+    let mut explained = None;
+    let mut first_violation = None;
+    for order in &orders {
+        let ordered = ledger.reordered(order);
+        let firsts = oracle::first_versions(input.workload, &ordered, 1);
+        let states = oracle::prefix_states(input.workload, &ordered, &State::new(), &firsts);
+        let ordered_input = CheckInput {
+            ledger: &ordered,
+            ..input.clone()
+        };
+        match check_prefix(&ordered_input, &states, &firsts, &recovered) {
+            Ok(n) => {
+                // R4: the final version is the last version of the recovered prefix.
+                // Several prefix lengths (and orders) can give the same state (a txn
+                // that only deletes absent keys changes nothing but the version), so any
+                // matching n whose last version agrees will do.
+                let final_version_of = |m: usize| {
+                    if m == 0 {
+                        0
+                    } else {
+                        let ops = input.workload.txns[ordered.attempts[m - 1].idx].ops.len();
+                        firsts[m - 1] + ops as u64 - 1
+                    }
+                };
+                let fits = (ordered.required_prefix_len()..=n).rev().find(|m| {
+                    states[*m] == recovered && final_version_of(*m) == stats.final_version
+                });
+                match fits {
+                    Some(m) => {
+                        explained = Some((ordered, m));
+                        break;
+                    }
+                    None if input.wrong.is_some() => {
+                        explained = Some((ordered, n));
+                        break;
+                    }
+                    None => {
+                        first_violation.get_or_insert(Violation::new(
+                            FindingKind::VersionMismatch,
+                            format!(
+                                "recovered prefix n = {n} ends at version {}, replay reports final_version {}",
+                                final_version_of(n),
+                                stats.final_version
+                            ),
+                        ));
+                    }
+                }
+            }
+            Err(v) => {
+                first_violation.get_or_insert(v);
+            }
         }
-    };
-    let n = (ledger.required_prefix_len()..=n)
-        .rev()
-        .find(|m| states[*m] == recovered && final_version_of(*m) == stats.final_version)
-        .unwrap_or(n);
-    let expected_final = final_version_of(n);
-    if input.wrong.is_none() && stats.final_version != expected_final {
-        return Err(with_stats(Violation::new(
-            FindingKind::VersionMismatch,
-            format!(
-                "recovered prefix n = {n} ends at version {expected_final}, replay reports final_version {}",
-                stats.final_version
-            ),
-        )));
     }
+    let Some((ordered, n)) = explained else {
+        let mut v = first_violation.expect("at least one candidate order");
+        if orders.len() > 1 {
+            v.detail = format!(
+                "{} (no commit order of {} candidates fits; shown: the first)",
+                v.detail,
+                orders.len()
+            );
+        }
+        return Err(with_stats(v));
+    };
+    let ledger = &ordered;
+    let firsts = oracle::first_versions(input.workload, ledger, 1);
+    let expected_final = if n == 0 {
+        0
+    } else {
+        firsts[n - 1] + input.workload.txns[ledger.attempts[n - 1].idx].ops.len() as u64 - 1
+    };
 
     // R5: the torn tail is reported and cut.
     let valid_end = stats

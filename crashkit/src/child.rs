@@ -108,46 +108,17 @@ fn run_writer(dir: &std::path::Path, case: &Case, out: Arc<EventWriter>) -> ! {
             std::process::exit(EXIT_OPEN_FAILED);
         }
     };
-    for (idx, plan) in workload.txns.iter().enumerate() {
-        let mut txn = db.begin(plan.run_id);
-        for op in &plan.ops {
-            let buffered = match op {
-                OpPlan::Put { key, value } => txn.put(key.clone(), value.clone()),
-                OpPlan::Delete { key } => txn.delete(key.clone()),
-            };
-            if let Err(e) = buffered {
-                // The workload stays within every documented limit, so a refusal here is
-                // an engine bug; the panic hook turns it into SIGABRT, a finding.
-                panic!("buffering operation of txn {idx} failed: {e}");
-            }
+    let threads = case.writer_threads();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (db, workload, out) = (&db, &workload, &out);
+            scope.spawn(move || {
+                for idx in (t..workload.txns.len()).step_by(threads) {
+                    run_txn(db, idx, &workload.txns[idx], out);
+                }
+            });
         }
-        if plan.abort {
-            txn.abort();
-            continue;
-        }
-        out.send(&Event::Attempt { idx });
-        match txn.commit() {
-            Ok(info) => out.send(&Event::Ack {
-                idx,
-                txn_id: info.txn_id,
-                versions: info.versions,
-                end_offset_bytes: info.end_offset_bytes,
-                durable: info.durable,
-            }),
-            Err(e) => out.send(&Event::Error {
-                idx,
-                message: e.to_string(),
-            }),
-        }
-        if plan.flush_after {
-            if let Err(e) = db.flush() {
-                out.send(&Event::FlushError {
-                    idx,
-                    message: e.to_string(),
-                });
-            }
-        }
-    }
+    });
     match db.close() {
         Ok(()) => out.send(&Event::Done),
         Err(e) => out.send(&Event::CloseError {
@@ -155,6 +126,48 @@ fn run_writer(dir: &std::path::Path, case: &Case, out: Arc<EventWriter>) -> ! {
         }),
     }
     std::process::exit(0);
+}
+
+/// Commits (or aborts) one workload transaction and reports what happened.
+fn run_txn(db: &engine::Database, idx: usize, plan: &crate::workload::TxnPlan, out: &EventWriter) {
+    let mut txn = db.begin(plan.run_id);
+    for op in &plan.ops {
+        let buffered = match op {
+            OpPlan::Put { key, value } => txn.put(key.clone(), value.clone()),
+            OpPlan::Delete { key } => txn.delete(key.clone()),
+        };
+        if let Err(e) = buffered {
+            // The workload stays within every documented limit, so a refusal here is
+            // an engine bug; the panic hook turns it into SIGABRT, a finding.
+            panic!("buffering operation of txn {idx} failed: {e}");
+        }
+    }
+    if plan.abort {
+        txn.abort();
+        return;
+    }
+    out.send(&Event::Attempt { idx });
+    match txn.commit() {
+        Ok(info) => out.send(&Event::Ack {
+            idx,
+            txn_id: info.txn_id,
+            versions: info.versions,
+            end_offset_bytes: info.end_offset_bytes,
+            durable: info.durable,
+        }),
+        Err(e) => out.send(&Event::Error {
+            idx,
+            message: e.to_string(),
+        }),
+    }
+    if plan.flush_after {
+        if let Err(e) = db.flush() {
+            out.send(&Event::FlushError {
+                idx,
+                message: e.to_string(),
+            });
+        }
+    }
 }
 
 fn run_recoverer(dir: &std::path::Path, case: &Case, out: Arc<EventWriter>) -> ! {

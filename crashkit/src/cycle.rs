@@ -348,7 +348,7 @@ pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessErr
     outcome.acked = ledger.attempts.iter().filter(|a| a.ack.is_some()).count();
     outcome.saw_error = ledger.saw_error || ledger.close_error.is_some();
     let crash_len = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
-    if case.kill != KillKind::IoError {
+    if case.kill != KillKind::IoError && case.layout_known() {
         let offset = if case.kill == KillKind::Offset {
             plan.kill_offset_bytes.unwrap_or(crash_len)
         } else {
@@ -408,8 +408,8 @@ pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessErr
     if violation.is_none() {
         ledger.mark_required(case.mode, plan.power_loss.is_some());
         let header = engine::wal::HEADER_LEN as u64;
-        let expected_valid_end_bytes =
-            (crash_len >= header).then(|| coverage::boundary_at_or_before(&layout, first_damaged));
+        let expected_valid_end_bytes = (crash_len >= header && case.layout_known())
+            .then(|| coverage::boundary_at_or_before(&layout, first_damaged));
         let corrupt_at = match (case.corrupt, expected_valid_end_bytes) {
             (true, Some(end)) => {
                 crate::corrupt::pick_target(&layout, end, &mut case.rng(Purpose::Corrupt))
@@ -424,7 +424,7 @@ pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessErr
             crashed_wal: &damaged_image,
             expected_valid_end_bytes,
             corrupt_at,
-            reference_state,
+            reference_state: reference_state.as_ref(),
             layout: &layout,
             expect_exact_torn_bytes: plan.recovery_kill_call.is_none(),
             wrong: env.wrong,

@@ -38,60 +38,69 @@ impl SelfTestReport {
     }
 }
 
-/// Runs the self-test in `env` (its `wrong` field is ignored).
+/// Runs the self-test in `env` (its `wrong` field is ignored): once with one writer
+/// thread and once with three (where the checker must search commit orders).
 pub fn run(env: &CycleEnv, base_seed: u64) -> Result<SelfTestReport, HarnessError> {
-    let mut detections: Vec<Detection> = WrongEngine::ALL
-        .iter()
-        .map(|w| Detection {
-            wrong_engine: format!("{w:?}"),
-            reported_as: None,
-            seed: None,
-        })
-        .collect();
+    let mut detections = Vec::new();
     let mut correct_engine_findings = Vec::new();
     let mut cases_run = 0;
-    for i in 0..SEEDS_MAX {
-        if detections.iter().all(|d| d.reported_as.is_some()) {
-            break;
-        }
-        let case = Case::new(
-            crate::case::cycle_seed(base_seed, i),
-            ModeName::Strict,
-            KillKind::Offset,
-        );
-        let correct = run_cycle(
-            &case,
-            &CycleEnv {
-                wrong: None,
-                ..env.clone()
-            },
-        )?;
-        cases_run += 1;
-        if let Some(f) = correct.finding {
-            correct_engine_findings.push(describe(&f));
-            continue;
-        }
-        for (wrong, detection) in WrongEngine::ALL.iter().zip(detections.iter_mut()) {
-            if detection.reported_as.is_some() {
-                continue;
+    for threads in [1u8, 3] {
+        let mut found: Vec<Detection> = WrongEngine::ALL
+            .iter()
+            .map(|w| Detection {
+                wrong_engine: format!(
+                    "{w:?} ({threads} writer thread{})",
+                    if threads == 1 { "" } else { "s" }
+                ),
+                reported_as: None,
+                seed: None,
+            })
+            .collect();
+        for i in 0..SEEDS_MAX {
+            if found.iter().all(|d| d.reported_as.is_some()) {
+                break;
             }
-            let outcome = run_cycle(
+            let mut case = Case::new(
+                crate::case::cycle_seed(base_seed, i),
+                ModeName::Strict,
+                KillKind::Offset,
+            );
+            case.threads = threads;
+            let correct = run_cycle(
                 &case,
                 &CycleEnv {
-                    wrong: Some(*wrong),
+                    wrong: None,
                     ..env.clone()
                 },
             )?;
             cases_run += 1;
-            if let Some(f) = outcome.finding {
-                detection.reported_as = Some(f.violation.kind.name().to_string());
-                detection.seed = Some(format!("{:#018x}", case.seed));
-                if let Some(dir) = &f.artifacts_dir {
-                    // Self-test findings are expected; their artifacts are noise.
-                    let _ = std::fs::remove_dir_all(dir);
+            if let Some(f) = correct.finding {
+                correct_engine_findings.push(describe(&f));
+                continue;
+            }
+            for (wrong, detection) in WrongEngine::ALL.iter().zip(found.iter_mut()) {
+                if detection.reported_as.is_some() {
+                    continue;
+                }
+                let outcome = run_cycle(
+                    &case,
+                    &CycleEnv {
+                        wrong: Some(*wrong),
+                        ..env.clone()
+                    },
+                )?;
+                cases_run += 1;
+                if let Some(f) = outcome.finding {
+                    detection.reported_as = Some(f.violation.kind.name().to_string());
+                    detection.seed = Some(format!("{:#018x}", case.seed));
+                    if let Some(dir) = &f.artifacts_dir {
+                        // Self-test findings are expected; their artifacts are noise.
+                        let _ = std::fs::remove_dir_all(dir);
+                    }
                 }
             }
         }
+        detections.extend(found);
     }
     Ok(SelfTestReport {
         detections,

@@ -57,6 +57,7 @@ fn short_campaign_over_all_modes_and_kills_is_clean() {
         power_loss: Frequency::Sometimes,
         recovery_crash: Frequency::Sometimes,
         corrupt: Frequency::Sometimes,
+        threads_max: 3,
         shard: (0, 1),
         limits: Limits::default(),
     };
@@ -165,6 +166,7 @@ fn long_campaign_is_clean() {
         power_loss: Frequency::Sometimes,
         recovery_crash: Frequency::Sometimes,
         corrupt: Frequency::Sometimes,
+        threads_max: 3,
         shard: (0, 1),
         limits: Limits::default(),
     };

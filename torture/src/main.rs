@@ -121,6 +121,9 @@ struct RunArgs {
     /// Flip a bit in committed history before recovery; it must be refused.
     #[arg(long, value_enum, default_value_t = Frequency::Sometimes, num_args = 0..=1, default_missing_value = "always")]
     corrupt: Frequency,
+    /// Each cycle's writer commits from 1..=N threads at once (io-error cycles use one).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=8))]
+    threads: u8,
     /// Where findings keep their data directories.
     #[arg(long, default_value = "artifacts")]
     artifacts: PathBuf,
@@ -153,6 +156,9 @@ struct ReproArgs {
     recovery_crash: bool,
     #[arg(long)]
     corrupt: bool,
+    /// Writer threads.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    threads: u8,
     /// Kill at this WAL offset instead of the derived one (offset and watch kills).
     #[arg(long)]
     kill_offset: Option<u64>,
@@ -328,6 +334,7 @@ fn run(args: RunArgs) -> u8 {
         power_loss: args.power_loss,
         recovery_crash: args.recovery_crash,
         corrupt: args.corrupt,
+        threads_max: args.threads,
         shard: args.shard,
         limits: args.workload.limits(),
     };
@@ -441,7 +448,7 @@ fn print_summary(s: &campaign::Summary) {
         if s.interrupted { " (interrupted)" } else { "" }
     );
     println!(
-        "{:<20} {:>7} {:>7} {:>8} {:>7} {:>10} {:>14} {:>8} {:>9}",
+        "{:<20} {:>7} {:>7} {:>8} {:>7} {:>10} {:>14} {:>8} {:>9} {:>8}",
         "mode/kill",
         "cycles",
         "clean",
@@ -450,11 +457,12 @@ fn print_summary(s: &campaign::Summary) {
         "power-loss",
         "recovery-crash",
         "corrupt",
-        "io-errors"
+        "io-errors",
+        "threaded"
     );
     for (k, c) in &s.per_mode_kill {
         println!(
-            "{:<20} {:>7} {:>7} {:>8} {:>7} {:>10} {:>14} {:>8} {:>9}",
+            "{:<20} {:>7} {:>7} {:>8} {:>7} {:>10} {:>14} {:>8} {:>9} {:>8}",
             k,
             c.cycles,
             c.clean,
@@ -463,7 +471,8 @@ fn print_summary(s: &campaign::Summary) {
             c.power_loss,
             c.recovery_crash,
             c.corrupt,
-            c.io_errors
+            c.io_errors,
+            c.multi_threaded
         );
     }
     if !s.coverage.is_empty() {
@@ -502,6 +511,7 @@ fn repro(args: ReproArgs) -> u8 {
         power_loss: args.power_loss,
         recovery_crash: args.recovery_crash,
         corrupt: args.corrupt,
+        threads: args.threads,
         limits: args.workload.limits(),
         kill_offset_bytes: args.kill_offset,
     };
