@@ -44,9 +44,10 @@ impl fmt::Display for KillSite {
             Region::Payload => "payload of",
             Region::PastEnd => "past the end",
         };
-        match self.record_type {
-            Some(t) => write!(f, "{region} {t}"),
-            None => write!(f, "{region} file header"),
+        match (self.record_type, self.region) {
+            (Some(t), _) => write!(f, "{region} {t}"),
+            (None, Region::Boundary) => write!(f, "{region} file header"),
+            (None, _) => write!(f, "{region} a record (torn inside its length field)"),
         }
     }
 }
@@ -61,7 +62,12 @@ impl KillSite {
             Region::Payload => "payload",
             Region::PastEnd => "past-end",
         };
-        format!("{region}/{}", self.record_type.unwrap_or("FileHeader"))
+        let record = match (self.record_type, self.region) {
+            (Some(t), _) => t,
+            (None, Region::Boundary) => "FileHeader",
+            (None, _) => "unknown",
+        };
+        format!("{region}/{record}")
     }
 }
 
@@ -99,6 +105,55 @@ pub fn classify(layout: &[RecordSpan], offset_bytes: u64) -> KillSite {
         } else {
             Region::Boundary
         },
+        record_type: last_complete,
+    }
+}
+
+/// Classifies the end of a crashed WAL image by walking its frames (for cases whose
+/// layout is not known in advance: several writer threads interleave transactions).
+/// A tear inside the length field leaves the record type unknown (`None`).
+pub fn classify_image(image: &[u8]) -> KillSite {
+    use engine::wal::format::{RECORD_LEN_LEN, RECORD_TYPE_OFFSET};
+    use engine::wal::RecordType;
+    let len = image.len();
+    let type_at = |pos: usize| {
+        image
+            .get(pos + RECORD_TYPE_OFFSET)
+            .and_then(|b| RecordType::from_byte(*b))
+            .map(|t| t.name())
+    };
+    let mut pos = engine::wal::HEADER_LEN;
+    let mut last_complete = None;
+    while pos < len {
+        if len - pos < RECORD_LEN_LEN {
+            return KillSite {
+                region: Region::RecordHeader,
+                record_type: None,
+            };
+        }
+        let payload_len =
+            u32::from_le_bytes(image[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+        let total = RECORD_HEADER_LEN + payload_len;
+        if pos + total <= len {
+            last_complete = type_at(pos);
+            pos += total;
+            continue;
+        }
+        let rel = len - pos;
+        let region = if rel <= RECORD_CRC_OFFSET {
+            Region::RecordHeader
+        } else if rel <= RECORD_HEADER_LEN {
+            Region::Checksum
+        } else {
+            Region::Payload
+        };
+        return KillSite {
+            region,
+            record_type: type_at(pos),
+        };
+    }
+    KillSite {
+        region: Region::Boundary,
         record_type: last_complete,
     }
 }
@@ -153,6 +208,35 @@ mod tests {
         assert_eq!(at(115).region, Region::Boundary);
         assert_eq!(at(116).region, Region::PastEnd);
         assert_eq!(boundary_at_or_before(&layout, 100), 65);
+
+        // The same judgement from the bytes alone.
+        let mut image = vec![0u8; 32];
+        engine::wal::entry::encode_end(&mut image, RecordType::CommitTxn, 1, engine::RunId(1));
+        let end = image.len();
+        assert_eq!(
+            classify_image(&image),
+            KillSite {
+                region: Region::Boundary,
+                record_type: Some("CommitTxn")
+            }
+        );
+        engine::wal::entry::encode_end(&mut image, RecordType::CommitTxn, 2, engine::RunId(1));
+        assert_eq!(classify_image(&image[..end + 2]).record_type, None);
+        assert_eq!(classify_image(&image[..end + 7]).region, Region::Checksum);
+        assert_eq!(
+            classify_image(&image[..end + 12]),
+            KillSite {
+                region: Region::Payload,
+                record_type: Some("CommitTxn")
+            }
+        );
+        assert_eq!(
+            classify_image(&image[..32]),
+            KillSite {
+                region: Region::Boundary,
+                record_type: None
+            }
+        );
         assert_eq!(boundary_at_or_before(&layout, 40), 32);
     }
 }

@@ -364,6 +364,12 @@ pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessErr
         Err(v) => Some(v),
     };
     let crashed_wal = std::fs::read(&wal_path).unwrap_or_default();
+    if case.kill != KillKind::IoError
+        && !case.layout_known()
+        && crashed_wal.len() >= engine::wal::HEADER_LEN
+    {
+        outcome.kill_site = Some(coverage::classify_image(&crashed_wal));
+    }
 
     let mut first_damaged = crash_len;
     if violation.is_none() {
