@@ -74,6 +74,12 @@ pub fn case_for_index(opts: &CampaignOptions, index: u64) -> Case {
     case
 }
 
+/// The campaign-wide index of the `k`-th cycle of shard `(i, n)`: shards are disjoint
+/// and together cover every index.
+pub fn shard_index(shard: (u64, u64), k: u64) -> u64 {
+    shard.0 + k * shard.1
+}
+
 /// Clean and finding counts of one mode x kill combination.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ComboCounts {
@@ -195,7 +201,7 @@ pub fn run_campaign(
                 if opts.cycles.is_some_and(|n| k >= n) {
                     return;
                 }
-                let index = opts.shard.0 + k * opts.shard.1;
+                let index = shard_index(opts.shard, k);
                 let case = case_for_index(opts, index);
                 match run_cycle(&case, env) {
                     Ok(outcome) => {
@@ -227,4 +233,55 @@ pub fn run_campaign(
     summary.interrupted = stop.load(Ordering::Acquire);
     summary.finish(started.elapsed());
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn shards_are_disjoint_and_cover_the_seed_space() {
+        let mut seen = BTreeSet::new();
+        for i in 0..3 {
+            for k in 0..10 {
+                assert!(
+                    seen.insert(shard_index((i, 3), k)),
+                    "index reused across shards"
+                );
+            }
+        }
+        assert_eq!(seen, (0..30).collect());
+        let opts = CampaignOptions {
+            base_seed: 9,
+            cycles: None,
+            duration: None,
+            jobs: 1,
+            modes: ModeName::ALL.to_vec(),
+            kills: KillKind::ALL.to_vec(),
+            power_loss: Frequency::Sometimes,
+            recovery_crash: Frequency::Never,
+            corrupt: Frequency::Never,
+            threads_max: 3,
+            shard: (0, 1),
+            limits: Limits::default(),
+        };
+        let cases: Vec<Case> = (0..12).map(|i| case_for_index(&opts, i)).collect();
+        let combos: BTreeSet<_> = cases.iter().map(|c| (c.mode, c.kill)).collect();
+        assert_eq!(
+            combos.len(),
+            12,
+            "twelve consecutive cycles cover every mode x kill"
+        );
+        assert_eq!(
+            case_for_index(&opts, 5),
+            cases[5],
+            "a cycle's case depends only on its index"
+        );
+        assert!(cases.iter().all(|c| !c.recovery_crash && !c.corrupt));
+        assert!(cases
+            .iter()
+            .filter(|c| c.kill == KillKind::IoError)
+            .all(|c| c.writer_threads() == 1));
+    }
 }
