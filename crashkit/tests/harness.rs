@@ -27,7 +27,7 @@ fn env(dir: &std::path::Path) -> CycleEnv {
 
 #[test]
 fn checker_reports_every_wrong_engine_and_not_the_real_one() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
     let report = crashkit::selftest::run(&env(dir.path()), 1).unwrap();
     assert!(
         report.correct_engine_findings.is_empty(),
@@ -46,10 +46,12 @@ fn checker_reports_every_wrong_engine_and_not_the_real_one() {
 
 #[test]
 fn short_campaign_over_all_modes_and_kills_is_clean() {
-    let dir = tempfile::tempdir().unwrap();
+    // A few hundred cycles: every mode x kill combination twenty times, with power loss,
+    // crashed recoveries, bit flips and multi-threaded writers mixed in.
+    let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
     let opts = CampaignOptions {
         base_seed: 0xc0ffee,
-        cycles: Some(48),
+        cycles: Some(240),
         duration: None,
         jobs: 2,
         modes: ModeName::ALL.to_vec(),
@@ -62,7 +64,7 @@ fn short_campaign_over_all_modes_and_kills_is_clean() {
         limits: Limits::default(),
     };
     let summary = run_campaign(&opts, &env(dir.path()), &AtomicBool::new(false), &|_| {}).unwrap();
-    assert_eq!(summary.cycles, 48);
+    assert_eq!(summary.cycles, 240);
     assert_eq!(summary.findings, 0, "{summary:#?}");
     assert_eq!(
         summary.per_mode_kill.len(),
@@ -82,7 +84,7 @@ fn short_campaign_over_all_modes_and_kills_is_clean() {
 
 #[test]
 fn a_case_replays_exactly() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
     let mut case = Case::new(0xfeed, ModeName::Batched, KillKind::Offset);
     case.power_loss = true;
     let a = run_cycle(&case, &env(dir.path())).unwrap();
@@ -103,7 +105,7 @@ fn saved_regressions_replay_clean() {
         !cases.is_empty(),
         "the regression list lost its pinned cases"
     );
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
     for r in cases {
         let outcome = run_cycle(&r.case, &env(dir.path())).unwrap();
         assert!(
@@ -120,7 +122,7 @@ fn saved_regressions_replay_clean() {
 fn shrinking_keeps_the_finding_and_cuts_the_workload() {
     use crashkit::checker::WrongEngine;
     use crashkit::workload::Workload;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
     let wrong_env = CycleEnv {
         wrong: Some(WrongEngine::DropsLastAcked),
         ..env(dir.path())
@@ -155,7 +157,7 @@ fn shrinking_keeps_the_finding_and_cuts_the_workload() {
 #[test]
 #[ignore = "long: about a minute in debug; run with --ignored in the long CI job"]
 fn long_campaign_is_clean() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
     let opts = CampaignOptions {
         base_seed: 0x1077,
         cycles: Some(1200),
