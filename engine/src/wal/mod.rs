@@ -238,12 +238,17 @@ impl WAL {
     /// Marks the WAL poisoned; the first reason is kept.
     pub fn poison(&self, reason: String) {
         let mut slot = lock(&self.poison_reason);
-        if slot.is_none() {
-            log::error!("WAL {} poisoned: {reason}", self.path.display());
-            *slot = Some(reason);
+        let first = slot.is_none();
+        if first {
+            *slot = Some(reason.clone());
         }
         self.poisoned.store(true, Ordering::Release);
         drop(slot);
+        // Logged only once the flag is set: a logger may take its time, and nothing may be
+        // written or acknowledged meanwhile.
+        if first {
+            log::error!("WAL {} poisoned: {reason}", self.path.display());
+        }
         // Wake group-commit waiters so they see the poison instead of waiting forever.
         let _guard = lock(&self.sync);
         self.sync_done.notify_all();
@@ -309,6 +314,12 @@ impl WAL {
             let goal = self.written_offset_bytes();
             drop(state);
             let result = self.storage.sync_data();
+            if let Err(e) = &result {
+                // Poison at once, before even retaking the lock: no commit may be written
+                // or acknowledged after a failed fdatasync returned (fsyncgate; in Batched
+                // mode this thread is the flusher and commits do not wait for it).
+                self.poison(format!("fdatasync up to offset {goal} failed: {e}"));
+            }
             state = lock(&self.sync);
             match result {
                 Ok(()) => {
@@ -317,12 +328,9 @@ impl WAL {
                     self.sync_done.notify_all();
                 }
                 Err(e) => {
-                    // `sync_in_progress` stays set: a committer arriving before `poison`
-                    // below has marked the WAL must wait for it, not start a new fdatasync
-                    // that "succeeds" and acknowledge its commit (fsyncgate). Once poisoned,
-                    // every `sync_to` returns before looking at the flag.
+                    // Poisoned above; `sync_in_progress` stays set, and every `sync_to`
+                    // returns at its poison check before looking at it.
                     drop(state);
-                    self.poison(format!("fdatasync up to offset {goal} failed: {e}"));
                     return Err(EngineError::io(
                         format!(
                             "fdatasync of {} up to offset {goal} (the database is now poisoned; \

@@ -166,22 +166,40 @@ static LOGGER: OnceLock<&'static CaptureLogger> = OnceLock::new();
 /// around a `log` call.
 #[derive(Debug)]
 struct Stall {
-    thread: std::thread::ThreadId,
-    needle: &'static str,
+    thread: Who,
+    needle: String,
     delay: std::time::Duration,
     entered: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
 
-static STALL: Mutex<Option<Stall>> = Mutex::new(None);
+/// Which thread a stall applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    Id(std::thread::ThreadId),
+    /// A thread the engine spawns, by name (e.g. "wal-flusher").
+    Named(&'static str),
+}
+
+impl Who {
+    fn is_current(self) -> bool {
+        let current = std::thread::current();
+        match self {
+            Who::Id(id) => current.id() == id,
+            Who::Named(name) => current.name() == Some(name),
+        }
+    }
+}
+
+/// Armed stalls; tests running in parallel each arm their own.
+static STALLS: Mutex<Vec<Stall>> = Mutex::new(Vec::new());
 
 fn stall_if_requested(message: &str) {
-    let me = std::thread::current().id();
     let stall = {
-        let mut slot = STALL.lock().unwrap_or_else(|p| p.into_inner());
-        match slot.as_ref() {
-            Some(s) if s.thread == me && message.contains(s.needle) => slot.take(),
-            _ => None,
-        }
+        let mut stalls = STALLS.lock().unwrap_or_else(|p| p.into_inner());
+        stalls
+            .iter()
+            .position(|s| s.thread.is_current() && message.contains(s.needle.as_str()))
+            .map(|idx| stalls.swap_remove(idx))
     };
     if let Some(stall) = stall {
         let (flag, cv) = &*stall.entered;
@@ -194,27 +212,40 @@ fn stall_if_requested(message: &str) {
 /// Makes `thread`'s next log message containing `needle` stall for `delay` (once). Returns
 /// a handle whose [`wait_entered`] returns once the thread is inside that log call.
 pub fn stall_log(
-    thread: std::thread::ThreadId,
-    needle: &'static str,
+    thread: Who,
+    needle: impl Into<String>,
     delay: std::time::Duration,
 ) -> Arc<(Mutex<bool>, std::sync::Condvar)> {
     capture_logger();
     let entered = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    *STALL.lock().unwrap_or_else(|p| p.into_inner()) = Some(Stall {
-        thread,
-        needle,
-        delay,
-        entered: entered.clone(),
-    });
+    STALLS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Stall {
+            thread,
+            needle: needle.into(),
+            delay,
+            entered: entered.clone(),
+        });
     entered
 }
 
-/// Blocks until the stalled thread has entered its log call.
+/// Blocks until the stalled thread has entered its log call (at most 20 s: a missed stall
+/// fails the test instead of hanging it).
 pub fn wait_entered(entered: &(Mutex<bool>, std::sync::Condvar)) {
     let (flag, cv) = entered;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut guard = flag.lock().unwrap_or_else(|p| p.into_inner());
     while !*guard {
-        guard = cv.wait(guard).unwrap_or_else(|p| p.into_inner());
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(
+            !left.is_zero(),
+            "the stalled thread never logged the expected message"
+        );
+        guard = cv
+            .wait_timeout(guard, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use engine::{Database, DatabaseOptions, DurabilityMode, EngineError, Value};
 
-use crate::common::{key, stall_log, wait_entered, Faults, FaultyOpener, RUN};
+use crate::common::{key, stall_log, wait_entered, Faults, FaultyOpener, Who, RUN};
 use crate::{open, state};
 
 fn faulty(dir: &std::path::Path, mode: DurabilityMode) -> (Database, Arc<Faults>) {
@@ -164,13 +164,17 @@ fn e1_no_commit_is_acknowledged_after_a_failed_fsync_even_in_the_poison_window()
     let (db, faults) = faulty(dir.path(), DurabilityMode::Strict);
     put(&db, "before").unwrap();
     faults.failing_syncs.store(1, Ordering::SeqCst);
+    // The stall is armed before the committer exists, so it cannot log first.
+    let entered = stall_log(
+        Who::Named("e1-committer"),
+        "poisoned",
+        Duration::from_millis(300),
+    );
     let late_result = std::thread::scope(|scope| {
-        let failing = scope.spawn(|| put(&db, "fails"));
-        let entered = stall_log(
-            failing.thread().id(),
-            "poisoned",
-            Duration::from_millis(300),
-        );
+        let failing = std::thread::Builder::new()
+            .name("e1-committer".to_string())
+            .spawn_scoped(scope, || put(&db, "fails"))
+            .unwrap();
         wait_entered(&entered);
         // The failing fdatasync has returned; the WAL is not yet marked poisoned.
         let late = put(&db, "late");
@@ -180,6 +184,36 @@ fn e1_no_commit_is_acknowledged_after_a_failed_fsync_even_in_the_poison_window()
     assert!(
         matches!(late_result, Err(EngineError::Poisoned { .. })),
         "a commit was acknowledged after a failed fdatasync: {late_result:?}"
+    );
+    assert!(db.get(&key("late")).is_none());
+}
+
+/// E3 in the same window: the background flusher's fdatasync has failed and the flusher is
+/// on its way to marking the WAL poisoned; a Batched commit written meanwhile must not be
+/// acknowledged either ("no later commit is acknowledged").
+#[test]
+fn e3_no_batched_commit_is_acknowledged_after_a_failed_background_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, faults) = faulty(dir.path(), DurabilityMode::batched(5));
+    put(&db, "before").unwrap();
+    db.flush().unwrap();
+    // Every Batched database has a "wal-flusher" thread; the path picks out this one's.
+    let entered = stall_log(
+        Who::Named("wal-flusher"),
+        format!(
+            "{} poisoned",
+            dir.path().join(engine::WAL_FILE_NAME).display()
+        ),
+        Duration::from_millis(300),
+    );
+    faults.failing_syncs.store(1, Ordering::SeqCst);
+    put(&db, "written before the failure").unwrap();
+    wait_entered(&entered);
+    // The flusher's fdatasync has returned an error; the WAL is not yet marked poisoned.
+    let late = put(&db, "late");
+    assert!(
+        matches!(late, Err(EngineError::Poisoned { .. })),
+        "a Batched commit was acknowledged after a failed fdatasync: {late:?}"
     );
     assert!(db.get(&key("late")).is_none());
 }
