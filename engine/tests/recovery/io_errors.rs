@@ -157,7 +157,9 @@ fn e4_failed_write_poisons_and_reopen_recovers() {
 /// E1 under group commit: once an fdatasync has failed, no committer may be acknowledged,
 /// not even one that arrives while the failing thread is still on its way to marking the
 /// WAL poisoned and whose own, later fdatasync would "succeed" (fsyncgate). The failing
-/// thread is held inside its "poisoned" log call, exactly in that window.
+/// thread is held inside its "poisoned" log call: the bug this pins marked the WAL
+/// poisoned only after that call (and after retaking the sync lock), so the window was
+/// open exactly while the thread is held.
 #[test]
 fn e1_no_commit_is_acknowledged_after_a_failed_fsync_even_in_the_poison_window() {
     let dir = tempfile::tempdir().unwrap();
@@ -176,7 +178,7 @@ fn e1_no_commit_is_acknowledged_after_a_failed_fsync_even_in_the_poison_window()
             .spawn_scoped(scope, || put(&db, "fails"))
             .unwrap();
         wait_entered(&entered);
-        // The failing fdatasync has returned; the WAL is not yet marked poisoned.
+        // The failing fdatasync has returned and its thread is held in the poison log call.
         let late = put(&db, "late");
         assert!(failing.join().unwrap().is_err());
         late
@@ -190,7 +192,8 @@ fn e1_no_commit_is_acknowledged_after_a_failed_fsync_even_in_the_poison_window()
 
 /// E3 in the same window: the background flusher's fdatasync has failed and the flusher is
 /// on its way to marking the WAL poisoned; a Batched commit written meanwhile must not be
-/// acknowledged either ("no later commit is acknowledged").
+/// acknowledged either ("no later commit is acknowledged"). Batched commits never wait
+/// for the flusher, so only poisoning before anything else (before logging) closes it.
 #[test]
 fn e3_no_batched_commit_is_acknowledged_after_a_failed_background_fsync() {
     let dir = tempfile::tempdir().unwrap();
@@ -209,7 +212,7 @@ fn e3_no_batched_commit_is_acknowledged_after_a_failed_background_fsync() {
     faults.failing_syncs.store(1, Ordering::SeqCst);
     put(&db, "written before the failure").unwrap();
     wait_entered(&entered);
-    // The flusher's fdatasync has returned an error; the WAL is not yet marked poisoned.
+    // The flusher's fdatasync has returned an error and the flusher is held in its log call.
     let late = put(&db, "late");
     assert!(
         matches!(late, Err(EngineError::Poisoned { .. })),
