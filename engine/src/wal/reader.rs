@@ -306,6 +306,16 @@ fn scan_after_damage(
             e,
         )
     };
+    // Preallocated space is megabytes of zeros, where no record can start: answer without
+    // trying every byte offset as a record start.
+    if region_is_all_zero(storage, damage_offset_bytes, file_len_bytes)
+        .map_err(|e| read_err(damage_offset_bytes, e))?
+    {
+        return Ok(DamageScan {
+            next_valid_offset_bytes: None,
+            all_zero: true,
+        });
+    }
     let mut all_zero = true;
     let mut window = Vec::new();
     let mut window_start = damage_offset_bytes;
@@ -373,6 +383,28 @@ fn scan_after_damage(
         next_valid_offset_bytes: None,
         all_zero,
     })
+}
+
+/// True when every byte of `[from_bytes, to_bytes)` is zero. Stops at the first non-zero
+/// window, so damage that is not a zero run costs one window read.
+fn region_is_all_zero(
+    storage: &dyn WalStorage,
+    from_bytes: u64,
+    to_bytes: u64,
+) -> std::io::Result<bool> {
+    const ZERO_CHECK_WINDOW_LEN: u64 = 1 << 20;
+    let mut window = Vec::new();
+    let mut at = from_bytes;
+    while at < to_bytes {
+        let len = (to_bytes - at).min(ZERO_CHECK_WINDOW_LEN) as usize;
+        window.resize(len, 0);
+        read_exact_at(storage, at, &mut window)?;
+        if window.iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        at += len as u64;
+    }
+    Ok(true)
 }
 
 pub(crate) fn read_exact_at(
