@@ -4,10 +4,13 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use engine::{Database, DurabilityMode, Key, RunId};
+use engine::{DatabaseOptions, DurabilityMode, Key, RunId};
 
 use super::replay::{namespace, user_key, value};
 use super::{BenchError, Plan};
+
+/// Preallocation chunk of the `strict-prealloc` rows.
+pub const PREALLOCATE_CHUNK_BYTES: u64 = 4 << 20;
 
 /// Commits between two clock reads in a commit loop (keeps `Instant::now` off the profile).
 const COMMITS_PER_CLOCK_READ: u64 = 16;
@@ -46,37 +49,44 @@ impl CommitFigures {
             .map(CommitCell::txns_per_second)
     }
 
-    /// Strict single-thread commits over the plain append + fdatasync loop (target >= 1.3).
-    pub fn strict_to_plain_ratio(&self) -> Option<f64> {
-        Some(self.rate("strict", 1)? / self.plain_fdatasync_per_second.max(1e-9))
+    /// Single-thread commits of a Strict row over the plain append + fdatasync loop
+    /// (target >= 1.3).
+    pub fn strict_to_plain_ratio(&self, row: &str) -> Option<f64> {
+        Some(self.rate(row, 1)? / self.plain_fdatasync_per_second.max(1e-9))
     }
 
     /// Strict with the most threads over Strict single-thread (group commit; target >= 5).
-    pub fn strict_group_commit_ratio(&self) -> Option<(usize, f64)> {
+    pub fn strict_group_commit_ratio(&self, row: &str) -> Option<(usize, f64)> {
         let max_threads = self
             .cells
             .iter()
-            .filter(|c| c.mode == "strict")
+            .filter(|c| c.mode == row)
             .map(|c| c.threads)
             .max()?;
         Some((
             max_threads,
-            self.rate("strict", max_threads)? / self.rate("strict", 1)?.max(1e-9),
+            self.rate(row, max_threads)? / self.rate(row, 1)?.max(1e-9),
         ))
     }
 }
 
-fn modes() -> [DurabilityMode; 3] {
+/// The table's rows: a name, the mode, and the preallocation chunk (0 = off).
+fn modes() -> [(&'static str, DurabilityMode, u64); 4] {
     [
-        DurabilityMode::Strict,
-        DurabilityMode::batched(10),
-        DurabilityMode::Async,
+        ("strict", DurabilityMode::Strict, 0),
+        (
+            "strict-prealloc",
+            DurabilityMode::Strict,
+            PREALLOCATE_CHUNK_BYTES,
+        ),
+        ("batched", DurabilityMode::batched(10), 0),
+        ("async", DurabilityMode::Async, 0),
     ]
 }
 
 fn run_cell(
     dir: &Path,
-    mode: DurabilityMode,
+    (name, mode, preallocate_chunk_bytes): (&'static str, DurabilityMode, u64),
     threads: usize,
     duration: Duration,
 ) -> Result<CommitCell, BenchError> {
@@ -84,7 +94,10 @@ fn run_cell(
         std::fs::remove_dir_all(dir)
             .map_err(|e| BenchError::io(format!("removing {}", dir.display()), e))?;
     }
-    let db = Database::open_with_mode(dir, mode)
+    let db = DatabaseOptions::new()
+        .durability(mode)
+        .preallocate(preallocate_chunk_bytes)
+        .open(dir)
         .map_err(|e| BenchError::engine(format!("creating {}", dir.display()), e))?;
     let start_offset_bytes = db.wal().written_offset_bytes();
     let ns = namespace();
@@ -132,7 +145,7 @@ fn run_cell(
     std::fs::remove_dir_all(dir)
         .map_err(|e| BenchError::io(format!("removing {}", dir.display()), e))?;
     Ok(CommitCell {
-        mode: mode.name(),
+        mode: name,
         threads,
         commits,
         elapsed,
@@ -182,10 +195,10 @@ pub(crate) fn measure(root: &Path, plan: &Plan) -> Result<CommitFigures, BenchEr
     // their mean is the floor: both see the same disk and the same neighbours.
     let mut plain_rates = Vec::new();
     let mut plain_record_len_bytes = 0;
-    for mode in modes() {
+    for row in modes() {
         for &threads in &plan.commit_threads {
-            let dir = root.join(format!("commit-{}-{threads}", mode.name()));
-            let strict_single = mode == DurabilityMode::Strict && threads == 1;
+            let dir = root.join(format!("commit-{}-{threads}", row.0));
+            let strict_single = row.0 == "strict" && threads == 1;
             if strict_single {
                 // The record size is the commit path's own bytes per txn (measured below);
                 // until then use a one-txn encoding of the same shape.
@@ -196,7 +209,7 @@ pub(crate) fn measure(root: &Path, plan: &Plan) -> Result<CommitFigures, BenchEr
                     plan.commit_duration,
                 )?);
             }
-            let cell = run_cell(&dir, mode, threads, plan.commit_duration)?;
+            let cell = run_cell(&dir, row, threads, plan.commit_duration)?;
             cells.push(cell);
             if strict_single {
                 plain_rates.push(plain_fdatasync_loop(
