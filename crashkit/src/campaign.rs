@@ -40,6 +40,8 @@ pub struct CampaignOptions {
     /// Each cycle's writer uses 1..=threads_max threads (io-error cycles always one: with
     /// several threads an error and another thread's acknowledgement race in the ledger).
     pub threads_max: u8,
+    /// Each cycle runs 1..=generations_max crash-recover-check generations on one database.
+    pub generations_max: u8,
     /// (index, count): this shard runs cycle indexes `index, index + count, ...`.
     pub shard: (u64, u64),
     pub limits: Limits,
@@ -65,6 +67,7 @@ pub fn case_for_index(opts: &CampaignOptions, index: u64) -> Case {
     case.power_loss = draw(opts.power_loss);
     case.recovery_crash = draw(opts.recovery_crash);
     case.corrupt = draw(opts.corrupt);
+    case.generations = rng.gen_range(1..=opts.generations_max.max(1));
     case.threads = if case.kill == KillKind::IoError {
         1
     } else {
@@ -95,6 +98,8 @@ pub struct ComboCounts {
     pub io_errors: u64,
     /// Cycles with more than one writer thread.
     pub multi_threaded: u64,
+    /// Crash-recover-check generations run (a cycle may run several on one database).
+    pub generations: u64,
 }
 
 /// The summary of a campaign (the `summary` object of `--json`).
@@ -127,6 +132,7 @@ impl Summary {
         combo.corrupt += u64::from(outcome.corrupted);
         combo.io_errors += u64::from(outcome.saw_error);
         combo.multi_threaded += u64::from(outcome.case.writer_threads() > 1);
+        combo.generations += outcome.case.n_generations() as u64;
         match &outcome.finding {
             Some(f) => {
                 combo.findings += 1;
@@ -263,6 +269,7 @@ mod tests {
             recovery_crash: Frequency::Never,
             corrupt: Frequency::Never,
             threads_max: 3,
+            generations_max: 2,
             shard: (0, 1),
             limits: Limits::default(),
         };

@@ -125,6 +125,10 @@ pub struct Case {
     /// Flip a bit in committed history before recovery: it must be refused (R6).
     #[serde(default)]
     pub corrupt: bool,
+    /// Crash-recover-check generations on the same database (0 and 1 both mean one):
+    /// each later generation's writer continues on what the previous one recovered.
+    #[serde(default)]
+    pub generations: u8,
     /// Writer threads committing concurrently (0 and 1 both mean one). Thread `t`
     /// commits the workload's txns `t, t + threads, ...` in order.
     #[serde(default)]
@@ -146,6 +150,7 @@ impl Case {
             recovery_crash: false,
             corrupt: false,
             threads: 1,
+            generations: 1,
             limits: Limits::default(),
             kill_offset_bytes: None,
         }
@@ -174,6 +179,9 @@ impl Case {
         if self.corrupt {
             s.push_str(" --corrupt");
         }
+        if self.n_generations() > 1 {
+            s.push_str(&format!(" --generations {}", self.generations));
+        }
         if self.writer_threads() > 1 {
             s.push_str(&format!(" --threads {}", self.threads));
         }
@@ -190,6 +198,23 @@ impl Case {
             s.push_str(&format!(" --kill-offset {k}"));
         }
         s
+    }
+
+    /// Number of generations (at least one).
+    pub fn n_generations(&self) -> usize {
+        usize::from(self.generations.max(1))
+    }
+
+    /// The case of generation `g`: generation 0 is the case itself; later ones get their
+    /// own seed (so their own workload and kill point) and the same parameters.
+    pub fn generation(&self, g: usize) -> Case {
+        let mut sub = *self;
+        sub.generations = 1;
+        if g > 0 {
+            sub.seed = cycle_seed(self.seed, 1_000_000 + g as u64);
+            sub.kill_offset_bytes = None;
+        }
+        sub
     }
 
     /// Number of writer threads (at least one).

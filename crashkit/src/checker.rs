@@ -58,14 +58,40 @@ pub struct CheckInput<'a> {
     /// What an uninterrupted recovery of the same crashed files gave (recovery-crash
     /// cycles): the recovery after a crashed recovery must give exactly this (R7).
     pub reference_state: Option<&'a State>,
+    /// What this generation started from (an empty database for the first).
+    pub base: &'a Base,
     /// The records a fault-free run writes (see `Workload::record_layout`).
     pub layout: &'a [RecordSpan],
     pub wrong: Option<WrongEngine>,
 }
 
+/// The checked state a generation starts from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Base {
+    pub state: State,
+    /// The version the engine allocates next.
+    pub next_version: u64,
+    /// Where the generation's first record goes.
+    pub wal_len_bytes: u64,
+}
+
+impl Base {
+    /// A fresh database.
+    pub fn empty() -> Base {
+        Base {
+            state: State::new(),
+            next_version: 1,
+            wal_len_bytes: engine::wal::HEADER_LEN as u64,
+        }
+    }
+}
+
 /// A clean verdict's details.
 #[derive(Debug, Clone)]
 pub struct CheckReport {
+    /// Where the next generation starts: the state after recovery and the post-recovery
+    /// commits, the next version the engine allocates, the WAL length.
+    pub next: Base,
     /// The recovered prefix length.
     pub n: usize,
     pub stats: ReplayStats,
@@ -141,8 +167,9 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
     let wal_path = dir.join(engine::WAL_FILE_NAME);
     let len_before = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
 
-    let firsts = oracle::first_versions(input.workload, ledger, 1);
-    let states = oracle::prefix_states(input.workload, ledger, &State::new(), &firsts);
+    let start_version = input.base.next_version;
+    let firsts = oracle::first_versions(input.workload, ledger, start_version);
+    let states = oracle::prefix_states(input.workload, ledger, &input.base.state, &firsts);
     if let Some(target) = &input.corrupt_at {
         crate::corrupt::check_refused(dir, target, input.layout, &states)?;
     }
@@ -172,13 +199,18 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
     }
     // Try each possible commit order (one for a single writer thread); the first that
     // explains the recovered state is the one the rest of the checks use.
-    let orders = oracle::commit_orders(ledger, input.workload, input.case.writer_threads(), 1);
+    let orders = oracle::commit_orders(
+        ledger,
+        input.workload,
+        input.case.writer_threads(),
+        start_version,
+    );
     let mut explained = None;
     let mut first_violation = None;
     for order in &orders {
         let ordered = ledger.reordered(order);
-        let firsts = oracle::first_versions(input.workload, &ordered, 1);
-        let states = oracle::prefix_states(input.workload, &ordered, &State::new(), &firsts);
+        let firsts = oracle::first_versions(input.workload, &ordered, start_version);
+        let states = oracle::prefix_states(input.workload, &ordered, &input.base.state, &firsts);
         let ordered_input = CheckInput {
             ledger: &ordered,
             ..input.clone()
@@ -191,7 +223,7 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
                 // matching n whose last version agrees will do.
                 let final_version_of = |m: usize| {
                     if m == 0 {
-                        0
+                        start_version - 1
                     } else {
                         let ops = input.workload.txns[ordered.attempts[m - 1].idx].ops.len();
                         firsts[m - 1] + ops as u64 - 1
@@ -238,9 +270,9 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
         return Err(with_stats(v));
     };
     let ledger = &ordered;
-    let firsts = oracle::first_versions(input.workload, ledger, 1);
+    let firsts = oracle::first_versions(input.workload, ledger, start_version);
     let expected_final = if n == 0 {
-        0
+        start_version - 1
     } else {
         firsts[n - 1] + input.workload.txns[ledger.attempts[n - 1].idx].ops.len() as u64 - 1
     };
@@ -295,7 +327,7 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
         .filter_map(|a| a.ack.as_ref().map(|ack| ack.txn_id))
         .max()
         .unwrap_or(0);
-    let max_prefix_version = if n == 0 { 0 } else { expected_final };
+    let max_prefix_version = expected_final;
     let post = post_recovery_txns(input.case);
     let mut expected_after = again;
     if input.wrong == Some(WrongEngine::KeepsTornTailAndAppends) {
@@ -357,6 +389,7 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
     }
     let db = open(dir, "reopen after post-recovery commits")?;
     let after = snapshot(&db);
+    let after_stats = db.recovery_stats().clone();
     drop(db);
     if after != expected_after {
         let mut v = Violation::new(
@@ -366,7 +399,15 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
         v.diffs = diff_states(&expected_after, &after, 5);
         return Err(with_stats(v));
     }
-    Ok(CheckReport { n, stats })
+    Ok(CheckReport {
+        n,
+        stats,
+        next: Base {
+            state: after,
+            next_version: after_stats.final_version.max(after_stats.max_version_seen) + 1,
+            wal_len_bytes: std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0),
+        },
+    })
 }
 
 /// Finds the prefix length the recovered state equals, or explains why there is none.

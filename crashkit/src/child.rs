@@ -85,6 +85,27 @@ pub fn main_from_args(args: Vec<String>) -> ! {
     }
 }
 
+/// How long a child waits for the directory lock.
+const LOCK_WAIT_MS: u64 = 2_000;
+
+/// Opens, retrying while the directory is locked: the parent's checker has just closed
+/// it, but a sibling child forked by another worker thread may hold an inherited copy of
+/// its lock descriptor until that sibling's exec closes it.
+fn open_waiting_for_lock(
+    dir: &std::path::Path,
+    options: impl Fn() -> DatabaseOptions,
+) -> engine::Result<engine::Database> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(LOCK_WAIT_MS);
+    loop {
+        match options().open(dir) {
+            Err(engine::EngineError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+            other => return other,
+        }
+    }
+}
+
 fn run_writer(dir: &std::path::Path, case: &Case, out: Arc<EventWriter>) -> ! {
     let workload = Workload::for_case(case);
     let plan = FaultPlan::derive(case, &workload);
@@ -95,11 +116,12 @@ fn run_writer(dir: &std::path::Path, case: &Case, out: Arc<EventWriter>) -> ! {
             reporter.send(&Event::Synced { offset_bytes })
         })),
     );
-    let db = match DatabaseOptions::new()
-        .durability(case.mode.durability())
-        .storage_opener(Arc::new(opener))
-        .open(dir)
-    {
+    let opener: Arc<dyn engine::wal::StorageOpener> = Arc::new(opener);
+    let db = match open_waiting_for_lock(dir, || {
+        DatabaseOptions::new()
+            .durability(case.mode.durability())
+            .storage_opener(opener.clone())
+    }) {
         Ok(db) => db,
         Err(e) => {
             out.send(&Event::OpenError {
@@ -178,11 +200,12 @@ fn run_recoverer(dir: &std::path::Path, case: &Case, out: Arc<EventWriter>) -> !
         ..Layers::default()
     };
     // Strict, so that a recoverer that survives and drops its handle adds nothing.
-    match DatabaseOptions::new()
-        .durability(DurabilityMode::Strict)
-        .storage_opener(Arc::new(FaultOpener::new(layers, None)))
-        .open(dir)
-    {
+    let opener: Arc<dyn engine::wal::StorageOpener> = Arc::new(FaultOpener::new(layers, None));
+    match open_waiting_for_lock(dir, || {
+        DatabaseOptions::new()
+            .durability(DurabilityMode::Strict)
+            .storage_opener(opener.clone())
+    }) {
         Ok(db) => {
             out.send(&Event::Opened);
             drop(db);

@@ -158,14 +158,15 @@ pub fn classify_image(image: &[u8]) -> KillSite {
     }
 }
 
-/// The end of the last whole record in `layout` at or before `offset_bytes`.
-pub fn boundary_at_or_before(layout: &[RecordSpan], offset_bytes: u64) -> u64 {
+/// The end of the last whole record in `layout` at or before `offset_bytes`, or
+/// `start_bytes` (where the layout's first record goes) when there is none.
+pub fn boundary_at_or_before(layout: &[RecordSpan], offset_bytes: u64, start_bytes: u64) -> u64 {
     layout
         .iter()
         .map(|s| s.offset_bytes + s.len_bytes)
         .take_while(|end| *end <= offset_bytes)
         .last()
-        .unwrap_or(engine::wal::HEADER_LEN as u64)
+        .unwrap_or(start_bytes)
 }
 
 #[cfg(test)]
@@ -207,7 +208,7 @@ mod tests {
         assert_eq!(at(70).record_type, Some("Write"));
         assert_eq!(at(115).region, Region::Boundary);
         assert_eq!(at(116).region, Region::PastEnd);
-        assert_eq!(boundary_at_or_before(&layout, 100), 65);
+        assert_eq!(boundary_at_or_before(&layout, 100, 32), 65);
 
         // The same judgement from the bytes alone.
         let mut image = vec![0u8; 32];
@@ -237,6 +238,6 @@ mod tests {
                 record_type: None
             }
         );
-        assert_eq!(boundary_at_or_before(&layout, 40), 32);
+        assert_eq!(boundary_at_or_before(&layout, 40, 32), 32);
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::case::{Case, KillKind, Purpose};
-use crate::checker::{self, CheckInput, WrongEngine};
+use crate::checker::{self, Base, CheckInput, WrongEngine};
 use crate::child::{child_args, Role};
 use crate::coverage::{self, KillSite};
 use crate::finding::{Finding, FindingKind, Violation};
@@ -315,12 +315,10 @@ fn classify_exit(
     ))
 }
 
-/// Runs one crash cycle of `case`.
+/// Runs one crash cycle of `case`: one crash-recover-check generation per
+/// `case.generations`, each continuing on the database the previous one left.
 pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessError> {
     let started = Instant::now();
-    let workload = Workload::for_case(case);
-    let plan = FaultPlan::derive(case, &workload);
-    let layout = workload.record_layout();
     let scratch = env
         .work_dir
         .join(format!("cycle-{:016x}-{}", case.seed, std::process::id()));
@@ -329,9 +327,6 @@ pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessErr
             .map_err(io_err(format!("removing {}", scratch.display())))?;
     }
     std::fs::create_dir_all(&scratch).map_err(io_err(format!("creating {}", scratch.display())))?;
-    let db_dir = scratch.join("db");
-    let wal_path = db_dir.join(engine::WAL_FILE_NAME);
-
     let mut outcome = CycleOutcome {
         case: *case,
         end: ChildEnd::Abnormal,
@@ -343,67 +338,116 @@ pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessErr
         finding: None,
         elapsed: Duration::ZERO,
     };
-    let writer = run_child(env, Role::Writer, case, &db_dir, &scratch, &plan)?;
-    let mut ledger = writer.ledger.clone();
-    outcome.acked = ledger.attempts.iter().filter(|a| a.ack.is_some()).count();
-    outcome.saw_error = ledger.saw_error || ledger.close_error.is_some();
-    let crash_len = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
-    if case.kill != KillKind::IoError && case.layout_known() {
-        let offset = if case.kill == KillKind::Offset {
-            plan.kill_offset_bytes.unwrap_or(crash_len)
-        } else {
-            crash_len
-        };
-        outcome.kill_site = Some(coverage::classify(&layout, offset));
-    }
-    let mut violation = match classify_exit(&writer, case.kill == KillKind::Offset, Role::Writer) {
-        Ok(end) => {
-            outcome.end = end;
-            None
-        }
-        Err(v) => Some(v),
-    };
-    let crashed_wal = std::fs::read(&wal_path).unwrap_or_default();
-    if case.kill != KillKind::IoError
-        && !case.layout_known()
-        && crashed_wal.len() >= engine::wal::HEADER_LEN
-    {
-        outcome.kill_site = Some(coverage::classify_image(&crashed_wal));
-    }
-
-    let mut first_damaged = crash_len;
-    if violation.is_none() {
-        if let (Some(damage), true) = (plan.power_loss, wal_path.exists()) {
-            let synced = ledger
-                .synced_offset_bytes
-                .max(engine::wal::HEADER_LEN as u64);
-            let mut rng = case.rng(Purpose::PowerLoss);
-            first_damaged = crate::power_loss::apply(&wal_path, synced, damage, &mut rng).map_err(
-                io_err(format!("simulating power loss on {}", wal_path.display())),
-            )?;
-        }
-    }
-    let mut reference_state = None;
-    if violation.is_none() && plan.recovery_kill_call.is_some() {
-        // An uninterrupted recovery of a copy is the reference for R7.
-        let reference_dir = scratch.join("reference");
-        if db_dir.exists() {
-            copy_tree(&db_dir, &reference_dir)?;
-            match engine::Database::open(&reference_dir) {
-                Ok(db) => reference_state = Some(checker::snapshot(&db)),
-                Err(e) => {
-                    violation = Some(Violation::new(
-                        FindingKind::RecoveryFailed,
-                        format!("recovering a copy of the crashed database failed: {e}"),
-                    ))
+    let mut base = Base::empty();
+    for g in 0..case.n_generations() {
+        match run_generation(case, g, env, &scratch, &base, &mut outcome)? {
+            Ok(next) => base = next,
+            Err((mut v, plan, crashed_wal)) => {
+                if case.n_generations() > 1 {
+                    v.detail = format!(
+                        "generation {} of {}: {}",
+                        g + 1,
+                        case.n_generations(),
+                        v.detail
+                    );
                 }
+                let dir = keep_artifacts(env, case, &v, &scratch, &crashed_wal)?;
+                let inspect = format!(
+                    "cargo run --release -p torture -- inspect {}",
+                    dir.join("wal.log.crashed").display()
+                );
+                outcome.finding = Some(Finding {
+                    violation: v,
+                    case: *case,
+                    plan,
+                    kill_site: outcome.kill_site,
+                    artifacts_dir: Some(dir),
+                    repro: case.repro_command(),
+                    inspect: Some(inspect),
+                });
+                break;
             }
         }
     }
-    if violation.is_none() && plan.recovery_kill_call.is_some() {
-        let recoverer = run_child(env, Role::Recoverer, case, &db_dir, &scratch, &plan)?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    outcome.elapsed = started.elapsed();
+    Ok(outcome)
+}
+
+/// A generation's verdict: the base for the next one, or the violation with the plan and
+/// the crashed WAL image.
+type GenerationVerdict = Result<Base, (Violation, FaultPlan, Vec<u8>)>;
+
+fn run_generation(
+    top: &Case,
+    g: usize,
+    env: &CycleEnv,
+    scratch: &Path,
+    base: &Base,
+    outcome: &mut CycleOutcome,
+) -> Result<GenerationVerdict, HarnessError> {
+    let case = &top.generation(g);
+    let workload = Workload::for_case(case);
+    let mut plan = FaultPlan::derive(case, &workload);
+    // The plan counts WAL bytes as if only the header preceded this generation's records.
+    let shift = base.wal_len_bytes - engine::wal::HEADER_LEN as u64;
+    plan.kill_offset_bytes = plan.kill_offset_bytes.map(|k| k + shift);
+    let layout = workload.record_layout_from(base.wal_len_bytes);
+    let db_dir = scratch.join("db");
+    let wal_path = db_dir.join(engine::WAL_FILE_NAME);
+
+    let writer = run_child(env, Role::Writer, case, &db_dir, scratch, &plan)?;
+    let mut ledger = writer.ledger.clone();
+    outcome.acked += ledger.attempts.iter().filter(|a| a.ack.is_some()).count();
+    outcome.saw_error |= ledger.saw_error || ledger.close_error.is_some();
+    let crash_len = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+    let crashed_wal = std::fs::read(&wal_path).unwrap_or_default();
+    if case.kill != KillKind::IoError {
+        if case.layout_known() {
+            let offset = if case.kill == KillKind::Offset {
+                plan.kill_offset_bytes.unwrap_or(crash_len)
+            } else {
+                crash_len
+            };
+            outcome.kill_site = Some(coverage::classify(&layout, offset));
+        } else if crashed_wal.len() >= engine::wal::HEADER_LEN {
+            outcome.kill_site = Some(coverage::classify_image(&crashed_wal));
+        }
+    }
+    match classify_exit(&writer, case.kill == KillKind::Offset, Role::Writer) {
+        Ok(end) => outcome.end = end,
+        Err(v) => return Ok(Err((v, plan, crashed_wal))),
+    }
+
+    let mut first_damaged = crash_len;
+    if let (Some(damage), true) = (plan.power_loss, wal_path.exists()) {
+        let synced = ledger.synced_offset_bytes.max(base.wal_len_bytes);
+        let mut rng = case.rng(Purpose::PowerLoss);
+        first_damaged = crate::power_loss::apply(&wal_path, synced, damage, &mut rng).map_err(
+            io_err(format!("simulating power loss on {}", wal_path.display())),
+        )?;
+    }
+    let mut reference_state = None;
+    if plan.recovery_kill_call.is_some() && db_dir.exists() {
+        // An uninterrupted recovery of a copy is the reference for R7.
+        let reference_dir = scratch.join("reference");
+        let _ = std::fs::remove_dir_all(&reference_dir);
+        copy_tree(&db_dir, &reference_dir)?;
+        match engine::Database::open(&reference_dir) {
+            Ok(db) => reference_state = Some(checker::snapshot(&db)),
+            Err(e) => {
+                let v = Violation::new(
+                    FindingKind::RecoveryFailed,
+                    format!("recovering a copy of the crashed database failed: {e}"),
+                );
+                return Ok(Err((v, plan, crashed_wal)));
+            }
+        }
+    }
+    if plan.recovery_kill_call.is_some() {
+        let recoverer = run_child(env, Role::Recoverer, case, &db_dir, scratch, &plan)?;
         if let Err(v) = classify_exit(&recoverer, true, Role::Recoverer) {
-            violation = Some(v);
+            return Ok(Err((v, plan, crashed_wal)));
         }
     }
     let damaged_image = if plan.power_loss.is_some() {
@@ -411,54 +455,36 @@ pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessErr
     } else {
         crashed_wal.clone()
     };
-    if violation.is_none() {
-        ledger.mark_required(case.mode, plan.power_loss.is_some());
-        let header = engine::wal::HEADER_LEN as u64;
-        let expected_valid_end_bytes = (crash_len >= header && case.layout_known())
-            .then(|| coverage::boundary_at_or_before(&layout, first_damaged));
-        let corrupt_at = match (case.corrupt, expected_valid_end_bytes) {
-            (true, Some(end)) => {
-                crate::corrupt::pick_target(&layout, end, &mut case.rng(Purpose::Corrupt))
-            }
-            _ => None,
-        };
-        outcome.corrupted = corrupt_at.is_some();
-        let input = CheckInput {
-            case,
-            workload: &workload,
-            ledger: &ledger,
-            crashed_wal: &damaged_image,
-            expected_valid_end_bytes,
-            corrupt_at,
-            reference_state: reference_state.as_ref(),
-            layout: &layout,
-            expect_exact_torn_bytes: plan.recovery_kill_call.is_none(),
-            wrong: env.wrong,
-        };
-        match checker::check(&db_dir, &input) {
-            Ok(report) => outcome.recovered_n = Some(report.n),
-            Err(v) => violation = Some(v),
+    ledger.mark_required(case.mode, plan.power_loss.is_some());
+    let expected_valid_end_bytes = (crash_len >= base.wal_len_bytes && case.layout_known())
+        .then(|| coverage::boundary_at_or_before(&layout, first_damaged, base.wal_len_bytes));
+    let corrupt_at = match (case.corrupt, expected_valid_end_bytes) {
+        (true, Some(end)) => {
+            crate::corrupt::pick_target(&layout, end, &mut case.rng(Purpose::Corrupt))
         }
-    }
-    if let Some(v) = violation {
-        let dir = keep_artifacts(env, case, &v, &scratch, &crashed_wal)?;
-        let inspect = format!(
-            "cargo run --release -p torture -- inspect {}",
-            dir.join("wal.log.crashed").display()
-        );
-        outcome.finding = Some(Finding {
-            violation: v,
-            case: *case,
-            plan,
-            kill_site: outcome.kill_site,
-            artifacts_dir: Some(dir),
-            repro: case.repro_command(),
-            inspect: Some(inspect),
-        });
-    }
-    let _ = std::fs::remove_dir_all(&scratch);
-    outcome.elapsed = started.elapsed();
-    Ok(outcome)
+        _ => None,
+    };
+    outcome.corrupted |= corrupt_at.is_some();
+    let input = CheckInput {
+        case,
+        workload: &workload,
+        ledger: &ledger,
+        crashed_wal: &damaged_image,
+        expected_valid_end_bytes,
+        corrupt_at,
+        reference_state: reference_state.as_ref(),
+        base,
+        layout: &layout,
+        expect_exact_torn_bytes: plan.recovery_kill_call.is_none(),
+        wrong: env.wrong,
+    };
+    Ok(match checker::check(&db_dir, &input) {
+        Ok(report) => {
+            outcome.recovered_n = Some(report.n);
+            Ok(report.next)
+        }
+        Err(v) => Err((v, plan, crashed_wal)),
+    })
 }
 
 /// Moves the cycle's directory under the artifacts folder and saves the crashed WAL image.

@@ -153,7 +153,8 @@ impl WalStorage for SyncTracker {
 pub enum FailOp {
     /// The n-th record write; the first half of its bytes reach the file.
     Write,
-    /// The n-th fdatasync after a record write.
+    /// The n-th fdatasync after this process's first record write (recovery's own
+    /// syncs on open are not counted: the fault is in the workload, not in open).
     Sync,
 }
 
@@ -166,6 +167,7 @@ pub struct FailingIo {
     nth: u64,
     count: Mutex<u64>,
     header_len_bytes: u64,
+    wrote_record: AtomicBool,
 }
 
 impl FailingIo {
@@ -176,6 +178,7 @@ impl FailingIo {
             nth,
             count: Mutex::new(0),
             header_len_bytes: engine::wal::HEADER_LEN as u64,
+            wrote_record: AtomicBool::new(false),
         }
     }
 
@@ -194,6 +197,9 @@ impl WalStorage for FailingIo {
         self.inner.read_at(offset_bytes, buf)
     }
     fn write_at(&self, offset_bytes: u64, data: &[u8]) -> io::Result<()> {
+        if offset_bytes >= self.header_len_bytes {
+            self.wrote_record.store(true, Ordering::Release);
+        }
         if self.op == FailOp::Write && offset_bytes >= self.header_len_bytes && self.is_nth() {
             self.inner.write_at(offset_bytes, &data[..data.len() / 2])?;
             return Err(io::Error::other(format!(
@@ -206,10 +212,7 @@ impl WalStorage for FailingIo {
         self.inner.set_len(len_bytes)
     }
     fn sync_data(&self) -> io::Result<()> {
-        if self.op == FailOp::Sync
-            && self.inner.len_bytes()? > self.header_len_bytes
-            && self.is_nth()
-        {
+        if self.op == FailOp::Sync && self.wrote_record.load(Ordering::Acquire) && self.is_nth() {
             return Err(io::Error::other("crashkit: injected fdatasync failure"));
         }
         self.inner.sync_data()
@@ -279,6 +282,8 @@ impl WalStorage for KillAfterCalls {
 /// The layers a [`FaultOpener`] stacks (innermost first: io failure, kill, sync tracking).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Layers {
+    /// Kill once the WAL holds this many bytes, counted as if the file held only the
+    /// header when opened (the plan's coordinates).
     pub kill_at_offset_bytes: Option<u64>,
     pub fail: Option<(FailOp, u64)>,
     pub kill_after_calls: Option<u64>,
@@ -325,7 +330,15 @@ impl StorageOpener for FaultOpener {
             storage = Arc::new(FailingIo::new(storage, op, nth));
         }
         if let Some(k) = self.layers.kill_at_offset_bytes {
-            storage = Arc::new(KillAtOffset::new(storage, k, Stop::SigKill));
+            // K counts from where this process's first record goes: a later generation
+            // appends after the records an earlier one left.
+            let header = engine::wal::HEADER_LEN as u64;
+            let start = storage.len_bytes()?.max(header);
+            storage = Arc::new(KillAtOffset::new(
+                storage,
+                start + (k - header),
+                Stop::SigKill,
+            ));
         }
         if let Some(report) = &self.report_synced {
             let report = report.clone();

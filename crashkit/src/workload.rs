@@ -242,8 +242,14 @@ impl Workload {
     /// do not depend on ids, versions or timestamps (all fixed-width), so placeholders
     /// give exact lengths.
     pub fn record_layout(&self) -> Vec<RecordSpan> {
+        self.record_layout_from(engine::wal::HEADER_LEN as u64)
+    }
+
+    /// The layout when the first record goes at `start_offset_bytes` (a later generation
+    /// appends after an earlier one's records).
+    pub fn record_layout_from(&self, start_offset_bytes: u64) -> Vec<RecordSpan> {
         let mut spans = Vec::new();
-        let mut offset = engine::wal::HEADER_LEN as u64;
+        let mut offset = start_offset_bytes;
         let mut buf = Vec::new();
         let mut push = |spans: &mut Vec<RecordSpan>, t: RecordType, len: usize, idx: usize| {
             spans.push(RecordSpan {

@@ -46,12 +46,13 @@ fn checker_reports_every_wrong_engine_and_not_the_real_one() {
 
 #[test]
 fn short_campaign_over_all_modes_and_kills_is_clean() {
-    // A few hundred cycles: every mode x kill combination twenty times, with power loss,
+    // A few hundred crash generations: every mode x kill combination 14 times (1-2
+    // generations each), with power loss,
     // crashed recoveries, bit flips and multi-threaded writers mixed in.
     let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
     let opts = CampaignOptions {
         base_seed: 0xc0ffee,
-        cycles: Some(240),
+        cycles: Some(168),
         duration: None,
         jobs: 2,
         modes: ModeName::ALL.to_vec(),
@@ -60,11 +61,12 @@ fn short_campaign_over_all_modes_and_kills_is_clean() {
         recovery_crash: Frequency::Sometimes,
         corrupt: Frequency::Sometimes,
         threads_max: 3,
+        generations_max: 2,
         shard: (0, 1),
         limits: Limits::default(),
     };
     let summary = run_campaign(&opts, &env(dir.path()), &AtomicBool::new(false), &|_| {}).unwrap();
-    assert_eq!(summary.cycles, 240);
+    assert_eq!(summary.cycles, 168);
     assert_eq!(summary.findings, 0, "{summary:#?}");
     assert_eq!(
         summary.per_mode_kill.len(),
@@ -169,6 +171,7 @@ fn long_campaign_is_clean() {
         recovery_crash: Frequency::Sometimes,
         corrupt: Frequency::Sometimes,
         threads_max: 3,
+        generations_max: 2,
         shard: (0, 1),
         limits: Limits::default(),
     };

@@ -124,6 +124,9 @@ struct RunArgs {
     /// Each cycle's writer commits from 1..=N threads at once (io-error cycles use one).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=8))]
     threads: u8,
+    /// Each cycle runs 1..=N crash-recover-check generations on one database.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
+    generations: u8,
     /// Where findings keep their data directories.
     #[arg(long, default_value = "artifacts")]
     artifacts: PathBuf,
@@ -159,6 +162,9 @@ struct ReproArgs {
     /// Writer threads.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
     threads: u8,
+    /// Crash-recover-check generations on one database.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    generations: u8,
     /// Kill at this WAL offset instead of the derived one (offset and watch kills).
     #[arg(long)]
     kill_offset: Option<u64>,
@@ -335,6 +341,7 @@ fn run(args: RunArgs) -> u8 {
         recovery_crash: args.recovery_crash,
         corrupt: args.corrupt,
         threads_max: args.threads,
+        generations_max: args.generations,
         shard: args.shard,
         limits: args.workload.limits(),
     };
@@ -512,6 +519,7 @@ fn repro(args: ReproArgs) -> u8 {
         recovery_crash: args.recovery_crash,
         corrupt: args.corrupt,
         threads: args.threads,
+        generations: args.generations,
         limits: args.workload.limits(),
         kill_offset_bytes: args.kill_offset,
     };
