@@ -27,15 +27,19 @@ pub enum WrongEngine {
     ShiftsVersions,
     /// Keeps the torn tail and appends new commits after it.
     KeepsTornTailAndAppends,
+    /// Recovers without an fdatasync of what it accepted (its syncs are hidden from the
+    /// tracker, as if they never happened).
+    SkipsRecoverySync,
 }
 
 impl WrongEngine {
-    pub const ALL: [WrongEngine; 5] = [
+    pub const ALL: [WrongEngine; 6] = [
         WrongEngine::DropsLastAcked,
         WrongEngine::AppliesIncompleteTxn,
         WrongEngine::AppliesInWrongOrder,
         WrongEngine::ShiftsVersions,
         WrongEngine::KeepsTornTailAndAppends,
+        WrongEngine::SkipsRecoverySync,
     ];
 }
 
@@ -110,9 +114,17 @@ pub fn snapshot(db: &Database) -> State {
 const LOCK_RETRY_MS: u64 = 2_000;
 
 pub(crate) fn open(dir: &Path, what: &str) -> Result<Database, Violation> {
+    open_with(dir, what, engine::DatabaseOptions::new)
+}
+
+fn open_with(
+    dir: &Path,
+    what: &str,
+    options: impl Fn() -> engine::DatabaseOptions,
+) -> Result<Database, Violation> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(LOCK_RETRY_MS);
     loop {
-        match Database::open(dir) {
+        match options().open(dir) {
             Ok(db) => return Ok(db),
             // With several jobs, a child forked by another worker thread briefly inherits
             // this process's lock descriptor (until its exec closes it), so the lock can
@@ -174,8 +186,24 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
         crate::corrupt::check_refused(dir, target, input.layout, &states)?;
     }
 
-    // First recovery.
-    let db = open(dir, "first reopen")?;
+    // First recovery, with a sync tracker under the WAL to see what it made durable.
+    let recovery_synced = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let db = {
+        let seen = recovery_synced.clone();
+        let hide = input.wrong == Some(WrongEngine::SkipsRecoverySync);
+        let report: std::sync::Arc<dyn Fn(u64) + Send + Sync> = std::sync::Arc::new(move |n| {
+            if !hide {
+                seen.fetch_max(n, std::sync::atomic::Ordering::AcqRel);
+            }
+        });
+        let opener = std::sync::Arc::new(crate::seam::FaultOpener::new(
+            crate::seam::Layers::default(),
+            Some(report),
+        ));
+        open_with(dir, "first reopen", || {
+            engine::DatabaseOptions::new().storage_opener(opener.clone())
+        })?
+    };
     let stats = db.recovery_stats().clone();
     let mut recovered = snapshot(&db);
     drop(db);
@@ -276,6 +304,22 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
     } else {
         firsts[n - 1] + input.workload.txns[ledger.attempts[n - 1].idx].ops.len() as u64 - 1
     };
+
+    // P4: what recovery accepted is durable before anything builds on it.
+    let synced_by_recovery = recovery_synced.load(std::sync::atomic::Ordering::Acquire);
+    let accepted_end = stats
+        .end
+        .as_ref()
+        .map(|e| e.valid_end_offset_bytes())
+        .unwrap_or(len_before);
+    if synced_by_recovery < accepted_end {
+        return Err(with_stats(Violation::new(
+            FindingKind::RecoveryNotDurable,
+            format!(
+                "recovery accepted the log up to offset {accepted_end} but its last completed fdatasync covered {synced_by_recovery} bytes"
+            ),
+        )));
+    }
 
     // R5: the torn tail is reported and cut.
     let valid_end = stats
@@ -585,7 +629,7 @@ fn simulate_wrong_state(
             .into_iter()
             .map(|(k, (v, ver))| (k, (v, ver + 1)))
             .collect(),
-        WrongEngine::KeepsTornTailAndAppends => recovered,
+        WrongEngine::KeepsTornTailAndAppends | WrongEngine::SkipsRecoverySync => recovered,
     }
 }
 

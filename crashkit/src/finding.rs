@@ -40,6 +40,9 @@ pub enum FindingKind {
     UnexpectedExit,
     /// Reopening the crashed database failed.
     RecoveryFailed,
+    /// Recovery accepted log bytes it never made durable (FAULTS.md P4): a power loss
+    /// after recovery could take back what the reopened database already served.
+    RecoveryNotDurable,
 }
 
 impl FindingKind {
@@ -58,6 +61,7 @@ impl FindingKind {
             FindingKind::ChildCrashed => "child-crashed",
             FindingKind::UnexpectedExit => "unexpected-exit",
             FindingKind::RecoveryFailed => "recovery-failed",
+            FindingKind::RecoveryNotDurable => "recovery-not-durable",
         }
     }
 }
