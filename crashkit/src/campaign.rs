@@ -2,6 +2,7 @@
 //! a summary of what ran, what was found and where the kills landed.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -159,6 +160,72 @@ impl Summary {
         } else {
             0.0
         };
+    }
+}
+
+/// The human summary: totals, a mode x kill table, kill sites, findings by kind.
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} cycles in {:.1}s ({:.1} cycles/s): {} clean, {} findings{}",
+            self.cycles,
+            self.elapsed_s,
+            self.cycles_per_s,
+            self.clean,
+            self.findings,
+            if self.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
+        )?;
+        let columns = [
+            "cycles",
+            "clean",
+            "findings",
+            "killed",
+            "power-loss",
+            "recovery-crash",
+            "corrupt",
+            "io-errors",
+            "threaded",
+            "generations",
+        ];
+        write!(f, "{:<20}", "mode/kill")?;
+        for c in columns {
+            write!(f, " {c:>w$}", w = c.len().max(7))?;
+        }
+        writeln!(f)?;
+        for (k, c) in &self.per_mode_kill {
+            let values = [
+                c.cycles,
+                c.clean,
+                c.findings,
+                c.killed,
+                c.power_loss,
+                c.recovery_crash,
+                c.corrupt,
+                c.io_errors,
+                c.multi_threaded,
+                c.generations,
+            ];
+            write!(f, "{k:<20}")?;
+            for (name, v) in columns.iter().zip(values) {
+                write!(f, " {v:>w$}", w = name.len().max(7))?;
+            }
+            writeln!(f)?;
+        }
+        if !self.coverage.is_empty() {
+            writeln!(f, "kill sites (last generation of each cycle):")?;
+            for (k, n) in &self.coverage {
+                writeln!(f, "  {k:<28} {n}")?;
+            }
+        }
+        for (k, n) in &self.findings_by_kind {
+            writeln!(f, "finding {k}: {n}")?;
+        }
+        Ok(())
     }
 }
 

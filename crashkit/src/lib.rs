@@ -27,3 +27,4 @@ pub mod seam;
 pub mod selftest;
 pub mod shrink;
 pub mod workload;
+pub mod wrong_engine;

@@ -38,6 +38,28 @@ impl SelfTestReport {
     }
 }
 
+impl std::fmt::Display for SelfTestReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for d in &self.detections {
+            match (&d.reported_as, &d.seed) {
+                (Some(kind), Some(seed)) => {
+                    writeln!(f, "{:<42} reported as {kind} (seed {seed})", d.wrong_engine)?
+                }
+                _ => writeln!(f, "{:<42} NOT DETECTED", d.wrong_engine)?,
+            }
+        }
+        for finding in &self.correct_engine_findings {
+            writeln!(f, "finding against the real engine: {finding}")?;
+        }
+        writeln!(
+            f,
+            "self-test {} after {} crash cycles",
+            if self.passed() { "passed" } else { "FAILED" },
+            self.cases_run
+        )
+    }
+}
+
 /// Runs the self-test in `env` (its `wrong` field is ignored): once with one writer
 /// thread and once with three (where the checker must search commit orders).
 pub fn run(env: &CycleEnv, base_seed: u64) -> Result<SelfTestReport, HarnessError> {

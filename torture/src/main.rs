@@ -413,7 +413,7 @@ fn run(args: RunArgs) -> u8 {
         v["type"] = "summary".into();
         json_line(&v);
     } else {
-        print_summary(&summary);
+        print!("{summary}");
         if summary.findings > 0 {
             eprintln!(
                 "torture: artifacts of the findings are in {}",
@@ -442,55 +442,6 @@ fn progress_bar(opts: &CampaignOptions) -> indicatif::ProgressBar {
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     bar
-}
-
-fn print_summary(s: &campaign::Summary) {
-    println!(
-        "{} cycles in {:.1}s ({:.1} cycles/s): {} clean, {} findings{}",
-        s.cycles,
-        s.elapsed_s,
-        s.cycles_per_s,
-        s.clean,
-        s.findings,
-        if s.interrupted { " (interrupted)" } else { "" }
-    );
-    println!(
-        "{:<20} {:>7} {:>7} {:>8} {:>7} {:>10} {:>14} {:>8} {:>9} {:>8}",
-        "mode/kill",
-        "cycles",
-        "clean",
-        "findings",
-        "killed",
-        "power-loss",
-        "recovery-crash",
-        "corrupt",
-        "io-errors",
-        "threaded"
-    );
-    for (k, c) in &s.per_mode_kill {
-        println!(
-            "{:<20} {:>7} {:>7} {:>8} {:>7} {:>10} {:>14} {:>8} {:>9} {:>8}",
-            k,
-            c.cycles,
-            c.clean,
-            c.findings,
-            c.killed,
-            c.power_loss,
-            c.recovery_crash,
-            c.corrupt,
-            c.io_errors,
-            c.multi_threaded
-        );
-    }
-    if !s.coverage.is_empty() {
-        println!("kill sites:");
-        for (k, n) in &s.coverage {
-            println!("  {k:<28} {n}");
-        }
-    }
-    for (k, n) in &s.findings_by_kind {
-        println!("finding {k}: {n}");
-    }
 }
 
 fn repro(args: ReproArgs) -> u8 {
@@ -610,24 +561,7 @@ fn selftest(seed: u64, json: bool) -> u8 {
         v["passed"] = report.passed().into();
         json_line(&v);
     } else {
-        for d in &report.detections {
-            println!(
-                "{:<26} {}",
-                d.wrong_engine,
-                match (&d.reported_as, &d.seed) {
-                    (Some(kind), Some(seed)) => format!("reported as {kind} (seed {seed})"),
-                    _ => "NOT DETECTED".to_string(),
-                }
-            );
-        }
-        for f in &report.correct_engine_findings {
-            println!("finding against the real engine: {f}");
-        }
-        println!(
-            "self-test {} after {} crash cycles",
-            if report.passed() { "passed" } else { "FAILED" },
-            report.cases_run
-        );
+        print!("{report}");
     }
     if report.passed() {
         EXIT_CLEAN
