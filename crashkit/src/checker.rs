@@ -15,7 +15,6 @@ use crate::workload::{OpPlan, RecordSpan, TxnPlan, Workload};
 pub use crate::wrong_engine::WrongEngine;
 use crate::wrong_engine::{append_after_torn_tail, simulate_wrong_state};
 
-
 /// What the checker needs besides the directory.
 #[derive(Debug, Clone)]
 pub struct CheckInput<'a> {
@@ -140,10 +139,11 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
     if let Some(idx) = ledger.acked_after_error.first() {
         return Err(Violation::new(
             FindingKind::AckedAfterError,
-            format!("txn {idx} was acknowledged after an earlier commit or flush failed"),
+            format!("txn {idx} was acknowledged although it was attempted after a commit, flush or fdatasync had failed"),
         ));
     }
-    if ledger.saw_error && ledger.done && ledger.close_error.is_none() {
+    let any_failure = ledger.saw_error || ledger.sync_failed_before_attempt.is_some();
+    if any_failure && ledger.done && ledger.close_error.is_none() {
         return Err(Violation::new(
             FindingKind::AckedAfterError,
             "close() returned Ok although an earlier commit, flush or fsync failed (FAULTS.md E3)",
@@ -164,9 +164,9 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
     let db = {
         let seen = recovery_synced.clone();
         let hide = input.wrong == Some(WrongEngine::SkipsRecoverySync);
-        let report: std::sync::Arc<dyn Fn(u64) + Send + Sync> = std::sync::Arc::new(move |n| {
-            if !hide {
-                seen.fetch_max(n, std::sync::atomic::Ordering::AcqRel);
+        let report: crate::seam::SyncReporter = std::sync::Arc::new(move |r| {
+            if let (crate::seam::SyncReport::Completed { covered_bytes }, false) = (r, hide) {
+                seen.fetch_max(covered_bytes, std::sync::atomic::Ordering::AcqRel);
             }
         });
         let opener = std::sync::Arc::new(crate::seam::FaultOpener::new(

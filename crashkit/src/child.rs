@@ -13,7 +13,7 @@ use engine::{DatabaseOptions, DurabilityMode};
 use crate::case::Case;
 use crate::plan::FaultPlan;
 use crate::protocol::{Event, EventWriter};
-use crate::seam::{FaultOpener, Layers};
+use crate::seam::{FaultOpener, Layers, SyncReport};
 use crate::workload::{OpPlan, Workload};
 
 /// Which job a child does.
@@ -112,8 +112,13 @@ fn run_writer(dir: &std::path::Path, case: &Case, out: Arc<EventWriter>) -> ! {
     let reporter = out.clone();
     let opener = FaultOpener::new(
         plan.writer_layers(case),
-        Some(Arc::new(move |offset_bytes| {
-            reporter.send(&Event::Synced { offset_bytes })
+        Some(Arc::new(move |report| {
+            reporter.send(&match report {
+                SyncReport::Completed { covered_bytes } => Event::Synced {
+                    offset_bytes: covered_bytes,
+                },
+                SyncReport::Failed => Event::SyncFailed,
+            })
         })),
     );
     let opener: Arc<dyn engine::wal::StorageOpener> = Arc::new(opener);

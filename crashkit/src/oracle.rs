@@ -65,6 +65,8 @@ pub struct Ledger {
     pub saw_error: bool,
     /// Attempt indexes that were acknowledged after an earlier error.
     pub acked_after_error: Vec<usize>,
+    /// Number of attempts reported before the first failed fdatasync.
+    pub sync_failed_before_attempt: Option<usize>,
 }
 
 impl Ledger {
@@ -83,7 +85,12 @@ impl Ledger {
                 end_offset_bytes,
                 durable,
             } => {
-                if self.saw_error {
+                let position = self.attempts.iter().rposition(|a| a.idx == idx);
+                let after_failed_sync = matches!(
+                    (self.sync_failed_before_attempt, position),
+                    (Some(failed), Some(p)) if p >= failed
+                );
+                if self.saw_error || after_failed_sync {
                     self.acked_after_error.push(idx);
                 }
                 if let Some(a) = self.attempts.iter_mut().rev().find(|a| a.idx == idx) {
@@ -100,6 +107,12 @@ impl Ledger {
                 if let Some(a) = self.attempts.iter_mut().rev().find(|a| a.idx == idx) {
                     a.error = Some(message);
                 }
+            }
+            Event::SyncFailed => {
+                // Attempts from here on started after the failure: none may be acked.
+                // (A commit already in flight may still be: it began before.)
+                self.sync_failed_before_attempt
+                    .get_or_insert(self.attempts.len());
             }
             Event::Synced { offset_bytes } => {
                 self.synced_offset_bytes = self.synced_offset_bytes.max(offset_bytes)
@@ -240,6 +253,24 @@ mod tests {
             durable: true,
         });
         assert_eq!(l.acked_after_error, vec![3]);
+
+        // A failed fdatasync: a commit attempted before it may still be acked, one
+        // attempted after it may not.
+        let ack = |idx: usize| Event::Ack {
+            idx,
+            txn_id: idx as u64 + 1,
+            versions: idx as u64 + 1..idx as u64 + 2,
+            end_offset_bytes: 60 + idx as u64,
+            durable: false,
+        };
+        let mut l = Ledger::default();
+        l.record(Event::Attempt { idx: 0 });
+        l.record(Event::SyncFailed);
+        l.record(ack(0));
+        assert!(l.acked_after_error.is_empty());
+        l.record(Event::Attempt { idx: 1 });
+        l.record(ack(1));
+        assert_eq!(l.acked_after_error, vec![1]);
     }
 }
 

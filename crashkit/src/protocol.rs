@@ -6,6 +6,7 @@
 //! ack <idx> <txn_id> <first_version> <end_version> <end_offset_bytes> <durable 0|1>
 //! error <idx> <message>
 //! synced <offset_bytes>
+//! sync-failed
 //! flush-error <idx> <message>
 //! open-error <message>
 //! opened
@@ -32,6 +33,9 @@ pub enum Event {
     Error { idx: usize, message: String },
     /// An fdatasync covering the first `offset_bytes` of the WAL completed.
     Synced { offset_bytes: u64 },
+    /// An fdatasync failed; written before the error reaches the engine, so any commit
+    /// attempted after this line must not be acknowledged.
+    SyncFailed,
     /// `flush` after transaction `idx` failed.
     FlushError { idx: usize, message: String },
     /// Opening the database failed.
@@ -67,6 +71,7 @@ impl fmt::Display for Event {
             ),
             Event::Error { idx, message } => write!(f, "error {idx} {}", one_line(message)),
             Event::Synced { offset_bytes } => write!(f, "synced {offset_bytes}"),
+            Event::SyncFailed => write!(f, "sync-failed"),
             Event::FlushError { idx, message } => {
                 write!(f, "flush-error {idx} {}", one_line(message))
             }
@@ -146,6 +151,7 @@ impl Event {
                 message: rest.to_string(),
             },
             "opened" if rest.is_empty() => Event::Opened,
+            "sync-failed" if rest.is_empty() => Event::SyncFailed,
             "done" if rest.is_empty() => Event::Done,
             "close-error" => Event::CloseError {
                 message: rest.to_string(),
@@ -208,6 +214,7 @@ mod tests {
                 message: "fsync failed\nbadly".into(),
             },
             Event::Synced { offset_bytes: 77 },
+            Event::SyncFailed,
             Event::FlushError {
                 idx: 1,
                 message: "x".into(),

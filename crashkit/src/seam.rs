@@ -88,12 +88,24 @@ impl WalStorage for KillAtOffset {
     }
 }
 
-/// Reports, after each successful fdatasync, the file length it covered: the largest end
-/// of any write completed before the sync started.
+/// What a [`SyncTracker`] reports about one fdatasync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncReport {
+    /// The sync completed and covered the first `covered_bytes` of the file.
+    Completed { covered_bytes: u64 },
+    /// The sync failed (reported before the error reaches the engine).
+    Failed,
+}
+
+/// A callback receiving [`SyncReport`]s (called on the syncing thread).
+pub type SyncReporter = Arc<dyn Fn(SyncReport) + Send + Sync>;
+
+/// Reports, after each successful fdatasync, the file length it covered (the largest end
+/// of any write completed before the sync started), and each failed fdatasync.
 pub struct SyncTracker {
     inner: Arc<dyn WalStorage>,
     written_end_bytes: AtomicU64,
-    report: Box<dyn Fn(u64) + Send + Sync>,
+    report: SyncReporter,
 }
 
 impl std::fmt::Debug for SyncTracker {
@@ -106,10 +118,7 @@ impl std::fmt::Debug for SyncTracker {
 }
 
 impl SyncTracker {
-    pub fn new(
-        inner: Arc<dyn WalStorage>,
-        report: Box<dyn Fn(u64) + Send + Sync>,
-    ) -> io::Result<SyncTracker> {
+    pub fn new(inner: Arc<dyn WalStorage>, report: SyncReporter) -> io::Result<SyncTracker> {
         let len = inner.len_bytes()?;
         Ok(SyncTracker {
             inner,
@@ -139,8 +148,13 @@ impl WalStorage for SyncTracker {
     }
     fn sync_data(&self) -> io::Result<()> {
         let covered = self.written_end_bytes.load(Ordering::Acquire);
-        self.inner.sync_data()?;
-        (self.report)(covered);
+        if let Err(e) = self.inner.sync_data() {
+            (self.report)(SyncReport::Failed);
+            return Err(e);
+        }
+        (self.report)(SyncReport::Completed {
+            covered_bytes: covered,
+        });
         Ok(())
     }
     fn sync_dir(&self) -> io::Result<()> {
@@ -293,7 +307,7 @@ pub struct Layers {
 /// recovery's saved tail) gets a plain file.
 pub struct FaultOpener {
     layers: Layers,
-    report_synced: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    report_synced: Option<SyncReporter>,
 }
 
 impl std::fmt::Debug for FaultOpener {
@@ -305,10 +319,7 @@ impl std::fmt::Debug for FaultOpener {
 }
 
 impl FaultOpener {
-    pub fn new(
-        layers: Layers,
-        report_synced: Option<Arc<dyn Fn(u64) + Send + Sync>>,
-    ) -> FaultOpener {
+    pub fn new(layers: Layers, report_synced: Option<SyncReporter>) -> FaultOpener {
         FaultOpener {
             layers,
             report_synced,
@@ -342,7 +353,7 @@ impl StorageOpener for FaultOpener {
         }
         if let Some(report) = &self.report_synced {
             let report = report.clone();
-            storage = Arc::new(SyncTracker::new(storage, Box::new(move |n| report(n)))?);
+            storage = Arc::new(SyncTracker::new(storage, report)?);
         }
         Ok(OpenedStorage {
             storage,
@@ -392,17 +403,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s2 = seen.clone();
-        let layer = SyncTracker::new(
-            file(dir.path()),
-            Box::new(move |n| s2.lock().unwrap().push(n)),
-        )
-        .unwrap();
-        layer.write_at(0, &[0u8; 40]).unwrap();
+        let failing = Arc::new(FailingIo::new(file(dir.path()), FailOp::Sync, 3));
+        let layer =
+            SyncTracker::new(failing, Arc::new(move |r| s2.lock().unwrap().push(r))).unwrap();
+        layer.write_at(32, &[0u8; 8]).unwrap();
         layer.sync_data().unwrap();
         layer.write_at(40, &[0u8; 8]).unwrap();
         layer.set_len(44).unwrap();
         layer.sync_data().unwrap();
-        assert_eq!(*seen.lock().unwrap(), vec![40, 44]);
+        assert!(layer.sync_data().is_err(), "the third sync fails");
+        let completed = |covered_bytes| SyncReport::Completed { covered_bytes };
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![completed(40), completed(44), SyncReport::Failed]
+        );
     }
 
     #[test]
