@@ -170,6 +170,9 @@ struct ReproArgs {
     kill_offset: Option<u64>,
     #[command(flatten)]
     workload: WorkloadArgs,
+    /// Rerun up to N times until the finding shows (for timing-dependent cases).
+    #[arg(long, default_value_t = 1)]
+    attempts: u32,
     /// Minimize the failing case; every step is a real crash cycle.
     #[arg(long)]
     shrink: bool,
@@ -474,10 +477,24 @@ fn repro(args: ReproArgs) -> u8 {
         limits: args.workload.limits(),
         kill_offset_bytes: args.kill_offset,
     };
-    let outcome = match crashkit::cycle::run_cycle(&case, &env) {
-        Ok(o) => o,
-        Err(e) => return harness_failure("the cycle failed", e),
-    };
+    // Timing-dependent cases (watch and time kills, several writer threads, background
+    // fsync failures) may need a few tries; offset kills with one thread reproduce at once.
+    let mut outcome = None;
+    for attempt in 1..=args.attempts.max(1) {
+        let o = match crashkit::cycle::run_cycle(&case, &env) {
+            Ok(o) => o,
+            Err(e) => return harness_failure("the cycle failed", e),
+        };
+        let found = o.finding.is_some();
+        outcome = Some(o);
+        if found {
+            if attempt > 1 {
+                eprintln!("torture: reproduced on attempt {attempt}");
+            }
+            break;
+        }
+    }
+    let outcome = outcome.expect("at least one attempt");
     let Some(finding) = outcome.finding else {
         if args.json {
             json_line(&serde_json::json!({
