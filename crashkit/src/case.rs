@@ -229,10 +229,24 @@ impl Case {
         self.writer_threads() == 1
     }
 
-    /// The one-line command that reproduces this case.
+    /// Whether a rerun takes exactly the same path: an offset kill with one writer
+    /// thread and no background flusher (Batched fsync timing varies between runs).
+    pub fn bit_exact(&self) -> bool {
+        self.kill == KillKind::Offset
+            && self.writer_threads() == 1
+            && self.mode != ModeName::Batched
+    }
+
+    /// The one-line command that reproduces this case (with retries when its timing
+    /// varies between runs).
     pub fn repro_command(&self) -> String {
+        let retries = if self.bit_exact() {
+            ""
+        } else {
+            " --attempts 20"
+        };
         format!(
-            "cargo run --release -p torture -- repro {}",
+            "cargo run --release -p torture -- repro {}{retries}",
             self.repro_args()
         )
     }
