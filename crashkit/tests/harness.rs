@@ -87,8 +87,10 @@ fn short_campaign_over_all_modes_and_kills_is_clean() {
 #[test]
 fn a_case_replays_exactly() {
     let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
-    let mut case = Case::new(0xfeed, ModeName::Batched, KillKind::Offset);
+    // Offset kill, one thread, no background flusher: bit-exact (see `Case::bit_exact`).
+    let mut case = Case::new(0xfeed, ModeName::Async, KillKind::Offset);
     case.power_loss = true;
+    assert!(case.bit_exact());
     let a = run_cycle(&case, &env(dir.path())).unwrap();
     let b = run_cycle(&case, &env(dir.path())).unwrap();
     assert_eq!(a.end, ChildEnd::Killed);
