@@ -101,6 +101,17 @@ fn return_freed_heap() {
 /// Recovers `dir` in this process and returns the memory figures (the `--recover-only`
 /// mode). VmHWM is reset first so that the peak is recovery's own.
 pub fn recover_only(dir: &Path) -> Result<RecoveryMemory, BenchError> {
+    // Opening would create a database; this mode only ever measures an existing one.
+    let wal_path = dir.join(engine::WAL_FILE_NAME);
+    if !wal_path.is_file() {
+        return Err(BenchError::io(
+            format!("--recover-only {}", dir.display()),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} does not exist", wal_path.display()),
+            ),
+        ));
+    }
     return_freed_heap();
     std::fs::write("/proc/self/clear_refs", "5")
         .map_err(|e| BenchError::io("resetting VmHWM through /proc/self/clear_refs", e))?;
