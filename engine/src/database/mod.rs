@@ -366,9 +366,11 @@ impl Database {
                 });
             } else {
                 // Async and Batched acknowledge once written, so the store may show the
-                // commit now; the commit lock makes store order equal log order. A flusher
-                // failure since the write poisons this commit too (FAULTS.md E3).
-                shared.wal.check_poisoned()?;
+                // commit now; the commit lock makes store order equal log order. An
+                // fdatasync in flight (the flusher's, or a concurrent flush) may be failing
+                // right now: wait for its outcome, so no commit is acknowledged after a
+                // failed sync returned, even before that thread has poisoned the WAL (E3).
+                shared.wal.await_sync_outcome()?;
                 shared.store.apply_batch(store_ops, timestamp);
             }
             (txn_id, first_version, end)
