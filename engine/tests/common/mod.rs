@@ -293,6 +293,22 @@ pub struct Faults {
     pub failing_set_len_call: AtomicUsize,
     /// Number of `sync_data` calls that reached the file.
     pub syncs: AtomicUsize,
+    /// A failing `sync_data` announces the failure here, then waits this long before
+    /// returning the error: the device has failed, the engine does not know yet.
+    pub failing_sync_delay_ms: std::sync::atomic::AtomicU64,
+    /// Set (and notified) when a failing `sync_data` has started its delay.
+    pub sync_failure_announced: (std::sync::Mutex<bool>, std::sync::Condvar),
+}
+
+impl Faults {
+    /// Blocks until a failing `sync_data` has announced its failure.
+    pub fn wait_sync_failure(&self) {
+        let (flag, cv) = &self.sync_failure_announced;
+        let mut announced = flag.lock().unwrap();
+        while !*announced {
+            announced = cv.wait(announced).unwrap();
+        }
+    }
 }
 
 /// A real file with injectable failures.
@@ -338,6 +354,13 @@ impl WalStorage for FaultyStorage {
                 .failing_syncs
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         if failing.is_ok() {
+            let delay_ms = self.faults.failing_sync_delay_ms.load(Ordering::Acquire);
+            if delay_ms > 0 {
+                let (flag, cv) = &self.faults.sync_failure_announced;
+                *flag.lock().unwrap() = true;
+                cv.notify_all();
+                std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+            }
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
         self.faults.syncs.fetch_add(1, Ordering::AcqRel);

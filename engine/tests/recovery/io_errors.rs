@@ -220,3 +220,32 @@ fn e3_no_batched_commit_is_acknowledged_after_a_failed_background_fsync() {
     );
     assert!(db.get(&key("late")).is_none());
 }
+
+/// E3, the instant before poisoning: the flusher's fdatasync has failed on the device but
+/// has not returned to the engine yet. A Batched commit that starts now must not be
+/// acknowledged: it waits for the sync's outcome and fails with Poisoned. Before the fix,
+/// such a commit was written and acknowledged (torture found it with `--mode batched
+/// --kill io-error`, seed 0x73a7659c90216165, in 82 of 5889 cycles).
+#[test]
+fn e3_batched_commit_started_while_a_failing_fsync_returns_is_not_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, faults) = faulty(dir.path(), DurabilityMode::batched(5));
+    put(&db, "before").unwrap();
+    db.flush().unwrap();
+    faults.failing_sync_delay_ms.store(300, Ordering::SeqCst);
+    faults.failing_syncs.store(1, Ordering::SeqCst);
+    put(&db, "written before the failure").unwrap();
+    faults.wait_sync_failure();
+    let started = Instant::now();
+    let late = put(&db, "late");
+    assert!(
+        matches!(late, Err(EngineError::Poisoned { .. })),
+        "a Batched commit started after the fdatasync failed was acknowledged: {late:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "the commit did not wait for the failing sync's outcome"
+    );
+    assert!(db.get(&key("late")).is_none());
+    assert!(db.close().is_err());
+}
