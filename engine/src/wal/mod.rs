@@ -285,9 +285,9 @@ impl WAL {
         let mut state = lock(&self.write);
         self.check_poisoned()?;
         if !state.tail_verified {
-            drop(state);
-            self.verify_tail()?;
-            state = lock(&self.write);
+            // Verified under the write lock: a concurrent first append must not land
+            // between reading the end and cutting the tail, or the cut would take it.
+            self.verify_tail_locked(&mut state)?;
         }
         let offset = state.end_offset_bytes;
         let end = offset + bytes.len() as u64;
@@ -456,10 +456,15 @@ impl WAL {
     /// Reads the log to its end and cuts off a torn tail, refusing on corruption. Used when
     /// appending to a WAL that was opened without replaying it.
     pub fn verify_tail(&self) -> Result<ReadEnd> {
+        let mut state = lock(&self.write);
+        self.verify_tail_locked(&mut state)
+    }
+
+    fn verify_tail_locked(&self, state: &mut WriteState) -> Result<ReadEnd> {
         let mut reader = self.reader()?;
         while reader.next_record()?.is_some() {}
         let end = reader.end().cloned().expect("reader ended");
-        self.accept_end(&end, RecoveryMode::TolerateCorruptTail)?;
+        self.accept_end_locked(state, &end, RecoveryMode::TolerateCorruptTail)?;
         Ok(end)
     }
 
@@ -473,6 +478,15 @@ impl WAL {
         recovery_mode: RecoveryMode,
     ) -> Result<Option<CorruptionReport>> {
         let mut state = lock(&self.write);
+        self.accept_end_locked(&mut state, end, recovery_mode)
+    }
+
+    fn accept_end_locked(
+        &self,
+        state: &mut WriteState,
+        end: &ReadEnd,
+        recovery_mode: RecoveryMode,
+    ) -> Result<Option<CorruptionReport>> {
         let io_err = |what: String, e| EngineError::io(what, e);
         let file_len = self
             .storage

@@ -322,3 +322,54 @@ fn failing_fsync_during_recovery_fails_the_open() {
     );
     assert_eq!(state(&open(dir.path())).len(), 1);
 }
+
+/// Concurrent first appends to a WAL that was opened without replaying it: each one
+/// triggers the tail check, and the check must run under the write lock. Before the fix a
+/// slower check could cut a record another thread had just appended (and been told was
+/// written). Every append must be in the log afterwards.
+#[test]
+fn concurrent_first_appends_to_an_unverified_wal_are_all_kept() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(WAL_FILE_NAME);
+        {
+            let wal = WAL::open(&path, DurabilityMode::Async).unwrap();
+            for txn_id in 1..=20 {
+                wal.append(&WALEntry::BeginTxn {
+                    txn_id,
+                    run_id: RUN,
+                    timestamp: engine::Timestamp(txn_id),
+                })
+                .unwrap();
+            }
+        }
+        let wal = Arc::new(WAL::open(&path, DurabilityMode::Async).unwrap());
+        let threads: Vec<_> = (0..8u64)
+            .map(|t| {
+                let wal = wal.clone();
+                std::thread::spawn(move || {
+                    wal.append(&WALEntry::AbortTxn {
+                        txn_id: 100 + t,
+                        run_id: RUN,
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        drop(wal);
+        let wal = WAL::open(&path, DurabilityMode::Async).unwrap();
+        let mut reader = wal.reader().unwrap();
+        let mut n_records = 0;
+        while reader.next_record().unwrap().is_some() {
+            n_records += 1;
+        }
+        assert_eq!(
+            n_records, 28,
+            "round {round}: an acknowledged append was cut"
+        );
+        assert!(matches!(reader.end(), Some(ReadEnd::Clean { .. })));
+    }
+}
