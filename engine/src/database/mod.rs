@@ -173,10 +173,22 @@ impl Database {
             });
         }
         if !path.exists() {
+            // Every directory level this call creates must be durable, not only the last:
+            // fsync the parent of each newly created level, innermost first.
+            let mut created = Vec::new();
+            let mut missing = Some(path.as_path());
+            while let Some(dir) = missing.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+                created.push(dir.to_path_buf());
+                missing = dir.parent();
+            }
             std::fs::create_dir_all(&path).map_err(|e| {
                 EngineError::io(format!("creating directory {}", path.display()), e)
             })?;
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            for dir in &created {
+                let parent = match dir.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
                 sync_directory(parent).map_err(|e| {
                     EngineError::io(format!("fsync of directory {}", parent.display()), e)
                 })?;

@@ -585,7 +585,16 @@ impl WAL {
             .map(|n| n.to_os_string())
             .unwrap_or_default();
         name.push(format!(".dropped-{offset_bytes}"));
-        let saved_to = self.path.with_file_name(name);
+        // An earlier point-in-time recovery may have saved bytes at the same offset: never
+        // overwrite them (recovery destroys nothing that is not redundant, R7).
+        let mut saved_to = self.path.with_file_name(&name);
+        let mut copy_idx = 1u32;
+        while saved_to.exists() {
+            let mut numbered = name.clone();
+            numbered.push(format!(".{copy_idx}"));
+            saved_to = self.path.with_file_name(numbered);
+            copy_idx += 1;
+        }
         let io_err = |what: &str, e| EngineError::io(format!("{what} {}", saved_to.display()), e);
         let mut bytes = vec![0u8; (file_len - offset_bytes) as usize];
         reader::read_exact_at(self.storage.as_ref(), offset_bytes, &mut bytes).map_err(|e| {

@@ -408,3 +408,39 @@ fn long_zero_runs_are_classified_across_scan_windows() {
             if offset_bytes == valid_end && next_valid_offset_bytes == next
     ));
 }
+
+/// Two point-in-time recoveries that cut at the same offset (the log was damaged again
+/// after the first one and the same history re-installed) keep both sidecars: recovery
+/// never overwrites bytes it saved earlier.
+#[test]
+fn second_point_in_time_cut_at_the_same_offset_keeps_the_first_sidecar() {
+    let image = history();
+    let (damage_offset, _) = record(&image, 3, 1);
+    let mut bytes = image.bytes.clone();
+    bytes[damage_offset as usize + 12] ^= 0x40;
+    let root = tempfile::tempdir().unwrap();
+    let dir = install_wal(root.path(), DATABASE_ID, &bytes);
+    let point_in_time = || {
+        DatabaseOptions::new()
+            .recovery(RecoveryMode::PointInTime)
+            .open(&dir)
+            .unwrap()
+    };
+    let first = point_in_time().recovery_stats().corruption.clone().unwrap();
+    // Put the damaged history back, with a different tail, and cut again.
+    let mut second_bytes = bytes.clone();
+    let last = second_bytes.len() - 1;
+    second_bytes[last] ^= 0xff;
+    std::fs::write(dir.join(WAL_FILE_NAME), &second_bytes).unwrap();
+    let second = point_in_time().recovery_stats().corruption.clone().unwrap();
+    assert_eq!(first.offset_bytes, second.offset_bytes);
+    assert_ne!(first.saved_to, second.saved_to);
+    assert_eq!(
+        std::fs::read(&first.saved_to).unwrap(),
+        &bytes[damage_offset as usize..]
+    );
+    assert_eq!(
+        std::fs::read(&second.saved_to).unwrap(),
+        &second_bytes[damage_offset as usize..]
+    );
+}
