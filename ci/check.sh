@@ -7,8 +7,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== crash smoke (matrix: 3 modes x 4 kill kinds)"
-bash ci/crash-matrix.sh 25 0x5eed
+echo "== crash smoke (matrix: 3 modes x 4 kill kinds, 60 cycles each)"
+bash ci/crash-matrix.sh 60 0x5eed
 echo "== tests"
 cargo test --workspace 2>&1 | tee target/ci-test.log
 # Repeat the test runner's totals as the last line, so CI's summary is the test outcome.
