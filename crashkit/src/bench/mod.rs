@@ -37,6 +37,9 @@ pub struct BenchOptions {
     /// Directory for the benchmark databases (default: a fresh temporary directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Measure replay, reopen + read and recovery memory only (skip commit throughput).
+    #[arg(long)]
+    pub replay_only: bool,
     /// Internal: recover the database in this directory, print its memory figures as one
     /// JSON line, and exit. The bench re-executes itself with this flag so that recovery's
     /// peak RSS is measured in a fresh process.
@@ -167,7 +170,9 @@ pub fn run_command(options: &BenchOptions) -> Result<(), BenchError> {
         std::fs::remove_dir_all(&dir)
             .map_err(|e| BenchError::io(format!("removing {}", dir.display()), e))?;
     }
-    report.commit = Some(commit::measure(&root, &plan)?);
+    if !options.replay_only {
+        report.commit = Some(commit::measure(&root, &plan)?);
+    }
     report.print(options.json);
     Ok(())
 }
