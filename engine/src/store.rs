@@ -316,8 +316,11 @@ impl ReplayApplier<'_> {
             return;
         }
         if self.run.len() >= RUN_BULK_LEN_MIN.max(self.map.len() / RUN_BULK_FRACTION_INVERSE) {
-            // Sorted input: `collect` builds full nodes without searching.
-            let mut bulk: BTreeMap<Key, StoredValue> = self.run.drain(..).collect();
+            // Sorted input: `collect` builds full nodes without searching. Taking the run's
+            // vector (not draining it) lets `collect` sort it in place and free it, instead
+            // of copying it into a second vector while the run's allocation stays resident.
+            let mut bulk: BTreeMap<Key, StoredValue> =
+                std::mem::take(&mut self.run).into_iter().collect();
             self.map.append(&mut bulk);
         } else {
             for (key, entry) in self.run.drain(..) {
