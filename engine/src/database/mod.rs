@@ -172,7 +172,7 @@ impl Database {
                 reason: format!("{} exists and is not a directory", path.display()),
             });
         }
-        if !path.exists() {
+        {
             // Every directory level this call creates must be durable, not only the last:
             // fsync the parent of each newly created level, innermost first.
             let mut created = Vec::new();
@@ -184,6 +184,16 @@ impl Database {
             std::fs::create_dir_all(&path).map_err(|e| {
                 EngineError::io(format!("creating directory {}", path.display()), e)
             })?;
+            // Also fsync the parent of a directory this call did not create: an earlier open
+            // may have died before making its entry durable. Best effort, since the parent
+            // may not be readable by this user; a failure is logged.
+            if created.is_empty() {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    if let Err(e) = sync_directory(parent) {
+                        log::warn!("fsync of directory {} failed: {e}", parent.display());
+                    }
+                }
+            }
             for dir in &created {
                 let parent = match dir.parent() {
                     Some(p) if !p.as_os_str().is_empty() => p,
@@ -239,9 +249,16 @@ impl Database {
             stats.torn_tail_bytes,
             stats.final_version
         );
+        // Bytes that point-in-time recovery cut off (now or in an earlier open) may hold
+        // acknowledged commits: their ids and versions are never handed out again (R4).
+        let (dropped_max_txn_id, dropped_max_version) = dropped_ids(&path)?;
         let commit = CommitState {
-            next_txn_id: stats.max_txn_id + 1,
-            next_version: stats.final_version.max(stats.max_version_seen) + 1,
+            next_txn_id: stats.max_txn_id.max(dropped_max_txn_id) + 1,
+            next_version: stats
+                .final_version
+                .max(stats.max_version_seen)
+                .max(dropped_max_version)
+                + 1,
         };
         let shared = Arc::new(Shared {
             wal,
@@ -483,6 +500,29 @@ fn batch_size_of(mode: DurabilityMode) -> usize {
 /// applied by whichever committer's fdatasync returns first, Async and Batched ones under
 /// the commit lock. Threads overwrite a few shared keys; the live store must equal the
 /// store that replaying the log rebuilds (same values, same versions).
+/// The highest txn id and version in the point-in-time sidecars (`wal.log.dropped-*`) of
+/// `dir`, or zeros when there are none.
+fn dropped_ids(dir: &Path) -> Result<(u64, u64)> {
+    let prefix = format!("{WAL_FILE_NAME}.dropped-");
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| EngineError::io(format!("listing directory {}", dir.display()), e))?;
+    let (mut max_txn_id, mut max_version) = (0, 0);
+    for entry in entries {
+        let entry = entry
+            .map_err(|e| EngineError::io(format!("listing directory {}", dir.display()), e))?;
+        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let path = entry.path();
+        let bytes = std::fs::read(&path)
+            .map_err(|e| EngineError::io(format!("reading {}", path.display()), e))?;
+        let (txn_id, version) = crate::wal::max_ids_in_records(&bytes);
+        max_txn_id = max_txn_id.max(txn_id);
+        max_version = max_version.max(version);
+    }
+    Ok((max_txn_id, max_version))
+}
+
 #[cfg(test)]
 mod commit_order_tests {
     use std::sync::Arc;

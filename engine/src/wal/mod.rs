@@ -129,10 +129,14 @@ impl WAL {
         let len_bytes = storage
             .len_bytes()
             .map_err(|e| io_err("reading the length of", e))?;
-        let (database_id, end_offset_bytes, fresh) = if len_bytes < HEADER_LEN as u64 {
+        // A power loss before the header's fdatasync may leave a file of the right size that
+        // holds only zeros: an unfinished create, with no records, like a short file.
+        let unfinished_create = len_bytes < HEADER_LEN as u64
+            || all_zero(storage.as_ref(), len_bytes).map_err(|e| io_err("reading", e))?;
+        let (database_id, end_offset_bytes, fresh) = if unfinished_create {
             // Only a crash while creating the file leaves fewer bytes than a header; such a
             // file holds no records. Anything that is not a prefix of our header is foreign.
-            let mut existing = vec![0u8; len_bytes as usize];
+            let mut existing = vec![0u8; len_bytes.min(HEADER_LEN as u64) as usize];
             reader::read_exact_at(storage.as_ref(), 0, &mut existing)
                 .map_err(|e| io_err("reading", e))?;
             let magic_prefix = &MAGIC[..existing.len().min(MAGIC.len())];
@@ -170,11 +174,12 @@ impl WAL {
                     });
                 }
             }
-            if opened.created {
-                storage
-                    .sync_dir()
-                    .map_err(|e| io_err("fsync of the directory of", e))?;
-            }
+            // Always, not only when this call created the file: an earlier open may have
+            // died (or failed) between writing the header and fsyncing the directory, and
+            // then the file's directory entry would never be made durable (P3).
+            storage
+                .sync_dir()
+                .map_err(|e| io_err("fsync of the directory of", e))?;
             (
                 header.database_id,
                 len_bytes,
@@ -487,6 +492,13 @@ impl WAL {
         end: &ReadEnd,
         recovery_mode: RecoveryMode,
     ) -> Result<Option<CorruptionReport>> {
+        // A sync started before the tail was cut targets offsets that may no longer exist;
+        // let it finish, and keep new ones out until the synced offset is reset below, so
+        // no later append is counted as synced by it.
+        let mut sync = lock(&self.sync);
+        while sync.sync_in_progress && !self.poisoned.load(Ordering::Acquire) {
+            sync = self.sync_done.wait(sync).unwrap_or_else(|p| p.into_inner());
+        }
         let io_err = |what: String, e| EngineError::io(what, e);
         let file_len = self
             .storage
@@ -573,7 +585,6 @@ impl WAL {
         state.allocated_end_bytes = if keep_zero_tail { file_len } else { valid_end };
         self.written_offset_bytes
             .store(valid_end, Ordering::Release);
-        let mut sync = lock(&self.sync);
         sync.synced_offset_bytes = valid_end;
         Ok(report)
     }
@@ -625,6 +636,64 @@ impl WAL {
             .map_err(|e| io_err("fsync of the directory of", e))?;
         Ok(saved_to)
     }
+}
+
+/// The highest txn id and version in any checksum-valid record found anywhere in `bytes`
+/// (records are looked for at every offset, so damage between them does not hide them).
+/// Used on the bytes point-in-time recovery cut off: they may hold acknowledged commits,
+/// whose ids and versions must never be handed out again (R4).
+pub fn max_ids_in_records(bytes: &[u8]) -> (u64, u64) {
+    let (mut max_txn_id, mut max_version) = (0u64, 0u64);
+    let read_u64 = |b: &[u8]| u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+    let mut offset = 0;
+    while offset + RECORD_HEADER_LEN <= bytes.len() {
+        match format::inspect_frame(&bytes[offset..]) {
+            format::Frame::Valid {
+                record_type,
+                payload_len,
+            } => {
+                let payload = &bytes[offset + RECORD_HEADER_LEN..][..payload_len];
+                if RecordType::from_byte(record_type).is_some() && payload.len() >= 16 {
+                    max_txn_id = max_txn_id.max(read_u64(payload));
+                    let has_version = matches!(
+                        RecordType::from_byte(record_type),
+                        Some(RecordType::Write | RecordType::Delete)
+                    );
+                    if has_version && payload.len() >= 24 {
+                        max_version = max_version.max(read_u64(&payload[16..]));
+                    }
+                }
+                offset += RECORD_HEADER_LEN + payload_len;
+            }
+            _ => offset += 1,
+        }
+    }
+    (max_txn_id, max_version)
+}
+
+/// True when the file is non-empty and every byte of it is zero (read in 1 MiB chunks).
+fn all_zero(storage: &dyn WalStorage, len_bytes: u64) -> std::io::Result<bool> {
+    if len_bytes == 0 {
+        return Ok(false);
+    }
+    let mut head = [0u8; HEADER_LEN];
+    let head_len = len_bytes.min(HEADER_LEN as u64) as usize;
+    reader::read_exact_at(storage, 0, &mut head[..head_len])?;
+    if head.iter().any(|b| *b != 0) {
+        return Ok(false);
+    }
+    const CHUNK_LEN: u64 = 1 << 20;
+    let mut chunk = vec![0u8; CHUNK_LEN.min(len_bytes) as usize];
+    let mut offset = 0;
+    while offset < len_bytes {
+        let len = (len_bytes - offset).min(CHUNK_LEN) as usize;
+        reader::read_exact_at(storage, offset, &mut chunk[..len])?;
+        if chunk[..len].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        offset += len as u64;
+    }
+    Ok(true)
 }
 
 /// Preallocation keeps recovery exact: the log ends at the last written record, never at

@@ -293,6 +293,8 @@ pub struct Faults {
     pub failing_set_len_call: AtomicUsize,
     /// Number of `sync_data` calls that reached the file.
     pub syncs: AtomicUsize,
+    /// Number of `sync_dir` calls that reached the directory.
+    pub dir_syncs: AtomicUsize,
     /// A failing `sync_data` announces the failure here, then waits this long before
     /// returning the error: the device has failed, the engine does not know yet.
     pub failing_sync_delay_ms: std::sync::atomic::AtomicU64,
@@ -368,6 +370,7 @@ impl WalStorage for FaultyStorage {
     }
 
     fn sync_dir(&self) -> io::Result<()> {
+        self.faults.dir_syncs.fetch_add(1, Ordering::AcqRel);
         self.inner.sync_dir()
     }
 }

@@ -373,3 +373,45 @@ fn concurrent_first_appends_to_an_unverified_wal_are_all_kept() {
         assert!(matches!(reader.end(), Some(ReadEnd::Clean { .. })));
     }
 }
+
+/// A power loss before the new WAL's header was fdatasynced can leave a header-sized (or
+/// larger) file of zeros: an unfinished create with no records. It opens as an empty
+/// database instead of failing with NotAWal forever.
+#[test]
+fn an_all_zero_wal_is_an_unfinished_create() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let wal_path = dir.path().join(WAL_FILE_NAME);
+    std::fs::write(&wal_path, vec![0u8; 4096]).unwrap();
+    let db = open(dir.path());
+    assert_eq!(db.recovery_stats().txns_applied, 0);
+    let mut txn = db.begin(RUN);
+    txn.put(key("k"), Value::I64(1)).unwrap();
+    txn.commit().unwrap();
+    drop(db);
+    assert_eq!(state(&open(dir.path())).len(), 1);
+    // A zero header in front of non-zero bytes is not an unfinished create.
+    let mut bytes = vec![0u8; 4096];
+    bytes[100] = 1;
+    std::fs::write(&wal_path, bytes).unwrap();
+    assert!(matches!(
+        Database::open(dir.path()),
+        Err(EngineError::NotAWal { .. })
+    ));
+}
+
+/// P3: every open fsyncs the WAL's directory, not only the open that created the file, so
+/// a first open that died (or failed) before its directory fsync is repaired by the next.
+#[test]
+fn every_open_fsyncs_the_wal_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let opener = FaultyOpener::default();
+    let faults = opener.faults.clone();
+    let db = DatabaseOptions::new()
+        .storage_opener(Arc::new(opener))
+        .open(dir.path())
+        .unwrap();
+    assert!(faults.dir_syncs.load(Ordering::SeqCst) >= 1);
+    drop(db);
+}
