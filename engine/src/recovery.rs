@@ -169,14 +169,12 @@ pub fn replay_wal_with_mode(
             }
             WALEntry::CommitTxn { txn_id, .. } => match open.remove(&txn_id) {
                 Some(mut txn) => {
-                    for op in &txn.ops {
+                    stats.txns_applied += 1;
+                    for op in txn.ops.drain(..) {
                         match op {
                             StoreOp::Put { .. } => stats.writes_applied += 1,
                             StoreOp::Delete { .. } => stats.deletes_applied += 1,
                         }
-                    }
-                    stats.txns_applied += 1;
-                    for op in txn.ops.drain(..) {
                         applier.apply(op, txn.timestamp);
                     }
                     if ops_pool.len() < OPS_POOL_LEN_MAX && txn.ops.capacity() <= 1024 {

@@ -115,13 +115,15 @@ impl UnifiedStore {
         map.remove(key).map(StoredValue::into_versioned)
     }
 
-    /// Applies a batch of committed operations under one lock acquisition, in order.
-    /// Used by commit and by replay so that a transaction becomes visible all at once.
+    /// Applies a batch of committed operations under one lock acquisition, in order, so
+    /// that a committed transaction becomes visible all at once. (Replay uses the
+    /// `ReplayApplier` instead, which holds the lock for the whole log.)
     pub fn apply_batch<I>(&self, ops: I, timestamp: Timestamp)
     where
         I: IntoIterator<Item = StoreOp>,
     {
         let mut map = self.write();
+        let mut version_max = 0;
         for op in ops {
             match op {
                 StoreOp::Put {
@@ -130,15 +132,17 @@ impl UnifiedStore {
                     version,
                 } => {
                     self.intern_key(&mut key);
-                    self.version.fetch_max(version, Ordering::AcqRel);
+                    version_max = version_max.max(version);
                     map.insert(key, StoredValue::new(value, version, timestamp));
                 }
                 StoreOp::Delete { key, version } => {
-                    self.version.fetch_max(version, Ordering::AcqRel);
+                    version_max = version_max.max(version);
                     map.remove(&key);
                 }
             }
         }
+        // Raised while the write lock is held, so no reader sees a value above it.
+        self.version.fetch_max(version_max, Ordering::AcqRel);
     }
 
     /// Replay only: an applier that holds the write lock until it is finished, so readers
@@ -293,9 +297,7 @@ impl ReplayApplier<'_> {
                 let entry = StoredValue::new(value, version, timestamp);
                 if ascending {
                     self.run.push((key, entry));
-                    if self.run.len()
-                        >= RUN_BULK_LEN_MIN.max(self.map.len() / RUN_BULK_FRACTION_INVERSE)
-                    {
+                    if self.run_is_bulk() {
                         self.flush_run();
                     }
                 } else {
@@ -311,11 +313,16 @@ impl ReplayApplier<'_> {
         }
     }
 
+    /// True once the run is long enough to bulk-load (see `RUN_BULK_LEN_MIN`).
+    fn run_is_bulk(&self) -> bool {
+        self.run.len() >= RUN_BULK_LEN_MIN.max(self.map.len() / RUN_BULK_FRACTION_INVERSE)
+    }
+
     fn flush_run(&mut self) {
         if self.run.is_empty() {
             return;
         }
-        if self.run.len() >= RUN_BULK_LEN_MIN.max(self.map.len() / RUN_BULK_FRACTION_INVERSE) {
+        if self.run_is_bulk() {
             // Sorted input: `collect` builds full nodes without searching. Taking the run's
             // vector (not draining it) lets `collect` sort it in place and free it, instead
             // of copying it into a second vector while the run's allocation stays resident.

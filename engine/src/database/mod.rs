@@ -363,14 +363,19 @@ impl Database {
     }
 
     /// Commit path, called by `Transaction::commit`.
-    fn commit_ops(&self, run_id: RunId, ops: Vec<transaction::PendingOp>) -> Result<CommitInfo> {
+    fn commit_ops(
+        &self,
+        run_id: RunId,
+        ops: Vec<transaction::PendingOp>,
+        ops_encoded_len_bytes: usize,
+    ) -> Result<CommitInfo> {
         self.ensure_open()?;
         let shared = &self.shared;
         shared.wal.check_poisoned()?;
         let timestamp = Timestamp::now();
         let n_ops = ops.len() as u64;
-        let mut encoded =
-            Vec::with_capacity(64 + ops.iter().map(|op| op.encoded_len_hint()).sum::<usize>());
+        // BeginTxn and CommitTxn frames take 58 bytes; 64 leaves no reallocation.
+        let mut encoded = Vec::with_capacity(64 + ops_encoded_len_bytes);
         let strict = shared.mode == DurabilityMode::Strict;
         let (txn_id, first_version, end_offset_bytes) = {
             let mut state = lock(&shared.commit);

@@ -83,6 +83,9 @@ pub struct Transaction<'db> {
     db: &'db Database,
     run_id: RunId,
     ops: Vec<PendingOp>,
+    /// Encoded size of the buffered records, summed as each op is checked, so commit sizes
+    /// its buffer without measuring every op again.
+    encoded_len_bytes: usize,
 }
 
 impl<'db> Transaction<'db> {
@@ -91,6 +94,7 @@ impl<'db> Transaction<'db> {
             db,
             run_id,
             ops: Vec::new(),
+            encoded_len_bytes: 0,
         }
     }
 
@@ -110,7 +114,7 @@ impl<'db> Transaction<'db> {
     /// Buffers a put. Fails if the record would exceed the WAL's record limit.
     pub fn put(&mut self, key: Key, value: Value) -> Result<()> {
         let op = PendingOp::Put { key, value };
-        check_len(&op)?;
+        self.encoded_len_bytes += check_len(&op)?;
         self.ops.push(op);
         Ok(())
     }
@@ -118,7 +122,7 @@ impl<'db> Transaction<'db> {
     /// Buffers a delete.
     pub fn delete(&mut self, key: Key) -> Result<()> {
         let op = PendingOp::Delete { key };
-        check_len(&op)?;
+        self.encoded_len_bytes += check_len(&op)?;
         self.ops.push(op);
         Ok(())
     }
@@ -126,15 +130,18 @@ impl<'db> Transaction<'db> {
     /// Writes the transaction to the WAL, waits as the durability mode says, applies it to
     /// the store, and returns. `Ok` means acknowledged.
     pub fn commit(self) -> Result<CommitInfo> {
-        self.db.commit_ops(self.run_id, self.ops)
+        self.db
+            .commit_ops(self.run_id, self.ops, self.encoded_len_bytes)
     }
 
     /// Discards the transaction. Nothing was written, so nothing is logged.
     pub fn abort(self) {}
 }
 
-fn check_len(op: &PendingOp) -> Result<()> {
-    let len = op.encoded_len_hint() - RECORD_HEADER_LEN;
+/// Checks an op against the record and name limits; returns its encoded record length.
+fn check_len(op: &PendingOp) -> Result<usize> {
+    let record_len = op.encoded_len_hint();
+    let len = record_len - RECORD_HEADER_LEN;
     if len > RECORD_PAYLOAD_LEN_MAX {
         return Err(EngineError::TooLarge {
             what: "encoded write record",
@@ -154,5 +161,5 @@ fn check_len(op: &PendingOp) -> Result<()> {
             });
         }
     }
-    Ok(())
+    Ok(record_len)
 }
