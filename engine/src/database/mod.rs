@@ -508,7 +508,7 @@ fn batch_size_of(mode: DurabilityMode) -> usize {
 /// The highest txn id and version in the point-in-time sidecars (`wal.log.dropped-*`) of
 /// `dir`, or zeros when there are none.
 fn dropped_ids(dir: &Path) -> Result<(u64, u64)> {
-    let prefix = format!("{WAL_FILE_NAME}.dropped-");
+    let prefix = format!("{WAL_FILE_NAME}{}", crate::wal::DROPPED_SUFFIX);
     let entries = std::fs::read_dir(dir)
         .map_err(|e| EngineError::io(format!("listing directory {}", dir.display()), e))?;
     let (mut max_txn_id, mut max_version) = (0, 0);

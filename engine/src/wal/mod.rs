@@ -50,6 +50,9 @@ impl Default for WalOptions {
     }
 }
 
+/// Point-in-time recovery saves the bytes it cuts to `<wal file name><DROPPED_SUFFIX><offset>`.
+pub const DROPPED_SUFFIX: &str = ".dropped-";
+
 /// What point-in-time recovery cut off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorruptionReport {
@@ -595,7 +598,7 @@ impl WAL {
             .file_name()
             .map(|n| n.to_os_string())
             .unwrap_or_default();
-        name.push(format!(".dropped-{offset_bytes}"));
+        name.push(format!("{DROPPED_SUFFIX}{offset_bytes}"));
         // An earlier point-in-time recovery may have saved bytes at the same offset: never
         // overwrite them (recovery destroys nothing that is not redundant, R7).
         let mut saved_to = self.path.with_file_name(&name);
@@ -644,29 +647,29 @@ impl WAL {
 /// whose ids and versions must never be handed out again (R4).
 pub fn max_ids_in_records(bytes: &[u8]) -> (u64, u64) {
     let (mut max_txn_id, mut max_version) = (0u64, 0u64);
-    let read_u64 = |b: &[u8]| u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+    let mut namespaces = NamespaceCache::default();
     let mut offset = 0;
     while offset + RECORD_HEADER_LEN <= bytes.len() {
-        match format::inspect_frame(&bytes[offset..]) {
-            format::Frame::Valid {
-                record_type,
-                payload_len,
-            } => {
-                let payload = &bytes[offset + RECORD_HEADER_LEN..][..payload_len];
-                if RecordType::from_byte(record_type).is_some() && payload.len() >= 16 {
-                    max_txn_id = max_txn_id.max(read_u64(payload));
-                    let has_version = matches!(
-                        RecordType::from_byte(record_type),
-                        Some(RecordType::Write | RecordType::Delete)
-                    );
-                    if has_version && payload.len() >= 24 {
-                        max_version = max_version.max(read_u64(&payload[16..]));
-                    }
-                }
-                offset += RECORD_HEADER_LEN + payload_len;
-            }
-            _ => offset += 1,
+        let format::Frame::Valid {
+            record_type,
+            payload_len,
+        } = format::inspect_frame(&bytes[offset..])
+        else {
+            offset += 1;
+            continue;
+        };
+        let payload = &bytes[offset + RECORD_HEADER_LEN..][..payload_len];
+        let entry = RecordType::from_byte(record_type)
+            .and_then(|kind| WALEntry::decode_payload(kind, payload, &mut namespaces).ok());
+        let Some(entry) = entry else {
+            offset += 1;
+            continue;
+        };
+        max_txn_id = max_txn_id.max(entry.txn_id());
+        if let WALEntry::Write { version, .. } | WALEntry::Delete { version, .. } = entry {
+            max_version = max_version.max(version);
         }
+        offset += RECORD_HEADER_LEN + payload_len;
     }
     (max_txn_id, max_version)
 }
