@@ -17,7 +17,7 @@ mod transaction;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ use crate::recovery::{replay_wal_with_mode, ReplayStats};
 use crate::store::{StoreOp, UnifiedStore};
 use crate::types::{Key, RunId, Timestamp, VersionedValue};
 use crate::wal::storage::sync_directory;
-use crate::wal::{FileOpener, StorageOpener, WalOptions, WAL};
+use crate::wal::{lock, FileOpener, StorageOpener, WalOptions, WAL};
 use lock::DirLock;
 pub use transaction::{CommitInfo, Transaction};
 
@@ -119,10 +119,6 @@ struct Shared {
     flusher: Mutex<FlusherSignal>,
     flusher_cv: Condvar,
     closed: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// An open database. `Send + Sync`: share it across threads by reference or `Arc`.

@@ -99,8 +99,11 @@ pub struct WAL {
     poison_reason: Mutex<Option<String>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves its state consistent before any call that may panic.
+/// Locks `m`, taking the guard even if another thread panicked while holding it: every
+/// critical section in the engine leaves its state consistent before any call that may
+/// panic, so a poisoned std mutex carries no torn state (the WAL's own poisoning, after a
+/// failed write or fsync, is separate and explicit).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
