@@ -53,6 +53,20 @@ struct Shape {
     value_len_bytes: usize,
 }
 
+impl Shape {
+    /// `txns_committed` committed txns of one write of `value_len_bytes` each, no deletes,
+    /// nothing incomplete: the shape of most budgets below.
+    fn single_writes(txns_committed: u64, value_len_bytes: usize) -> Shape {
+        Shape {
+            txns_committed,
+            txns_incomplete: 0,
+            writes_per_txn: 1,
+            deletes_per_txn: 0,
+            value_len_bytes,
+        }
+    }
+}
+
 fn namespace() -> Arc<Namespace> {
     Arc::new(Namespace::new("tenant", "app", "agent", RunId(1)))
 }
@@ -134,6 +148,17 @@ fn recover_and_check(dir: &Path, built: &Built) -> Duration {
     elapsed
 }
 
+/// Builds the log `shape` describes from `seed` in a fresh directory, then reopens it under a
+/// timer and checks the recovered state against it (`recover_and_check`). Returns the
+/// directory (for tests that reopen it to check more) and the reopen time. The caller holds
+/// `serial()` for the whole test.
+fn build_and_recover(shape: &Shape, seed: u64) -> (tempfile::TempDir, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let built = build_wal(dir.path(), shape, seed);
+    let elapsed = recover_and_check(dir.path(), &built);
+    (dir, elapsed)
+}
+
 fn txns_per_second(txns: u64, elapsed: Duration) -> f64 {
     txns as f64 / elapsed.as_secs_f64().max(1e-9)
 }
@@ -141,16 +166,7 @@ fn txns_per_second(txns: u64, elapsed: Duration) -> f64 {
 #[test]
 fn ten_thousand_txns_recover_in_under_5_s_and_above_2000_txn_per_s() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let shape = Shape {
-        txns_committed: 10_000,
-        txns_incomplete: 0,
-        writes_per_txn: 1,
-        deletes_per_txn: 0,
-        value_len_bytes: 32,
-    };
-    let built = build_wal(dir.path(), &shape, SEED);
-    let elapsed = recover_and_check(dir.path(), &built);
+    let (_dir, elapsed) = build_and_recover(&Shape::single_writes(10_000, 32), SEED);
     let rate = txns_per_second(10_000, elapsed);
     println!("10K txns recovered in {elapsed:?} ({rate:.0} txn/s)");
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
@@ -160,7 +176,6 @@ fn ten_thousand_txns_recover_in_under_5_s_and_above_2000_txn_per_s() {
 #[test]
 fn thousand_incomplete_txns_are_discarded_in_under_2_s() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
     let shape = Shape {
         txns_committed: 0,
         txns_incomplete: 1_000,
@@ -168,8 +183,7 @@ fn thousand_incomplete_txns_are_discarded_in_under_2_s() {
         deletes_per_txn: 0,
         value_len_bytes: 32,
     };
-    let built = build_wal(dir.path(), &shape, SEED ^ 1);
-    let elapsed = recover_and_check(dir.path(), &built);
+    let (dir, elapsed) = build_and_recover(&shape, SEED ^ 1);
     println!("1K incomplete txns discarded in {elapsed:?}");
     assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
     let db = Database::open_with_mode(dir.path(), DurabilityMode::Async).unwrap();
@@ -182,16 +196,7 @@ fn thousand_incomplete_txns_are_discarded_in_under_2_s() {
 #[test]
 fn thousand_txns_of_10_kb_values_recover_in_under_3_s() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let shape = Shape {
-        txns_committed: 1_000,
-        txns_incomplete: 0,
-        writes_per_txn: 1,
-        deletes_per_txn: 0,
-        value_len_bytes: 10 * 1024,
-    };
-    let built = build_wal(dir.path(), &shape, SEED ^ 2);
-    let elapsed = recover_and_check(dir.path(), &built);
+    let (_dir, elapsed) = build_and_recover(&Shape::single_writes(1_000, 10 * 1024), SEED ^ 2);
     println!("1K txns of 10 KB recovered in {elapsed:?}");
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
 }
@@ -199,7 +204,6 @@ fn thousand_txns_of_10_kb_values_recover_in_under_3_s() {
 #[test]
 fn five_thousand_mixed_txns_recover_in_under_5_s() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
     // Three writes, then a delete of the first of them: the store keeps two keys per txn.
     let shape = Shape {
         txns_committed: 5_000,
@@ -208,8 +212,7 @@ fn five_thousand_mixed_txns_recover_in_under_5_s() {
         deletes_per_txn: 1,
         value_len_bytes: 64,
     };
-    let built = build_wal(dir.path(), &shape, SEED ^ 3);
-    let elapsed = recover_and_check(dir.path(), &built);
+    let (dir, elapsed) = build_and_recover(&shape, SEED ^ 3);
     println!("5K mixed txns recovered in {elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     let db = Database::open_with_mode(dir.path(), DurabilityMode::Async).unwrap();
@@ -265,14 +268,7 @@ fn proc_status_bytes(field: &str) -> u64 {
 fn recovery_of_ten_thousand_txns_adds_under_100_mb_of_memory() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let shape = Shape {
-        txns_committed: 10_000,
-        txns_incomplete: 0,
-        writes_per_txn: 1,
-        deletes_per_txn: 0,
-        value_len_bytes: 32,
-    };
-    let built = build_wal(dir.path(), &shape, SEED ^ 4);
+    let built = build_wal(dir.path(), &Shape::single_writes(10_000, 32), SEED ^ 4);
     let rss_before_bytes = proc_status_bytes("VmRSS:");
     // Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0), so the peak
     // read afterwards belongs to the reopen alone.
@@ -294,16 +290,7 @@ fn recovery_of_ten_thousand_txns_adds_under_100_mb_of_memory() {
 #[ignore = "benchmark: 100K txns; run with --ignored --nocapture, preferably in release"]
 fn hundred_thousand_txns_benchmark() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let shape = Shape {
-        txns_committed: 100_000,
-        txns_incomplete: 0,
-        writes_per_txn: 1,
-        deletes_per_txn: 0,
-        value_len_bytes: 32,
-    };
-    let built = build_wal(dir.path(), &shape, SEED ^ 5);
-    let elapsed = recover_and_check(dir.path(), &built);
+    let (_dir, elapsed) = build_and_recover(&Shape::single_writes(100_000, 32), SEED ^ 5);
     let rate = txns_per_second(100_000, elapsed);
     println!("100K txns recovered in {elapsed:?} ({rate:.0} txn/s)");
     assert!(rate > 2_000.0, "{rate:.0} txn/s");
