@@ -29,7 +29,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed};
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
 
-use common::{fast_tempdir, MemStorage, WalImage};
+use common::{fast_tempdir, hand_frame, MemStorage, WalImage};
 
 /// The seed of every proptest run in this file.
 const SEED: u64 = 0x00e1_61be_5eed_0001;
@@ -599,18 +599,6 @@ proptest! {
         let expected = (a.type_tag, &a.user_key).cmp(&(b.type_tag, &b.user_key));
         prop_assert_eq!(a.cmp(&shared), expected);
     }
-}
-
-/// Frames a payload by hand (so it can be anything) with a valid checksum.
-fn hand_frame(record_type: u8, payload: &[u8]) -> Vec<u8> {
-    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
-    frame.push(record_type);
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&frame);
-    hasher.update(payload);
-    frame.extend_from_slice(&hasher.finalize().to_le_bytes());
-    frame.extend_from_slice(payload);
-    frame
 }
 
 /// Type 0 is reserved: even with a matching checksum it never frames a record.

@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use engine::database::identity;
 use engine::wal::format::{FileHeader, FORMAT_VERSION, HEADER_LEN};
 use engine::wal::{FileOpener, OpenedStorage, StorageOpener, WalStorage};
-use engine::{Key, Namespace, RunId, Timestamp, Value, WALEntry, WAL_FILE_NAME};
+use engine::{
+    Database, DatabaseOptions, DurabilityMode, Key, Namespace, RunId, Timestamp, Value, WALEntry,
+    WAL_FILE_NAME,
+};
 
 /// The run id used by hand-built histories.
 pub const RUN: RunId = RunId(7);
@@ -37,6 +40,20 @@ pub fn fast_tempdir() -> tempfile::TempDir {
         }
     }
     tempfile::tempdir().expect("create a temporary directory")
+}
+
+/// Frames a payload by hand (so it can be anything: an undecodable payload, an unknown
+/// record type) with a valid checksum: length u32 LE, type, crc32 over length + type +
+/// payload, payload.
+pub fn hand_frame(record_type: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+    frame.push(record_type);
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&frame);
+    hasher.update(payload);
+    frame.extend_from_slice(&hasher.finalize().to_le_bytes());
+    frame.extend_from_slice(payload);
+    frame
 }
 
 /// Builds WAL bytes record by record and remembers where each record starts and ends.
@@ -392,6 +409,19 @@ impl StorageOpener for FaultyOpener {
             created: opened.created,
         })
     }
+}
+
+/// Opens `dir` in `mode` through a fresh [`FaultyOpener`] and returns the database with the
+/// opener's [`Faults`], so a test can arm faults or count syncs after the open.
+pub fn open_faulty(dir: &Path, mode: DurabilityMode) -> (Database, Arc<Faults>) {
+    let opener = FaultyOpener::default();
+    let faults = opener.faults.clone();
+    let db = DatabaseOptions::new()
+        .durability(mode)
+        .storage_opener(Arc::new(opener))
+        .open(dir)
+        .unwrap();
+    (db, faults)
 }
 
 /// The seed a randomized test uses, printed so a failure can be replayed by editing the

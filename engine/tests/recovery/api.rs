@@ -13,7 +13,7 @@ use engine::{
     WAL, WAL_FILE_NAME,
 };
 
-use crate::common::{key, FaultyOpener, WalImage, HEADER_LEN_BYTES, RUN};
+use crate::common::{key, open_faulty, FaultyOpener, WalImage, HEADER_LEN_BYTES, RUN};
 use crate::{open, state};
 
 /// A value above the 16 MiB record limit, or a namespace name above 64 KiB, is refused
@@ -406,12 +406,7 @@ fn an_all_zero_wal_is_an_unfinished_create() {
 fn every_open_fsyncs_the_wal_directory() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path()));
-    let opener = FaultyOpener::default();
-    let faults = opener.faults.clone();
-    let db = DatabaseOptions::new()
-        .storage_opener(Arc::new(opener))
-        .open(dir.path())
-        .unwrap();
+    let (db, faults) = open_faulty(dir.path(), DurabilityMode::default());
     assert!(faults.dir_syncs.load(Ordering::SeqCst) >= 1);
     drop(db);
 }

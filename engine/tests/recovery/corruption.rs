@@ -15,7 +15,7 @@ use engine::{
     WAL_FILE_NAME,
 };
 
-use crate::common::{install_wal, key, MemStorage, WalImage, RUN};
+use crate::common::{hand_frame, install_wal, key, MemStorage, WalImage, RUN};
 use crate::{open, state};
 
 const DATABASE_ID: u128 = 0xc0_44u128 << 64;
@@ -202,16 +202,7 @@ fn undecodable_record_with_valid_checksum_is_corruption() {
     let start = image.len_bytes();
     // A CommitTxn frame with a one-byte payload: framing and checksum are valid, the
     // payload is too short for the txn id.
-    let payload = [7u8];
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    frame.push(4);
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&frame);
-    hasher.update(&payload);
-    frame.extend_from_slice(&hasher.finalize().to_le_bytes());
-    frame.extend_from_slice(&payload);
-    image.bytes.extend_from_slice(&frame);
+    image.bytes.extend_from_slice(&hand_frame(4, &[7u8]));
     let root = tempfile::tempdir().unwrap();
     let dir = install_wal(root.path(), DATABASE_ID, &image.bytes);
     let err = Database::open(&dir).unwrap_err();

@@ -7,24 +7,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::{Database, DatabaseOptions, DurabilityMode, EngineError, RunId, Value, WALEntry};
+use engine::{Database, DurabilityMode, EngineError, RunId, Value, WALEntry};
 
-use crate::common::{key, Faults, FaultyOpener, RUN};
+use crate::common::{key, open_faulty, RUN};
 use crate::{open, state};
-
-fn counted(dir: &std::path::Path, mode: DurabilityMode) -> (Database, Arc<Faults>) {
-    let opener = FaultyOpener::default();
-    let faults = opener.faults.clone();
-    let db = DatabaseOptions::new()
-        .durability(mode)
-        .storage_opener(Arc::new(opener))
-        .open(dir)
-        .unwrap();
-    (db, faults)
-}
 
 fn put(db: &Database, name: &str) -> engine::CommitInfo {
     let mut txn = db.begin(RUN);
@@ -48,7 +36,7 @@ fn wait_until_synced(db: &Database, offset: u64, limit: Duration) -> Duration {
 #[test]
 fn strict_commit_is_durable_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, faults) = counted(dir.path(), DurabilityMode::Strict);
+    let (db, faults) = open_faulty(dir.path(), DurabilityMode::Strict);
     let before = faults.syncs.load(Ordering::SeqCst);
     let info = put(&db, "a");
     assert!(info.durable);
@@ -96,7 +84,7 @@ fn batched_commits_become_durable_within_the_interval() {
 #[test]
 fn batched_drop_syncs_the_last_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, faults) = counted(dir.path(), DurabilityMode::batched(600_000));
+    let (db, faults) = open_faulty(dir.path(), DurabilityMode::batched(600_000));
     let info = put(&db, "a");
     assert!(!info.durable);
     let before = faults.syncs.load(Ordering::SeqCst);
@@ -133,7 +121,7 @@ fn batched_mode_rejects_zero_interval_or_batch() {
 #[test]
 fn async_commits_are_synced_by_flush_and_close() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, faults) = counted(dir.path(), DurabilityMode::Async);
+    let (db, faults) = open_faulty(dir.path(), DurabilityMode::Async);
     assert_eq!(db.durability_mode().name(), "async");
     let syncs_after_open = faults.syncs.load(Ordering::SeqCst);
     let info = put(&db, "a");
@@ -196,7 +184,7 @@ fn concurrent_commits_are_all_recovered_in_version_order(mode: DurabilityMode) {
     const THREADS: u64 = 8;
     const COMMITS_PER_THREAD: u64 = 25;
     let dir = tempfile::tempdir().unwrap();
-    let (db, faults) = counted(dir.path(), mode);
+    let (db, faults) = open_faulty(dir.path(), mode);
     let syncs_before = faults.syncs.load(Ordering::SeqCst);
     let infos: Vec<(u64, u64, engine::CommitInfo)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..THREADS)

@@ -11,7 +11,7 @@ use engine::wal::format::FileHeader;
 use engine::wal::{RecordType, WalOptions};
 use engine::{Database, DurabilityMode, EngineError, Value, WAL, WAL_FILE_NAME};
 
-use crate::common::{install_wal, key, WalImage, RUN};
+use crate::common::{hand_frame, install_wal, key, WalImage, RUN};
 use crate::open;
 
 fn commit_one(db: &Database, name: &str) {
@@ -123,17 +123,8 @@ fn o5_unknown_record_type_is_refused() {
         image.write(1, "a", Value::I64(1), 1);
         image.commit(1);
         let offset = image.len_bytes();
-        // Hand-built frame: length, type 9, crc32 over length + type + payload, payload.
-        let payload = [0xabu8; 16];
-        let mut frame = Vec::new();
-        frame.extend_from_slice(&16u32.to_le_bytes());
-        frame.push(9);
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&frame);
-        hasher.update(&payload);
-        frame.extend_from_slice(&hasher.finalize().to_le_bytes());
-        frame.extend_from_slice(&payload);
-        image.bytes.extend_from_slice(&frame);
+        // A validly checksummed frame of type 9, which no format version defines.
+        image.bytes.extend_from_slice(&hand_frame(9, &[0xabu8; 16]));
         if !last {
             image.begin(2, 2);
             image.commit(2);

@@ -4,24 +4,12 @@
 //! Faults are injected through `DatabaseOptions::storage_opener`, the WAL's I/O seam.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::{Database, DatabaseOptions, DurabilityMode, EngineError, Value};
+use engine::{Database, DurabilityMode, EngineError, Value};
 
-use crate::common::{key, stall_log, wait_entered, Faults, FaultyOpener, Who, RUN};
+use crate::common::{key, open_faulty, stall_log, wait_entered, Who, RUN};
 use crate::{open, state};
-
-fn faulty(dir: &std::path::Path, mode: DurabilityMode) -> (Database, Arc<Faults>) {
-    let opener = FaultyOpener::default();
-    let faults = opener.faults.clone();
-    let db = DatabaseOptions::new()
-        .durability(mode)
-        .storage_opener(Arc::new(opener))
-        .open(dir)
-        .unwrap();
-    (db, faults)
-}
 
 fn put(db: &Database, name: &str) -> engine::Result<engine::CommitInfo> {
     let mut txn = db.begin(RUN);
@@ -47,7 +35,7 @@ fn assert_poisoned(result: engine::Result<impl std::fmt::Debug>, what: &str, cau
 #[test]
 fn e1_failed_fsync_poisons_the_database() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, faults) = faulty(dir.path(), DurabilityMode::Strict);
+    let (db, faults) = open_faulty(dir.path(), DurabilityMode::Strict);
     put(&db, "acked").unwrap();
     faults.failing_syncs.store(1, Ordering::SeqCst);
     match put(&db, "failed") {
@@ -87,7 +75,7 @@ fn e1_failed_fsync_poisons_the_database() {
 #[test]
 fn e3_failed_background_fsync_is_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, faults) = faulty(
+    let (db, faults) = open_faulty(
         dir.path(),
         DurabilityMode::Batched {
             interval_ms: 5,
@@ -118,7 +106,7 @@ fn e3_failed_background_fsync_is_reported() {
 #[test]
 fn e4_failed_write_poisons_and_reopen_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, faults) = faulty(dir.path(), DurabilityMode::Strict);
+    let (db, faults) = open_faulty(dir.path(), DurabilityMode::Strict);
     let acked = put(&db, "acked").unwrap();
     faults.fail_next_write.store(true, Ordering::SeqCst);
     match put(&db, "partial") {
@@ -163,7 +151,7 @@ fn e4_failed_write_poisons_and_reopen_recovers() {
 #[test]
 fn e1_no_commit_is_acknowledged_after_a_failed_fsync_even_in_the_poison_window() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, faults) = faulty(dir.path(), DurabilityMode::Strict);
+    let (db, faults) = open_faulty(dir.path(), DurabilityMode::Strict);
     put(&db, "before").unwrap();
     faults.failing_syncs.store(1, Ordering::SeqCst);
     // The stall is armed before the committer exists, so it cannot log first.
@@ -197,7 +185,7 @@ fn e1_no_commit_is_acknowledged_after_a_failed_fsync_even_in_the_poison_window()
 #[test]
 fn e3_no_batched_commit_is_acknowledged_after_a_failed_background_fsync() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, faults) = faulty(dir.path(), DurabilityMode::batched(5));
+    let (db, faults) = open_faulty(dir.path(), DurabilityMode::batched(5));
     put(&db, "before").unwrap();
     db.flush().unwrap();
     // Every Batched database has a "wal-flusher" thread; the path picks out this one's.
@@ -229,7 +217,7 @@ fn e3_no_batched_commit_is_acknowledged_after_a_failed_background_fsync() {
 #[test]
 fn e3_batched_commit_started_while_a_failing_fsync_returns_is_not_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, faults) = faulty(dir.path(), DurabilityMode::batched(5));
+    let (db, faults) = open_faulty(dir.path(), DurabilityMode::batched(5));
     put(&db, "before").unwrap();
     db.flush().unwrap();
     faults.failing_sync_delay_ms.store(300, Ordering::SeqCst);
