@@ -10,7 +10,7 @@ use engine::{
 };
 
 use crate::common::{capture_logs, fast_tempdir, key, HEADER_LEN_BYTES, RUN};
-use crate::{open, state};
+use crate::{open, state, State};
 
 fn begin(txn_id: u64, timestamp: u64) -> WALEntry {
     WALEntry::BeginTxn {
@@ -64,6 +64,17 @@ fn replay_history(dir: &std::path::Path, entries: &[WALEntry]) -> Database {
     open(dir)
 }
 
+/// Asserts that `db` holds exactly the keys of `expected` (name, value, version), no more.
+#[track_caller]
+fn assert_state(db: &Database, expected: &[(&str, Value, u64)]) {
+    let expected_state: State = expected
+        .iter()
+        .map(|(name, value, version)| (name.to_string(), (value.clone(), *version)))
+        .collect();
+    assert_eq!(expected_state.len(), expected.len(), "expected names repeat");
+    assert_eq!(state(db), expected_state);
+}
+
 fn s(text: &str) -> Value {
     Value::String(text.to_string())
 }
@@ -75,10 +86,7 @@ fn replays_one_transaction() {
         dir.path(),
         &[begin(1, 100), write(1, "a", Value::I64(1), 1), commit(1)],
     );
-    assert_eq!(
-        state(&db),
-        BTreeMap::from([("a".to_string(), (Value::I64(1), 1))])
-    );
+    assert_state(&db, &[("a", Value::I64(1), 1)]);
     let stats = db.recovery_stats();
     assert_eq!(stats.txns_applied, 1);
     assert_eq!(stats.writes_applied, 1);
@@ -167,13 +175,13 @@ fn versions_and_timestamps_are_preserved_exactly() {
             commit(11),
         ],
     );
-    assert_eq!(
-        state(&db),
-        BTreeMap::from([
-            ("a".to_string(), (Value::F64(2.5), 10)),
-            ("b".to_string(), (Value::Bool(false), 20)),
-            ("c".to_string(), (Value::Bytes(vec![0, 255]), 1_000_035)),
-        ])
+    assert_state(
+        &db,
+        &[
+            ("a", Value::F64(2.5), 10),
+            ("b", Value::Bool(false), 20),
+            ("c", Value::Bytes(vec![0, 255]), 1_000_035),
+        ],
     );
     assert_eq!(db.get(&key("a")).unwrap().timestamp, Timestamp(1111));
     assert_eq!(db.get(&key("c")).unwrap().timestamp, Timestamp(2222));
@@ -206,13 +214,7 @@ fn mixed_writes_and_deletes_apply_in_record_order() {
             commit(2),
         ],
     );
-    assert_eq!(
-        state(&db),
-        BTreeMap::from([
-            ("a".to_string(), (s("a2"), 6)),
-            ("b".to_string(), (s("b2"), 5)),
-        ])
-    );
+    assert_state(&db, &[("a", s("a2"), 6), ("b", s("b2"), 5)]);
     let stats = db.recovery_stats();
     assert_eq!(stats.writes_applied, 5);
     assert_eq!(stats.deletes_applied, 3);
@@ -259,10 +261,7 @@ fn orphaned_entries_are_discarded() {
             commit(9),
         ],
     );
-    assert_eq!(
-        state(&db),
-        BTreeMap::from([("c".to_string(), (s("kept"), 3))])
-    );
+    assert_state(&db, &[("c", s("kept"), 3)]);
     let stats = db.recovery_stats();
     assert_eq!(stats.orphaned_entries, 5);
     assert_eq!(stats.txns_applied, 1);
@@ -289,13 +288,7 @@ fn committed_and_incomplete_transactions_mixed() {
             delete(4, "c", 5),
         ],
     );
-    assert_eq!(
-        state(&db),
-        BTreeMap::from([
-            ("a".to_string(), (s("committed"), 1)),
-            ("c".to_string(), (s("committed"), 4)),
-        ])
-    );
+    assert_state(&db, &[("a", s("committed"), 1), ("c", s("committed"), 4)]);
     let stats = db.recovery_stats();
     assert_eq!(stats.txns_applied, 2);
     assert_eq!(stats.discarded_txns, 2);
@@ -318,10 +311,7 @@ fn aborted_transaction_is_discarded() {
             abort(2),
         ],
     );
-    assert_eq!(
-        state(&db),
-        BTreeMap::from([("a".to_string(), (s("kept"), 1))])
-    );
+    assert_state(&db, &[("a", s("kept"), 1)]);
     let stats = db.recovery_stats();
     assert_eq!(stats.aborted_txns, 1);
     assert_eq!(stats.txns_applied, 1);
@@ -442,13 +432,7 @@ fn data_is_recovered_after_restart() {
         drop(db); // no close: Strict acknowledged everything already
     }
     let db = open(dir.path());
-    assert_eq!(
-        state(&db),
-        BTreeMap::from([
-            ("b".to_string(), (Value::I64(-7), 2)),
-            ("c".to_string(), (Value::Null, 4)),
-        ])
-    );
+    assert_state(&db, &[("b", Value::I64(-7), 2), ("c", Value::Null, 4)]);
     // Recovered values carry the timestamps they had when committed, not the reopen's.
     assert_eq!(db.get(&key("b")).unwrap(), live.0);
     assert_eq!(db.get(&key("c")).unwrap(), live.1);
@@ -498,10 +482,7 @@ fn o1_later_commit_wins_over_higher_txn_id() {
             commit(1),
         ],
     );
-    assert_eq!(
-        state(&db),
-        BTreeMap::from([("k".to_string(), (s("txn 1"), 6))])
-    );
+    assert_state(&db, &[("k", s("txn 1"), 6)]);
     assert_eq!(db.recovery_stats().txns_applied, 2);
 }
 
@@ -525,13 +506,7 @@ fn o2_interleaved_transactions_apply_whole_in_commit_order() {
             commit(b),
         ],
     );
-    assert_eq!(
-        state(&db),
-        BTreeMap::from([
-            ("x".to_string(), (s("B"), 3)),
-            ("only-b".to_string(), (s("B"), 4)),
-        ])
-    );
+    assert_state(&db, &[("x", s("B"), 3), ("only-b", s("B"), 4)]);
     assert_eq!(db.recovery_stats().txns_applied, 2);
     assert_eq!(db.recovery_stats().deletes_applied, 1);
 }
