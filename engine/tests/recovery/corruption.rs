@@ -55,6 +55,14 @@ fn record(image: &WalImage, txn: u64, record_idx: usize) -> (u64, u64) {
     (r.0, r.1)
 }
 
+/// A copy of `image`'s bytes with the byte at `index` XORed with `mask`: one damaged byte in
+/// an otherwise intact log.
+fn flipped(image: &WalImage, index: usize, mask: u8) -> Vec<u8> {
+    let mut bytes = image.bytes.clone();
+    bytes[index] ^= mask;
+    bytes
+}
+
 /// Checks both recovery modes on a log whose history is damaged from `damage_offset`,
 /// with the next valid record at `next_valid_offset`. Transactions before `intact_txns`
 /// (inclusive) are untouched.
@@ -151,18 +159,15 @@ fn check_corruption(
 fn c1_bad_checksum_mid_log() {
     let image = history();
     let (start, end) = record(&image, 4, 1);
-    let mut bytes = image.bytes.clone();
-    bytes[start as usize + 9 + 5] ^= 0x01; // inside the payload
+    let bytes = flipped(&image, start as usize + 9 + 5, 0x01); // inside the payload
     check_corruption("payload bit flip", &bytes, start, end, 3);
 
-    let mut bytes = image.bytes.clone();
-    bytes[start as usize + 5] ^= 0xff; // inside the stored checksum
+    let bytes = flipped(&image, start as usize + 5, 0xff); // inside the stored checksum
     check_corruption("checksum damaged", &bytes, start, end, 3);
 
     // The very first record: point-in-time recovery keeps nothing but the header.
     let (start, end) = record(&image, 1, 0);
-    let mut bytes = image.bytes.clone();
-    bytes[start as usize + 9] ^= 0x01;
+    let bytes = flipped(&image, start as usize + 9, 0x01);
     check_corruption("first record", &bytes, start, end, 0);
 }
 
@@ -172,13 +177,11 @@ fn c1_bad_checksum_mid_log() {
 fn c2_damaged_length_field_mid_log() {
     let image = history();
     let (start, end) = record(&image, 5, 2);
-    let mut bytes = image.bytes.clone();
-    bytes[start as usize + 3] ^= 0x80;
+    let bytes = flipped(&image, start as usize + 3, 0x80);
     check_corruption("length high bit", &bytes, start, end, 4);
 
     // A length that still fits in the file but is wrong fails the checksum instead.
-    let mut bytes = image.bytes.clone();
-    bytes[start as usize] ^= 0x04;
+    let bytes = flipped(&image, start as usize, 0x04);
     check_corruption("length low bits", &bytes, start, end, 4);
 }
 
@@ -323,8 +326,7 @@ fn c1_damage_followed_by_a_record_larger_than_the_scan_window() {
     let damaged = image.write(2, "small", Value::I64(2), 2);
     let big = image.write(2, "big", Value::Bytes(vec![0x5a; 5 * 1024 * 1024]), 3);
     image.commit(2);
-    let mut bytes = image.bytes.clone();
-    bytes[damaged as usize + 20] ^= 0x10;
+    let bytes = flipped(&image, damaged as usize + 20, 0x10);
     let root = tempfile::tempdir().unwrap();
     let dir = install_wal(root.path(), DATABASE_ID, &bytes);
     match Database::open(&dir) {
@@ -407,8 +409,7 @@ fn long_zero_runs_are_classified_across_scan_windows() {
 fn second_point_in_time_cut_at_the_same_offset_keeps_the_first_sidecar() {
     let image = history();
     let (damage_offset, _) = record(&image, 3, 1);
-    let mut bytes = image.bytes.clone();
-    bytes[damage_offset as usize + 12] ^= 0x40;
+    let bytes = flipped(&image, damage_offset as usize + 12, 0x40);
     let root = tempfile::tempdir().unwrap();
     let dir = install_wal(root.path(), DATABASE_ID, &bytes);
     let point_in_time = || {
@@ -443,8 +444,7 @@ fn second_point_in_time_cut_at_the_same_offset_keeps_the_first_sidecar() {
 fn point_in_time_never_reuses_ids_or_versions_of_the_dropped_commits() {
     let image = history();
     let (damage_offset, _) = record(&image, 3, 3);
-    let mut bytes = image.bytes.clone();
-    bytes[damage_offset as usize + 12] ^= 0x01;
+    let bytes = flipped(&image, damage_offset as usize + 12, 0x01);
     let root = tempfile::tempdir().unwrap();
     let dir = install_wal(root.path(), DATABASE_ID, &bytes);
     let commit_one = |db: &Database| {
