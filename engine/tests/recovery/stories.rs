@@ -71,7 +71,11 @@ fn assert_state(db: &Database, expected: &[(&str, Value, u64)]) {
         .iter()
         .map(|(name, value, version)| (name.to_string(), (value.clone(), *version)))
         .collect();
-    assert_eq!(expected_state.len(), expected.len(), "expected names repeat");
+    assert_eq!(
+        expected_state.len(),
+        expected.len(),
+        "expected names repeat"
+    );
     assert_eq!(state(db), expected_state);
 }
 
