@@ -25,6 +25,26 @@ fn env(dir: &std::path::Path) -> CycleEnv {
     }
 }
 
+/// A campaign of `cycles` cycles over every mode x kill kind, with power loss, crashed
+/// recoveries and bit flips sometimes, up to 3 writer threads and 2 generations.
+fn every_mode_and_kill(base_seed: u64, cycles: u64) -> CampaignOptions {
+    CampaignOptions {
+        base_seed,
+        cycles: Some(cycles),
+        duration: None,
+        jobs: 2,
+        modes: ModeName::ALL.to_vec(),
+        kills: KillKind::ALL.to_vec(),
+        power_loss: Frequency::Sometimes,
+        recovery_crash: Frequency::Sometimes,
+        corrupt: Frequency::Sometimes,
+        threads_max: 3,
+        generations_max: 2,
+        shard: (0, 1),
+        limits: Limits::default(),
+    }
+}
+
 #[test]
 fn checker_reports_every_wrong_engine_and_not_the_real_one() {
     let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
@@ -50,21 +70,7 @@ fn short_campaign_over_all_modes_and_kills_is_clean() {
     // generations each), with power loss,
     // crashed recoveries, bit flips and multi-threaded writers mixed in.
     let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
-    let opts = CampaignOptions {
-        base_seed: 0xc0ffee,
-        cycles: Some(168),
-        duration: None,
-        jobs: 2,
-        modes: ModeName::ALL.to_vec(),
-        kills: KillKind::ALL.to_vec(),
-        power_loss: Frequency::Sometimes,
-        recovery_crash: Frequency::Sometimes,
-        corrupt: Frequency::Sometimes,
-        threads_max: 3,
-        generations_max: 2,
-        shard: (0, 1),
-        limits: Limits::default(),
-    };
+    let opts = every_mode_and_kill(0xc0ffee, 168);
     let summary = run_campaign(&opts, &env(dir.path()), &AtomicBool::new(false), &|_| {}).unwrap();
     assert_eq!(summary.cycles, 168);
     assert_eq!(summary.findings, 0, "{summary:#?}");
@@ -162,21 +168,7 @@ fn shrinking_keeps_the_finding_and_cuts_the_workload() {
 #[ignore = "long: about a minute in debug; run with --ignored in the long CI job"]
 fn long_campaign_is_clean() {
     let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
-    let opts = CampaignOptions {
-        base_seed: 0x1077,
-        cycles: Some(1200),
-        duration: None,
-        jobs: 2,
-        modes: ModeName::ALL.to_vec(),
-        kills: KillKind::ALL.to_vec(),
-        power_loss: Frequency::Sometimes,
-        recovery_crash: Frequency::Sometimes,
-        corrupt: Frequency::Sometimes,
-        threads_max: 3,
-        generations_max: 2,
-        shard: (0, 1),
-        limits: Limits::default(),
-    };
+    let opts = every_mode_and_kill(0x1077, 1200);
     let summary = run_campaign(&opts, &env(dir.path()), &AtomicBool::new(false), &|_| {}).unwrap();
     assert_eq!(summary.findings, 0, "{summary:#?}");
 }
