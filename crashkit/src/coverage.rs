@@ -71,6 +71,19 @@ impl KillSite {
     }
 }
 
+impl Region {
+    /// The region a cut `rel_bytes` into a record (0 < rel_bytes < its length) lands in.
+    fn inside_record(rel_bytes: usize) -> Region {
+        if rel_bytes <= RECORD_CRC_OFFSET {
+            Region::RecordHeader
+        } else if rel_bytes <= RECORD_HEADER_LEN {
+            Region::Checksum
+        } else {
+            Region::Payload
+        }
+    }
+}
+
 /// Classifies a WAL length `offset_bytes` against the layout.
 pub fn classify(layout: &[RecordSpan], offset_bytes: u64) -> KillSite {
     let mut last_complete = None;
@@ -84,13 +97,7 @@ pub fn classify(layout: &[RecordSpan], offset_bytes: u64) -> KillSite {
             break;
         }
         let rel = (offset_bytes - span.offset_bytes) as usize;
-        let region = if rel <= RECORD_CRC_OFFSET {
-            Region::RecordHeader
-        } else if rel <= RECORD_HEADER_LEN {
-            Region::Checksum
-        } else {
-            Region::Payload
-        };
+        let region = Region::inside_record(rel);
         return KillSite {
             region,
             record_type: Some(span.record_type.name()),
@@ -140,13 +147,7 @@ pub fn classify_image(image: &[u8]) -> KillSite {
             continue;
         }
         let rel = len - pos;
-        let region = if rel <= RECORD_CRC_OFFSET {
-            Region::RecordHeader
-        } else if rel <= RECORD_HEADER_LEN {
-            Region::Checksum
-        } else {
-            Region::Payload
-        };
+        let region = Region::inside_record(rel);
         return KillSite {
             region,
             record_type: type_at(pos),
