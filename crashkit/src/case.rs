@@ -36,12 +36,9 @@ impl ModeName {
         }
     }
 
+    /// The engine's own name of the mode (also the CLI and JSON spelling).
     pub fn name(self) -> &'static str {
-        match self {
-            ModeName::Strict => "strict",
-            ModeName::Batched => "batched",
-            ModeName::Async => "async",
-        }
+        self.durability().name()
     }
 }
 
