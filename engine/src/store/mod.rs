@@ -4,17 +4,19 @@
 //! never decreases. `put` allocates versions; the replay-only `*_with_version` methods never
 //! allocate and only raise the global version.
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
+mod tree;
+
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::types::{Key, Namespace, Timestamp, TypeTag, Value, VersionedValue};
+use tree::OrderedMap;
 
 /// Ordered versioned map, safe to share across threads.
 #[derive(Debug, Default)]
 pub struct UnifiedStore {
-    data: RwLock<BTreeMap<Key, StoredValue>>,
+    data: RwLock<OrderedMap<Key, StoredValue>>,
     version: AtomicU64,
     /// One shared allocation per namespace stored (at most `NAMESPACES_INTERNED_MAX`).
     /// Keys compare namespaces by pointer first, so stored keys share these, and `get`
@@ -31,15 +33,15 @@ impl UnifiedStore {
         UnifiedStore::default()
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Key, StoredValue>> {
+    fn read(&self) -> RwLockReadGuard<'_, OrderedMap<Key, StoredValue>> {
         // A panic while holding the lock cannot leave the map half-updated (every mutation
-        // is a single BTreeMap call), so a poisoned lock is still consistent.
+        // is a single map call), so a poisoned lock is still consistent.
         self.data
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<Key, StoredValue>> {
+    fn write(&self) -> RwLockWriteGuard<'_, OrderedMap<Key, StoredValue>> {
         self.data
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -96,7 +98,8 @@ impl UnifiedStore {
     pub fn delete(&self, key: &Key) -> Option<VersionedValue> {
         let mut map = self.write();
         self.version.fetch_add(1, Ordering::AcqRel);
-        map.remove(key).map(StoredValue::into_versioned)
+        map.remove_by(|stored| stored.cmp(key))
+            .map(|(_, v)| v.into_versioned())
     }
 
     /// Replay only: stores `value` with exactly `version`, raising the global version to at
@@ -112,7 +115,8 @@ impl UnifiedStore {
     pub fn delete_with_version(&self, key: &Key, version: u64) -> Option<VersionedValue> {
         let mut map = self.write();
         self.version.fetch_max(version, Ordering::AcqRel);
-        map.remove(key).map(StoredValue::into_versioned)
+        map.remove_by(|stored| stored.cmp(key))
+            .map(|(_, v)| v.into_versioned())
     }
 
     /// Applies a batch of committed operations under one lock acquisition, in order, so
@@ -137,7 +141,7 @@ impl UnifiedStore {
                 }
                 StoreOp::Delete { key, version } => {
                     version_max = version_max.max(version);
-                    map.remove(&key);
+                    map.remove_by(|stored| stored.cmp(&key));
                 }
             }
         }
@@ -151,7 +155,6 @@ impl UnifiedStore {
         ReplayApplier {
             store: self,
             map: self.write(),
-            run: Vec::new(),
             version_max: 0,
             last_namespace: None,
         }
@@ -176,7 +179,9 @@ impl UnifiedStore {
             }
             None => key,
         };
-        self.read().get(key).map(StoredValue::to_versioned)
+        self.read()
+            .get_by(|stored| stored.cmp(key))
+            .map(StoredValue::to_versioned)
     }
 
     /// Number of keys stored.
@@ -191,13 +196,8 @@ impl UnifiedStore {
 
     /// Every key of `namespace` (all type tags), in key order.
     pub fn scan_namespace(&self, namespace: &Namespace) -> Vec<(Key, VersionedValue)> {
-        let ns = Arc::new(namespace.clone());
-        let start = Key::new(ns.clone(), TypeTag::ALL[0], Vec::new());
-        self.read()
-            .range((Bound::Included(start), Bound::Unbounded))
-            .take_while(|(key, _)| *key.namespace == *namespace)
-            .map(|(k, v)| (k.clone(), v.to_versioned()))
-            .collect()
+        let start = Key::new(Arc::new(namespace.clone()), TypeTag::ALL[0], Vec::new());
+        self.collect_from(&start, |key| *key.namespace == *namespace)
     }
 
     /// Every key of `namespace` with `type_tag` whose user key starts with `prefix`.
@@ -208,60 +208,61 @@ impl UnifiedStore {
         prefix: &[u8],
     ) -> Vec<(Key, VersionedValue)> {
         let start = Key::new(Arc::new(namespace.clone()), type_tag, prefix.to_vec());
-        self.read()
-            .range((Bound::Included(start), Bound::Unbounded))
-            .take_while(|(key, _)| {
-                *key.namespace == *namespace
-                    && key.type_tag == type_tag
-                    && key.user_key.starts_with(prefix)
-            })
-            .map(|(k, v)| (k.clone(), v.to_versioned()))
-            .collect()
+        self.collect_from(&start, |key| {
+            *key.namespace == *namespace
+                && key.type_tag == type_tag
+                && key.user_key.starts_with(prefix)
+        })
+    }
+
+    /// Copies the entries from `start` on, in key order, while `inside` holds.
+    fn collect_from(
+        &self,
+        start: &Key,
+        mut inside: impl FnMut(&Key) -> bool,
+    ) -> Vec<(Key, VersionedValue)> {
+        let mut out = Vec::new();
+        self.read().visit_from(
+            |stored| stored.cmp(start),
+            |k, v| {
+                if !inside(k) {
+                    return ControlFlow::Break(());
+                }
+                out.push((k.clone(), v.to_versioned()));
+                ControlFlow::Continue(())
+            },
+        );
+        out
     }
 
     /// A copy of the whole map, in key order (for checkers and tests).
     pub fn snapshot(&self) -> Vec<(Key, VersionedValue)> {
-        self.read()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_versioned()))
-            .collect()
+        let mut out = Vec::with_capacity(self.len());
+        self.read().visit_all(|k, v| {
+            out.push((k.clone(), v.to_versioned()));
+            ControlFlow::Continue(())
+        });
+        out
     }
 
     /// Calls `visit` for every entry in key order under one read lock, without copying keys
     /// (each value is rebuilt from its stored form).
     pub fn for_each(&self, mut visit: impl FnMut(&Key, &VersionedValue)) {
-        for (k, v) in self.read().iter() {
+        self.read().visit_all(|k, v| {
             visit(k, &v.to_versioned());
-        }
+            ControlFlow::Continue(())
+        });
     }
 }
 
-/// A run of puts in ascending key order, all above every key in the map, is bulk-loaded once
-/// it holds this many entries (or a quarter of the map, whichever is more).
-/// 16K entries (~1.4 MiB of run) keeps small replays' peak near their store: 64K gave a peak
-/// of 1.34x the store for 100K keys, 16K gives 1.13x. (Unit tests use a small minimum so
-/// that a quick test crosses it many times.)
-const RUN_BULK_LEN_MIN: usize = if cfg!(test) { 256 } else { 16 * 1024 };
-/// The run is bulk-loaded once it holds 1/this of the map: each load rebuilds the map, so a
-/// larger fraction means fewer rebuilds (1/4: about 5 entry moves per entry for 1M ascending
-/// keys) and more memory held by the run (a quarter of the map's entries, briefly twice).
-const RUN_BULK_FRACTION_INVERSE: usize = 4;
-
-/// Applies replayed, committed operations in commit order.
-///
-/// Logs usually write keys in ascending order (sequence numbers, timestamps). A BTreeMap
-/// insert at the right edge still searches from the root, comparing with most keys of each
-/// node on the way, and leaves every split node half full. So puts whose keys ascend above
-/// everything already stored are collected into a run and bulk-loaded with
-/// `BTreeMap::append` (a linear merge that builds full nodes). Any other operation first
-/// flushes the run, which keeps commit order: the state equals applying every operation
-/// one by one. Bulk loads happen only once the run is at least a quarter of the map, so the
-/// linear merges cost O(n) amortised and the run adds a bounded fraction to peak memory.
+/// Applies replayed, committed operations in commit order, holding the store's write lock
+/// from start to finish. Logs usually write keys in ascending order; the map appends those
+/// down its rightmost path without searching (see `tree.rs`), so no buffering is needed and
+/// replay's peak memory is the store itself.
 #[derive(Debug)]
 pub(crate) struct ReplayApplier<'a> {
     store: &'a UnifiedStore,
-    map: RwLockWriteGuard<'a, BTreeMap<Key, StoredValue>>,
-    run: Vec<(Key, StoredValue)>,
+    map: RwLockWriteGuard<'a, OrderedMap<Key, StoredValue>>,
     version_max: u64,
     /// The namespace of the last put, already interned in the store.
     last_namespace: Option<Arc<Namespace>>,
@@ -287,58 +288,18 @@ impl ReplayApplier<'_> {
                     self.last_namespace = Some(key.namespace.clone());
                 }
                 self.version_max = self.version_max.max(version);
-                let ascending = match self.run.last() {
-                    Some((last, _)) => key > *last,
-                    None => match self.map.last_key_value() {
-                        Some((last, _)) => key > *last,
-                        None => true,
-                    },
-                };
-                let entry = StoredValue::new(value, version, timestamp);
-                if ascending {
-                    self.run.push((key, entry));
-                    if self.run_is_bulk() {
-                        self.flush_run();
-                    }
-                } else {
-                    self.flush_run();
-                    self.map.insert(key, entry);
-                }
+                self.map
+                    .insert(key, StoredValue::new(value, version, timestamp));
             }
             StoreOp::Delete { key, version } => {
                 self.version_max = self.version_max.max(version);
-                self.flush_run();
-                self.map.remove(&key);
+                self.map.remove_by(|stored| stored.cmp(&key));
             }
         }
     }
 
-    /// True once the run is long enough to bulk-load (see `RUN_BULK_LEN_MIN`).
-    fn run_is_bulk(&self) -> bool {
-        self.run.len() >= RUN_BULK_LEN_MIN.max(self.map.len() / RUN_BULK_FRACTION_INVERSE)
-    }
-
-    fn flush_run(&mut self) {
-        if self.run.is_empty() {
-            return;
-        }
-        if self.run_is_bulk() {
-            // Sorted input: `collect` builds full nodes without searching. Taking the run's
-            // vector (not draining it) lets `collect` sort it in place and free it, instead
-            // of copying it into a second vector while the run's allocation stays resident.
-            let mut bulk: BTreeMap<Key, StoredValue> =
-                std::mem::take(&mut self.run).into_iter().collect();
-            self.map.append(&mut bulk);
-        } else {
-            for (key, entry) in self.run.drain(..) {
-                self.map.insert(key, entry);
-            }
-        }
-    }
-
-    /// Applies what is still buffered, raises the global version, releases the lock.
-    pub(crate) fn finish(mut self) {
-        self.flush_run();
+    /// Raises the global version and releases the lock.
+    pub(crate) fn finish(self) {
         self.store
             .version
             .fetch_max(self.version_max, Ordering::AcqRel);
@@ -513,9 +474,8 @@ mod tests {
         assert_eq!(store.get(&Key::kv(ns(3), "a")), None);
     }
 
-    /// The replay applier's ascending-run bulk loads must leave exactly the state that
-    /// applying every operation one by one leaves: long ascending runs (crossing the bulk
-    /// threshold several times) interleaved with overwrites, deletes and keys below the
+    /// The replay applier (one write lock, appends down the map's right edge) must leave
+    /// exactly the state that applying every operation one by one leaves: long ascending runs interleaved with overwrites, deletes and keys below the
     /// maximum, in two namespaces.
     #[test]
     fn replay_applier_equals_one_by_one_application() {
@@ -528,13 +488,13 @@ mod tests {
         let namespaces = [ns(2), ns(1)];
         let mut ops = Vec::new();
         let mut next_key = 0u64;
-        // Phases: a long ascending run (often past the bulk threshold), then a short burst
+        // Phases: a long ascending run (the append path), then a short burst
         // of out-of-order puts, overwrites and deletes (many of keys still in the run).
         let mut ascending_left = 0u64;
         let mut burst_left = 0u64;
-        for version in 1..=(200 * RUN_BULK_LEN_MIN as u64) {
+        for version in 1..=50_000u64 {
             if ascending_left == 0 && burst_left == 0 {
-                ascending_left = rng.gen_range(0..8 * RUN_BULK_LEN_MIN as u64);
+                ascending_left = rng.gen_range(0..2_000);
                 burst_left = rng.gen_range(1..40);
             }
             let key_in = |namespace: &Arc<Namespace>, idx: u64| {
