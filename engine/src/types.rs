@@ -139,7 +139,7 @@ impl Key {
 /// Inlined (with the by-value comparison kept out of line and cold) because BTreeMap search
 /// calls it at every step: as a call it was ~3% of a replay + read-every-key run.
 #[inline]
-fn cmp_namespaces(a: &Arc<Namespace>, b: &Arc<Namespace>) -> std::cmp::Ordering {
+pub(crate) fn cmp_namespaces(a: &Arc<Namespace>, b: &Arc<Namespace>) -> std::cmp::Ordering {
     if Arc::ptr_eq(a, b) {
         std::cmp::Ordering::Equal
     } else {
@@ -183,7 +183,7 @@ impl Ord for Key {
 /// BTreeMap search compares a key with most keys of every node on its path, and for the
 /// short keys of typical workloads a call into libc's memcmp cost more than the comparison.
 #[inline]
-fn cmp_user_keys(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+pub(crate) fn cmp_user_keys(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     const CHUNK_LEN: usize = 8;
     let common = a.len().min(b.len());
     let mut a_chunks = a[..common].chunks_exact(CHUNK_LEN);

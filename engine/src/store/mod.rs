@@ -4,36 +4,42 @@
 //! never decreases. `put` allocates versions; the replay-only `*_with_version` methods never
 //! allocate and only raise the global version.
 
+mod key;
 mod tree;
+mod value;
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::types::{Key, Namespace, Timestamp, TypeTag, Value, VersionedValue};
+use key::StoredKey;
 use tree::OrderedMap;
+use value::StoredValue;
 
 /// Ordered versioned map, safe to share across threads.
 #[derive(Debug, Default)]
 pub struct UnifiedStore {
-    data: RwLock<OrderedMap<Key, StoredValue>>,
+    data: RwLock<OrderedMap<StoredKey, StoredValue>>,
     version: AtomicU64,
     /// One shared allocation per namespace stored (at most `NAMESPACES_INTERNED_MAX`).
     /// Keys compare namespaces by pointer first, so stored keys share these, and `get`
-    /// swaps a caller's equal-but-separate namespace for the shared one before searching:
-    /// a by-value namespace comparison at every search step made reads ~1.8x slower.
+    /// searches with the shared one equal to the caller's: a by-value namespace comparison
+    /// at every search step made reads ~1.8x slower.
     namespaces: RwLock<Vec<Arc<Namespace>>>,
 }
 
 /// Namespaces beyond this many are stored as given (correct, only slower to compare).
 const NAMESPACES_INTERNED_MAX: usize = 64;
 
+type Map = OrderedMap<StoredKey, StoredValue>;
+
 impl UnifiedStore {
     pub fn new() -> UnifiedStore {
         UnifiedStore::default()
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, OrderedMap<Key, StoredValue>> {
+    fn read(&self) -> RwLockReadGuard<'_, Map> {
         // A panic while holding the lock cannot leave the map half-updated (every mutation
         // is a single map call), so a poisoned lock is still consistent.
         self.data
@@ -41,7 +47,7 @@ impl UnifiedStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, OrderedMap<Key, StoredValue>> {
+    fn write(&self) -> RwLockWriteGuard<'_, Map> {
         self.data
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -61,22 +67,38 @@ impl UnifiedStore {
     }
 
     /// Makes `key` share the interned allocation of its namespace, interning it if new.
-    fn intern_key(&self, key: &mut Key) {
-        if let Some(shared) = self.interned(&key.namespace) {
-            key.namespace = shared;
+    fn intern_key(&self, key: &mut StoredKey) {
+        if let Some(shared) = self.interned(key.namespace()) {
+            key.share_namespace(shared);
             return;
         }
         let mut namespaces = self
             .namespaces
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if namespaces.iter().any(|ns| Arc::ptr_eq(ns, &key.namespace)) {
+        if namespaces.iter().any(|ns| Arc::ptr_eq(ns, key.namespace())) {
             return;
         }
-        if let Some(shared) = namespaces.iter().find(|ns| ***ns == *key.namespace) {
-            key.namespace = shared.clone();
+        if let Some(shared) = namespaces.iter().find(|ns| ***ns == **key.namespace()) {
+            key.share_namespace(shared.clone());
         } else if namespaces.len() < NAMESPACES_INTERNED_MAX {
-            namespaces.push(key.namespace.clone());
+            namespaces.push(key.namespace().clone());
+        }
+    }
+
+    /// The stored form of `key`, sharing the interned namespace.
+    fn stored_key(&self, key: Key) -> StoredKey {
+        let mut stored = StoredKey::from_key(key);
+        self.intern_key(&mut stored);
+        stored
+    }
+
+    /// Calls `with` with a namespace equal to `key`'s that makes searches fast (the interned
+    /// one, or `key`'s own when it is interned or cannot be).
+    fn with_probe_namespace<T>(&self, key: &Key, with: impl FnOnce(&Arc<Namespace>) -> T) -> T {
+        match self.interned(&key.namespace) {
+            Some(shared) => with(&shared),
+            None => with(&key.namespace),
         }
     }
 
@@ -86,26 +108,33 @@ impl UnifiedStore {
     }
 
     /// Stores `value` under a newly allocated version and returns that version.
-    pub fn put(&self, mut key: Key, value: Value) -> u64 {
-        self.intern_key(&mut key);
+    pub fn put(&self, key: Key, value: Value) -> u64 {
+        let key = self.stored_key(key);
         let mut map = self.write();
         let version = self.version.fetch_add(1, Ordering::AcqRel) + 1;
         map.insert(key, StoredValue::new(value, version, Timestamp::now()));
         version
     }
 
+    /// Removes the entry of `key` from a locked map.
+    fn remove(&self, map: &mut Map, key: &Key) -> Option<StoredValue> {
+        self.with_probe_namespace(key, |namespace| {
+            map.remove_by(|stored| stored.cmp_parts(namespace, key.type_tag, &key.user_key))
+        })
+        .map(|(_, value)| value)
+    }
+
     /// Removes `key` under a newly allocated version; returns the removed value, if any.
     pub fn delete(&self, key: &Key) -> Option<VersionedValue> {
         let mut map = self.write();
         self.version.fetch_add(1, Ordering::AcqRel);
-        map.remove_by(|stored| stored.cmp(key))
-            .map(|(_, v)| v.into_versioned())
+        self.remove(&mut map, key).map(StoredValue::into_versioned)
     }
 
     /// Replay only: stores `value` with exactly `version`, raising the global version to at
     /// least `version`. Never allocates.
-    pub fn put_with_version(&self, mut key: Key, value: Value, version: u64, timestamp: Timestamp) {
-        self.intern_key(&mut key);
+    pub fn put_with_version(&self, key: Key, value: Value, version: u64, timestamp: Timestamp) {
+        let key = self.stored_key(key);
         let mut map = self.write();
         self.version.fetch_max(version, Ordering::AcqRel);
         map.insert(key, StoredValue::new(value, version, timestamp));
@@ -115,8 +144,7 @@ impl UnifiedStore {
     pub fn delete_with_version(&self, key: &Key, version: u64) -> Option<VersionedValue> {
         let mut map = self.write();
         self.version.fetch_max(version, Ordering::AcqRel);
-        map.remove_by(|stored| stored.cmp(key))
-            .map(|(_, v)| v.into_versioned())
+        self.remove(&mut map, key).map(StoredValue::into_versioned)
     }
 
     /// Applies a batch of committed operations under one lock acquisition, in order, so
@@ -131,17 +159,17 @@ impl UnifiedStore {
         for op in ops {
             match op {
                 StoreOp::Put {
-                    mut key,
+                    key,
                     value,
                     version,
                 } => {
-                    self.intern_key(&mut key);
+                    let key = self.stored_key(key);
                     version_max = version_max.max(version);
                     map.insert(key, StoredValue::new(value, version, timestamp));
                 }
                 StoreOp::Delete { key, version } => {
                     version_max = version_max.max(version);
-                    map.remove_by(|stored| stored.cmp(&key));
+                    self.remove(&mut map, &key);
                 }
             }
         }
@@ -167,21 +195,11 @@ impl UnifiedStore {
 
     /// The value stored under `key`, if any.
     pub fn get(&self, key: &Key) -> Option<VersionedValue> {
-        let probe;
-        let key = match self.interned(&key.namespace) {
-            Some(namespace) => {
-                probe = Key {
-                    namespace,
-                    type_tag: key.type_tag,
-                    user_key: key.user_key.clone(),
-                };
-                &probe
-            }
-            None => key,
-        };
-        self.read()
-            .get_by(|stored| stored.cmp(key))
-            .map(StoredValue::to_versioned)
+        self.with_probe_namespace(key, |namespace| {
+            self.read()
+                .get_by(|stored| stored.cmp_parts(namespace, key.type_tag, &key.user_key))
+                .map(StoredValue::to_versioned)
+        })
     }
 
     /// Number of keys stored.
@@ -197,7 +215,7 @@ impl UnifiedStore {
     /// Every key of `namespace` (all type tags), in key order.
     pub fn scan_namespace(&self, namespace: &Namespace) -> Vec<(Key, VersionedValue)> {
         let start = Key::new(Arc::new(namespace.clone()), TypeTag::ALL[0], Vec::new());
-        self.collect_from(&start, |key| *key.namespace == *namespace)
+        self.collect_from(&start, |key| **key.namespace() == *namespace)
     }
 
     /// Every key of `namespace` with `type_tag` whose user key starts with `prefix`.
@@ -209,9 +227,9 @@ impl UnifiedStore {
     ) -> Vec<(Key, VersionedValue)> {
         let start = Key::new(Arc::new(namespace.clone()), type_tag, prefix.to_vec());
         self.collect_from(&start, |key| {
-            *key.namespace == *namespace
-                && key.type_tag == type_tag
-                && key.user_key.starts_with(prefix)
+            **key.namespace() == *namespace
+                && key.type_tag() == type_tag
+                && key.user_key().starts_with(prefix)
         })
     }
 
@@ -219,37 +237,40 @@ impl UnifiedStore {
     fn collect_from(
         &self,
         start: &Key,
-        mut inside: impl FnMut(&Key) -> bool,
+        mut inside: impl FnMut(&StoredKey) -> bool,
     ) -> Vec<(Key, VersionedValue)> {
         let mut out = Vec::new();
-        self.read().visit_from(
-            |stored| stored.cmp(start),
-            |k, v| {
-                if !inside(k) {
-                    return ControlFlow::Break(());
-                }
-                out.push((k.clone(), v.to_versioned()));
-                ControlFlow::Continue(())
-            },
-        );
+        self.with_probe_namespace(start, |namespace| {
+            self.read().visit_from(
+                |stored| stored.cmp_parts(namespace, start.type_tag, &start.user_key),
+                |k, v| {
+                    if !inside(k) {
+                        return ControlFlow::Break(());
+                    }
+                    out.push((k.to_key(), v.to_versioned()));
+                    ControlFlow::Continue(())
+                },
+            )
+        });
         out
     }
 
     /// A copy of the whole map, in key order (for checkers and tests).
     pub fn snapshot(&self) -> Vec<(Key, VersionedValue)> {
-        let mut out = Vec::with_capacity(self.len());
-        self.read().visit_all(|k, v| {
-            out.push((k.clone(), v.to_versioned()));
+        let map = self.read();
+        let mut out = Vec::with_capacity(map.len());
+        map.visit_all(|k, v| {
+            out.push((k.to_key(), v.to_versioned()));
             ControlFlow::Continue(())
         });
         out
     }
 
-    /// Calls `visit` for every entry in key order under one read lock, without copying keys
-    /// (each value is rebuilt from its stored form).
+    /// Calls `visit` for every entry in key order under one read lock (each key and value
+    /// is rebuilt from its stored form).
     pub fn for_each(&self, mut visit: impl FnMut(&Key, &VersionedValue)) {
         self.read().visit_all(|k, v| {
-            visit(k, &v.to_versioned());
+            visit(&k.to_key(), &v.to_versioned());
             ControlFlow::Continue(())
         });
     }
@@ -262,7 +283,7 @@ impl UnifiedStore {
 #[derive(Debug)]
 pub(crate) struct ReplayApplier<'a> {
     store: &'a UnifiedStore,
-    map: RwLockWriteGuard<'a, OrderedMap<Key, StoredValue>>,
+    map: RwLockWriteGuard<'a, Map>,
     version_max: u64,
     /// The namespace of the last put, already interned in the store.
     last_namespace: Option<Arc<Namespace>>,
@@ -273,19 +294,20 @@ impl ReplayApplier<'_> {
     pub(crate) fn apply(&mut self, op: StoreOp, timestamp: Timestamp) {
         match op {
             StoreOp::Put {
-                mut key,
+                key,
                 value,
                 version,
             } => {
+                let mut key = StoredKey::from_key(key);
                 // Replay's keys already share one allocation per namespace (the decoder
                 // interns them); this only checks the pointer, or interns a new one.
                 if !self
                     .last_namespace
                     .as_ref()
-                    .is_some_and(|ns| Arc::ptr_eq(ns, &key.namespace))
+                    .is_some_and(|ns| Arc::ptr_eq(ns, key.namespace()))
                 {
                     self.store.intern_key(&mut key);
-                    self.last_namespace = Some(key.namespace.clone());
+                    self.last_namespace = Some(key.namespace().clone());
                 }
                 self.version_max = self.version_max.max(version);
                 self.map
@@ -293,7 +315,7 @@ impl ReplayApplier<'_> {
             }
             StoreOp::Delete { key, version } => {
                 self.version_max = self.version_max.max(version);
-                self.map.remove_by(|stored| stored.cmp(&key));
+                self.store.remove(&mut self.map, &key);
             }
         }
     }
@@ -303,114 +325,6 @@ impl ReplayApplier<'_> {
         self.store
             .version
             .fetch_max(self.version_max, Ordering::AcqRel);
-    }
-}
-
-/// Byte and string values up to this length are stored inside the map's entry: the
-/// largest payload that fits the 40 bytes the entry spends on its value anyway (a boxed
-/// slice is 16 bytes; tag and length take two). A `Value::Bytes` of 32 bytes held as a Vec
-/// costs 32 bytes in the entry plus a 48-byte heap block, 1.9x the inline form.
-const INLINE_VALUE_LEN_MAX: usize = 38;
-
-/// A value as the map holds it: small byte and string payloads inline (no heap block),
-/// larger ones boxed without spare capacity. Readers get a `VersionedValue` rebuilt from it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum StoredPayload {
-    Null,
-    Bool(bool),
-    I64(i64),
-    /// Bits of the f64: equality is bitwise, as for `Value`.
-    F64(u64),
-    InlineBytes {
-        len: u8,
-        bytes: [u8; INLINE_VALUE_LEN_MAX],
-    },
-    /// UTF-8, checked when stored (it came from a `String`).
-    InlineString {
-        len: u8,
-        bytes: [u8; INLINE_VALUE_LEN_MAX],
-    },
-    Bytes(Box<[u8]>),
-    String(Box<str>),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StoredValue {
-    payload: StoredPayload,
-    version: u64,
-    timestamp: Timestamp,
-}
-
-fn inline(bytes: &[u8]) -> Option<(u8, [u8; INLINE_VALUE_LEN_MAX])> {
-    if bytes.len() > INLINE_VALUE_LEN_MAX {
-        return None;
-    }
-    let mut inline = [0u8; INLINE_VALUE_LEN_MAX];
-    inline[..bytes.len()].copy_from_slice(bytes);
-    Some((bytes.len() as u8, inline))
-}
-
-impl StoredValue {
-    fn new(value: Value, version: u64, timestamp: Timestamp) -> StoredValue {
-        let payload = match value {
-            Value::Null => StoredPayload::Null,
-            Value::Bool(b) => StoredPayload::Bool(b),
-            Value::I64(i) => StoredPayload::I64(i),
-            Value::F64(f) => StoredPayload::F64(f.to_bits()),
-            Value::Bytes(b) => match inline(&b) {
-                Some((len, bytes)) => StoredPayload::InlineBytes { len, bytes },
-                None => StoredPayload::Bytes(b.into_boxed_slice()),
-            },
-            Value::String(s) => match inline(s.as_bytes()) {
-                Some((len, bytes)) => StoredPayload::InlineString { len, bytes },
-                None => StoredPayload::String(s.into_boxed_str()),
-            },
-        };
-        StoredValue {
-            payload,
-            version,
-            timestamp,
-        }
-    }
-
-    fn value(&self) -> Value {
-        match &self.payload {
-            StoredPayload::Null => Value::Null,
-            StoredPayload::Bool(b) => Value::Bool(*b),
-            StoredPayload::I64(i) => Value::I64(*i),
-            StoredPayload::F64(bits) => Value::F64(f64::from_bits(*bits)),
-            StoredPayload::InlineBytes { len, bytes } => {
-                Value::Bytes(bytes[..usize::from(*len)].to_vec())
-            }
-            StoredPayload::InlineString { len, bytes } => Value::String(
-                std::str::from_utf8(&bytes[..usize::from(*len)])
-                    .expect("stored from a String")
-                    .to_owned(),
-            ),
-            StoredPayload::Bytes(b) => Value::Bytes(b.to_vec()),
-            StoredPayload::String(s) => Value::String(s.to_string()),
-        }
-    }
-
-    fn to_versioned(&self) -> VersionedValue {
-        VersionedValue {
-            value: self.value(),
-            version: self.version,
-            timestamp: self.timestamp,
-        }
-    }
-
-    fn into_versioned(self) -> VersionedValue {
-        let value = match self.payload {
-            StoredPayload::Bytes(b) => Value::Bytes(b.into_vec()),
-            StoredPayload::String(s) => Value::String(s.into_string()),
-            _ => self.value(),
-        };
-        VersionedValue {
-            value,
-            version: self.version,
-            timestamp: self.timestamp,
-        }
     }
 }
 
@@ -430,6 +344,7 @@ pub enum StoreOp {
 
 #[cfg(test)]
 mod tests {
+    use super::value::{StoredPayload, INLINE_VALUE_LEN_MAX};
     use super::*;
     use crate::types::RunId;
 

@@ -1,0 +1,193 @@
+//! `StoredKey`: a key as the map holds it, 32 bytes with short user keys inline.
+//!
+//! A [`Key`] keeps its user key in a `Vec` (24 bytes plus a heap block). In the map that cost
+//! a heap block per key and, worse, a pointer chase on every comparison of a search: a
+//! lookup compares with ~20 keys on its way down, each in another heap block. A stored key
+//! holds its type tag and up to [`USER_KEY_INLINE_LEN_MAX`] user-key bytes inline, so a
+//! search compares keys that sit in the leaf's own array, and longer user keys are boxed
+//! without spare capacity. The order is exactly `Key`'s (namespace, type tag, user key).
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use crate::types::{cmp_namespaces, cmp_user_keys, Key, Namespace, TypeTag};
+
+/// User keys up to this many bytes are stored inline: what fits next to the discriminant,
+/// the type tag and the length in the 24 bytes a boxed slice takes with its tag anyway.
+pub(crate) const USER_KEY_INLINE_LEN_MAX: usize = 21;
+
+#[derive(Clone)]
+pub(crate) struct StoredKey {
+    namespace: Arc<Namespace>,
+    bytes: UserKeyBytes,
+}
+
+#[derive(Clone)]
+enum UserKeyBytes {
+    Inline {
+        type_tag: TypeTag,
+        len: u8,
+        bytes: [u8; USER_KEY_INLINE_LEN_MAX],
+    },
+    Boxed {
+        type_tag: TypeTag,
+        bytes: Box<[u8]>,
+    },
+}
+
+impl StoredKey {
+    /// The stored form of a key given by parts (the namespace is shared, not copied).
+    pub(crate) fn new(namespace: Arc<Namespace>, type_tag: TypeTag, user_key: &[u8]) -> StoredKey {
+        let bytes = if user_key.len() <= USER_KEY_INLINE_LEN_MAX {
+            let mut inline = [0u8; USER_KEY_INLINE_LEN_MAX];
+            inline[..user_key.len()].copy_from_slice(user_key);
+            UserKeyBytes::Inline {
+                type_tag,
+                len: user_key.len() as u8,
+                bytes: inline,
+            }
+        } else {
+            UserKeyBytes::Boxed {
+                type_tag,
+                bytes: user_key.into(),
+            }
+        };
+        StoredKey { namespace, bytes }
+    }
+
+    /// The stored form of `key`, reusing its namespace and (for long keys) its buffer.
+    pub(crate) fn from_key(key: Key) -> StoredKey {
+        if key.user_key.len() <= USER_KEY_INLINE_LEN_MAX {
+            return StoredKey::new(key.namespace, key.type_tag, &key.user_key);
+        }
+        StoredKey {
+            namespace: key.namespace,
+            bytes: UserKeyBytes::Boxed {
+                type_tag: key.type_tag,
+                bytes: key.user_key.into_boxed_slice(),
+            },
+        }
+    }
+
+    pub(crate) fn namespace(&self) -> &Arc<Namespace> {
+        &self.namespace
+    }
+
+    /// Points this key at `shared`, which must equal its namespace (store interning).
+    pub(crate) fn share_namespace(&mut self, shared: Arc<Namespace>) {
+        debug_assert!(*shared == *self.namespace);
+        self.namespace = shared;
+    }
+
+    pub(crate) fn type_tag(&self) -> TypeTag {
+        match &self.bytes {
+            UserKeyBytes::Inline { type_tag, .. } | UserKeyBytes::Boxed { type_tag, .. } => {
+                *type_tag
+            }
+        }
+    }
+
+    pub(crate) fn user_key(&self) -> &[u8] {
+        match &self.bytes {
+            UserKeyBytes::Inline { len, bytes, .. } => &bytes[..usize::from(*len)],
+            UserKeyBytes::Boxed { bytes, .. } => bytes,
+        }
+    }
+
+    /// The public form (allocates the user key).
+    pub(crate) fn to_key(&self) -> Key {
+        Key::new(self.namespace.clone(), self.type_tag(), self.user_key())
+    }
+
+    /// How this key orders against a key given by parts. Fast when `namespace` is the
+    /// store's shared allocation (pointer equality); correct for any equal namespace.
+    #[inline]
+    pub(crate) fn cmp_parts(
+        &self,
+        namespace: &Arc<Namespace>,
+        type_tag: TypeTag,
+        user_key: &[u8],
+    ) -> Ordering {
+        cmp_namespaces(&self.namespace, namespace)
+            .then_with(|| self.type_tag().cmp(&type_tag))
+            .then_with(|| cmp_user_keys(self.user_key(), user_key))
+    }
+}
+
+impl Ord for StoredKey {
+    #[inline]
+    fn cmp(&self, other: &StoredKey) -> Ordering {
+        self.cmp_parts(&other.namespace, other.type_tag(), other.user_key())
+    }
+}
+
+impl PartialOrd for StoredKey {
+    fn partial_cmp(&self, other: &StoredKey) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for StoredKey {
+    fn eq(&self, other: &StoredKey) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for StoredKey {}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.to_key())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::RunId;
+
+    /// The layout this module is sized for: 32 bytes, no heap block for short user keys.
+    #[test]
+    fn stored_key_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<StoredKey>(), 32);
+    }
+
+    /// Stored keys order, compare and convert exactly like the keys they came from, on both
+    /// sides of the inline limit, across type tags and namespaces (shared or not).
+    #[test]
+    fn stored_keys_order_like_keys() {
+        let a = Arc::new(Namespace::new("t", "a", "x", RunId(1)));
+        let a_copy = Arc::new(Namespace::new("t", "a", "x", RunId(1)));
+        let b = Arc::new(Namespace::new("t", "b", "x", RunId(1)));
+        let mut keys = Vec::new();
+        for ns in [&a, &a_copy, &b] {
+            for tag in [TypeTag::Kv, TypeTag::Event] {
+                for len in [
+                    0,
+                    1,
+                    USER_KEY_INLINE_LEN_MAX - 1,
+                    USER_KEY_INLINE_LEN_MAX,
+                    USER_KEY_INLINE_LEN_MAX + 1,
+                    40,
+                ] {
+                    for fill in [0u8, 0x7f, 0xff] {
+                        keys.push(Key::new(ns.clone(), tag, vec![fill; len]));
+                    }
+                }
+            }
+        }
+        let stored: Vec<StoredKey> = keys.iter().cloned().map(StoredKey::from_key).collect();
+        for (k1, s1) in keys.iter().zip(&stored) {
+            assert_eq!(s1.to_key(), *k1);
+            assert_eq!(s1.user_key(), &k1.user_key[..]);
+            for (k2, s2) in keys.iter().zip(&stored) {
+                assert_eq!(s1.cmp(s2), k1.cmp(k2), "{k1} vs {k2}");
+                assert_eq!(
+                    s1.cmp_parts(&k2.namespace, k2.type_tag, &k2.user_key),
+                    k1.cmp(k2),
+                    "{k1} vs {k2}"
+                );
+            }
+        }
+    }
+}
