@@ -13,9 +13,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::durability::RecoveryMode;
 use crate::error::Result;
-use crate::store::{StoreOp, UnifiedStore};
+use crate::store::{ReplayOp, UnifiedStore};
 use crate::types::{RunId, Timestamp};
-use crate::wal::{CorruptionReport, ReadEnd, WALEntry, WAL};
+use crate::wal::entry::EntryRef;
+use crate::wal::{CorruptionReport, ReadEnd, WAL};
 
 /// What replay did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,7 +57,7 @@ pub struct ReplayStats {
 struct OpenTxn {
     run_id: RunId,
     timestamp: Timestamp,
-    ops: Vec<StoreOp>,
+    ops: Vec<ReplayOp>,
 }
 
 /// Emptied per-transaction op vectors kept for reuse (a log of single-put transactions
@@ -84,7 +85,53 @@ impl Hasher for TxnIdHasher {
     }
 }
 
-type OpenTxns = HashMap<u64, OpenTxn, BuildHasherDefault<TxnIdHasher>>;
+/// The transactions open at the current point of the log.
+///
+/// Almost every log writes each transaction's records back to back (the engine writes a
+/// transaction as one contiguous append), so the most recently begun transaction sits in
+/// `latest` and is begun, extended and committed without hashing; only transactions that
+/// interleave with a later BeginTxn move to the map.
+#[derive(Debug, Default)]
+struct OpenTxns {
+    latest: Option<(u64, OpenTxn)>,
+    others: HashMap<u64, OpenTxn, BuildHasherDefault<TxnIdHasher>>,
+}
+
+impl OpenTxns {
+    /// Opens `txn_id`; returns the transaction it replaces if that id was still open.
+    fn begin(&mut self, txn_id: u64, txn: OpenTxn) -> Option<OpenTxn> {
+        match self.latest.replace((txn_id, txn)) {
+            Some((latest_id, previous)) if latest_id == txn_id => Some(previous),
+            Some((latest_id, earlier)) => {
+                let replaced = self.others.remove(&txn_id);
+                self.others.insert(latest_id, earlier);
+                replaced
+            }
+            None => self.others.remove(&txn_id),
+        }
+    }
+
+    fn get_mut(&mut self, txn_id: u64) -> Option<&mut OpenTxn> {
+        match &mut self.latest {
+            Some((latest_id, txn)) if *latest_id == txn_id => Some(txn),
+            _ => self.others.get_mut(&txn_id),
+        }
+    }
+
+    fn remove(&mut self, txn_id: u64) -> Option<OpenTxn> {
+        match &self.latest {
+            Some((latest_id, _)) if *latest_id == txn_id => self.latest.take().map(|(_, txn)| txn),
+            _ => self.others.remove(&txn_id),
+        }
+    }
+
+    /// Every transaction still open, by txn id.
+    fn into_sorted(self) -> Vec<(u64, OpenTxn)> {
+        let mut open: Vec<_> = self.others.into_iter().chain(self.latest).collect();
+        open.sort_by_key(|(txn_id, _)| *txn_id);
+        open
+    }
+}
 
 /// Replays the WAL into `store` with the default recovery mode
 /// ([`RecoveryMode::TolerateCorruptTail`]), cutting a torn tail and refusing on corruption.
@@ -103,31 +150,29 @@ pub fn replay_wal_with_mode(
 ) -> Result<ReplayStats> {
     let mut stats = ReplayStats::default();
     let mut open = OpenTxns::default();
-    let mut ops_pool: Vec<Vec<StoreOp>> = Vec::new();
+    let mut ops_pool: Vec<Vec<ReplayOp>> = Vec::new();
     // Holds the store's write lock until replay ends: readers never see a partial replay.
     let mut applier = store.replay_applier();
     let mut reader = wal.reader()?;
     // Transactions are applied as their CommitTxn records are read, so a corruption found
     // later would leave the store ahead of what the caller accepts. The store handed to
     // replay is owned by the opening database, which discards it on error.
-    while let Some(record) = reader.next_record()? {
+    while let Some(record) = reader.next_entry()? {
         stats.records_read += 1;
         stats.bytes_replayed += record.len_bytes;
         stats.max_txn_id = stats.max_txn_id.max(record.entry.txn_id());
         match record.entry {
-            WALEntry::BeginTxn {
+            EntryRef::BeginTxn {
                 txn_id,
                 run_id,
                 timestamp,
             } => {
-                if let Some(previous) = open.insert(
-                    txn_id,
-                    OpenTxn {
-                        run_id,
-                        timestamp,
-                        ops: ops_pool.pop().unwrap_or_default(),
-                    },
-                ) {
+                let txn = OpenTxn {
+                    run_id,
+                    timestamp,
+                    ops: ops_pool.pop().unwrap_or_default(),
+                };
+                if let Some(previous) = open.begin(txn_id, txn) {
                     stats.discarded_txns += 1;
                     log::warn!(
                         "WAL replay: BeginTxn for txn {txn_id} at offset {} while txn {txn_id} ({}, {} ops) \
@@ -138,7 +183,7 @@ pub fn replay_wal_with_mode(
                     );
                 }
             }
-            WALEntry::Write {
+            EntryRef::Write {
                 txn_id,
                 key,
                 value,
@@ -146,36 +191,35 @@ pub fn replay_wal_with_mode(
                 ..
             } => {
                 stats.max_version_seen = stats.max_version_seen.max(version);
-                match open.get_mut(&txn_id) {
-                    Some(txn) => txn.ops.push(StoreOp::Put {
-                        key,
-                        value,
-                        version,
-                    }),
+                match open.get_mut(txn_id) {
+                    Some(txn) => txn
+                        .ops
+                        .push(ReplayOp::put(&key, value, version, txn.timestamp)),
                     None => orphan(&mut stats, "Write", txn_id, record.offset_bytes),
                 }
             }
-            WALEntry::Delete {
+            EntryRef::Delete {
                 txn_id,
                 key,
                 version,
                 ..
             } => {
                 stats.max_version_seen = stats.max_version_seen.max(version);
-                match open.get_mut(&txn_id) {
-                    Some(txn) => txn.ops.push(StoreOp::Delete { key, version }),
+                match open.get_mut(txn_id) {
+                    Some(txn) => txn.ops.push(ReplayOp::delete(&key, version)),
                     None => orphan(&mut stats, "Delete", txn_id, record.offset_bytes),
                 }
             }
-            WALEntry::CommitTxn { txn_id, .. } => match open.remove(&txn_id) {
+            EntryRef::CommitTxn { txn_id, .. } => match open.remove(txn_id) {
                 Some(mut txn) => {
                     stats.txns_applied += 1;
                     for op in txn.ops.drain(..) {
-                        match op {
-                            StoreOp::Put { .. } => stats.writes_applied += 1,
-                            StoreOp::Delete { .. } => stats.deletes_applied += 1,
+                        if op.is_put() {
+                            stats.writes_applied += 1;
+                        } else {
+                            stats.deletes_applied += 1;
                         }
-                        applier.apply(op, txn.timestamp);
+                        applier.apply(op);
                     }
                     if ops_pool.len() < OPS_POOL_LEN_MAX && txn.ops.capacity() <= 1024 {
                         ops_pool.push(txn.ops);
@@ -183,7 +227,7 @@ pub fn replay_wal_with_mode(
                 }
                 None => orphan(&mut stats, "CommitTxn", txn_id, record.offset_bytes),
             },
-            WALEntry::AbortTxn { txn_id, .. } => match open.remove(&txn_id) {
+            EntryRef::AbortTxn { txn_id, .. } => match open.remove(txn_id) {
                 Some(txn) => {
                     stats.aborted_txns += 1;
                     log::warn!(
@@ -202,9 +246,7 @@ pub fn replay_wal_with_mode(
         .cloned()
         .expect("reader returned None, so it has an end");
     drop(reader);
-    let mut incomplete: Vec<_> = open.into_iter().collect();
-    incomplete.sort_by_key(|(txn_id, _)| *txn_id);
-    for (txn_id, txn) in incomplete {
+    for (txn_id, txn) in open.into_sorted() {
         stats.discarded_txns += 1;
         log::warn!(
             "WAL replay: discarding incomplete txn {txn_id} ({}, {} ops, no CommitTxn or AbortTxn)",

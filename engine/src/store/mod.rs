@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::types::{Key, Namespace, Timestamp, TypeTag, Value, VersionedValue};
+use crate::wal::entry::{KeyRef, ValueRef};
 use key::StoredKey;
 use tree::OrderedMap;
 use value::StoredValue;
@@ -289,16 +290,47 @@ pub(crate) struct ReplayApplier<'a> {
     last_namespace: Option<Arc<Namespace>>,
 }
 
+/// One replayed operation, already in the store's own form: replay builds it from the
+/// borrowed record (one copy of the key and value bytes, no allocation for short ones) and
+/// holds it until its transaction's CommitTxn.
+#[derive(Debug, Clone)]
+pub(crate) enum ReplayOp {
+    Put { key: StoredKey, value: StoredValue },
+    Delete { key: StoredKey, version: u64 },
+}
+
+impl ReplayOp {
+    /// A Write record's operation; `timestamp` is its transaction's BeginTxn stamp.
+    pub(crate) fn put(
+        key: &KeyRef<'_>,
+        value: ValueRef<'_>,
+        version: u64,
+        timestamp: Timestamp,
+    ) -> ReplayOp {
+        ReplayOp::Put {
+            key: StoredKey::new(key.namespace.clone(), key.type_tag, key.user_key),
+            value: StoredValue::from_ref(value, version, timestamp),
+        }
+    }
+
+    /// A Delete record's operation.
+    pub(crate) fn delete(key: &KeyRef<'_>, version: u64) -> ReplayOp {
+        ReplayOp::Delete {
+            key: StoredKey::new(key.namespace.clone(), key.type_tag, key.user_key),
+            version,
+        }
+    }
+
+    pub(crate) fn is_put(&self) -> bool {
+        matches!(self, ReplayOp::Put { .. })
+    }
+}
+
 impl ReplayApplier<'_> {
-    /// Applies one committed operation with its transaction's timestamp.
-    pub(crate) fn apply(&mut self, op: StoreOp, timestamp: Timestamp) {
+    /// Applies one committed operation.
+    pub(crate) fn apply(&mut self, op: ReplayOp) {
         match op {
-            StoreOp::Put {
-                key,
-                value,
-                version,
-            } => {
-                let mut key = StoredKey::from_key(key);
+            ReplayOp::Put { mut key, value } => {
                 // Replay's keys already share one allocation per namespace (the decoder
                 // interns them); this only checks the pointer, or interns a new one.
                 if !self
@@ -309,13 +341,12 @@ impl ReplayApplier<'_> {
                     self.store.intern_key(&mut key);
                     self.last_namespace = Some(key.namespace().clone());
                 }
-                self.version_max = self.version_max.max(version);
-                self.map
-                    .insert(key, StoredValue::new(value, version, timestamp));
+                self.version_max = self.version_max.max(value.version());
+                self.map.insert(key, value);
             }
-            StoreOp::Delete { key, version } => {
+            ReplayOp::Delete { key, version } => {
                 self.version_max = self.version_max.max(version);
-                self.store.remove(&mut self.map, &key);
+                self.map.remove_by(|stored| stored.cmp(&key));
             }
         }
     }
@@ -450,7 +481,20 @@ mod tests {
         let store = UnifiedStore::new();
         let mut applier = store.replay_applier();
         for op in ops {
-            applier.apply(op, Timestamp(7));
+            applier.apply(match op {
+                StoreOp::Put {
+                    key,
+                    value,
+                    version,
+                } => ReplayOp::Put {
+                    key: StoredKey::from_key(key),
+                    value: StoredValue::new(value, version, Timestamp(7)),
+                },
+                StoreOp::Delete { key, version } => ReplayOp::Delete {
+                    key: StoredKey::from_key(key),
+                    version,
+                },
+            });
         }
         applier.finish();
         assert_eq!(store.current_version(), expected.current_version());

@@ -1,6 +1,7 @@
 //! `StoredValue`: a value as the map holds it, with its version and timestamp.
 
 use crate::types::{Timestamp, Value, VersionedValue};
+use crate::wal::entry::ValueRef;
 
 /// Byte and string values up to this length are stored inside the map's entry: the
 /// largest payload that fits the 40 bytes the entry spends on its value anyway (a boxed
@@ -67,6 +68,33 @@ impl StoredValue {
             version,
             timestamp,
         }
+    }
+
+    /// The stored form of a value decoded from the log, copied once from the record.
+    pub(crate) fn from_ref(value: ValueRef<'_>, version: u64, timestamp: Timestamp) -> StoredValue {
+        let payload = match value {
+            ValueRef::Null => StoredPayload::Null,
+            ValueRef::Bool(b) => StoredPayload::Bool(b),
+            ValueRef::I64(i) => StoredPayload::I64(i),
+            ValueRef::F64(f) => StoredPayload::F64(f.to_bits()),
+            ValueRef::Bytes(b) => match inline(b) {
+                Some((len, bytes)) => StoredPayload::InlineBytes { len, bytes },
+                None => StoredPayload::Bytes(b.into()),
+            },
+            ValueRef::String(s) => match inline(s.as_bytes()) {
+                Some((len, bytes)) => StoredPayload::InlineString { len, bytes },
+                None => StoredPayload::String(s.into()),
+            },
+        };
+        StoredValue {
+            payload,
+            version,
+            timestamp,
+        }
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.version
     }
 
     fn value(&self) -> Value {

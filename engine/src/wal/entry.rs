@@ -111,6 +111,89 @@ impl WALEntry {
         payload: &[u8],
         namespaces: &mut NamespaceCache,
     ) -> Result<WALEntry, DecodeError> {
+        EntryRef::decode(record_type, payload, namespaces).map(|entry| entry.to_entry())
+    }
+}
+
+/// A decoded record whose key and value borrow the payload they were decoded from: replay
+/// moves them straight into the store's own representation without a `Vec` per field.
+/// [`WALEntry::decode_payload`] is this decoder plus [`EntryRef::to_entry`], so both paths
+/// accept and reject exactly the same payloads.
+#[derive(Debug, Clone)]
+pub enum EntryRef<'a> {
+    BeginTxn {
+        txn_id: u64,
+        run_id: RunId,
+        timestamp: Timestamp,
+    },
+    Write {
+        txn_id: u64,
+        run_id: RunId,
+        key: KeyRef<'a>,
+        value: ValueRef<'a>,
+        version: u64,
+    },
+    Delete {
+        txn_id: u64,
+        run_id: RunId,
+        key: KeyRef<'a>,
+        version: u64,
+    },
+    CommitTxn {
+        txn_id: u64,
+        run_id: RunId,
+    },
+    AbortTxn {
+        txn_id: u64,
+        run_id: RunId,
+    },
+}
+
+/// A decoded key: the interned namespace and the user key's bytes in the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRef<'a> {
+    pub namespace: Arc<Namespace>,
+    pub type_tag: TypeTag,
+    pub user_key: &'a [u8],
+}
+
+impl KeyRef<'_> {
+    pub fn to_key(&self) -> Key {
+        Key::new(self.namespace.clone(), self.type_tag, self.user_key)
+    }
+}
+
+/// A decoded value; strings are already checked to be UTF-8.
+#[derive(Debug, Clone, Copy)]
+pub enum ValueRef<'a> {
+    Null,
+    Bool(bool),
+    I64(i64),
+    F64(f64),
+    String(&'a str),
+    Bytes(&'a [u8]),
+}
+
+impl ValueRef<'_> {
+    pub fn to_value(self) -> Value {
+        match self {
+            ValueRef::Null => Value::Null,
+            ValueRef::Bool(b) => Value::Bool(b),
+            ValueRef::I64(i) => Value::I64(i),
+            ValueRef::F64(f) => Value::F64(f),
+            ValueRef::String(s) => Value::String(s.to_owned()),
+            ValueRef::Bytes(b) => Value::Bytes(b.to_vec()),
+        }
+    }
+}
+
+impl<'a> EntryRef<'a> {
+    /// Decodes a payload of the given record type (see [`WALEntry::decode_payload`]).
+    pub fn decode(
+        record_type: RecordType,
+        payload: &'a [u8],
+        namespaces: &mut NamespaceCache,
+    ) -> Result<EntryRef<'a>, DecodeError> {
         let mut cursor = Cursor {
             bytes: payload,
             pos: 0,
@@ -118,7 +201,7 @@ impl WALEntry {
         let txn_id = cursor.u64("txn_id")?;
         let run_id = RunId(cursor.u64("run_id")?);
         let entry = match record_type {
-            RecordType::BeginTxn => WALEntry::BeginTxn {
+            RecordType::BeginTxn => EntryRef::BeginTxn {
                 txn_id,
                 run_id,
                 timestamp: Timestamp(cursor.u64("timestamp")?),
@@ -127,7 +210,7 @@ impl WALEntry {
                 let version = cursor.u64("version")?;
                 let key = decode_key(&mut cursor, namespaces)?;
                 let value = decode_value(&mut cursor)?;
-                WALEntry::Write {
+                EntryRef::Write {
                     txn_id,
                     run_id,
                     key,
@@ -138,15 +221,15 @@ impl WALEntry {
             RecordType::Delete => {
                 let version = cursor.u64("version")?;
                 let key = decode_key(&mut cursor, namespaces)?;
-                WALEntry::Delete {
+                EntryRef::Delete {
                     txn_id,
                     run_id,
                     key,
                     version,
                 }
             }
-            RecordType::CommitTxn => WALEntry::CommitTxn { txn_id, run_id },
-            RecordType::AbortTxn => WALEntry::AbortTxn { txn_id, run_id },
+            RecordType::CommitTxn => EntryRef::CommitTxn { txn_id, run_id },
+            RecordType::AbortTxn => EntryRef::AbortTxn { txn_id, run_id },
         };
         if cursor.pos != payload.len() {
             return Err(DecodeError {
@@ -158,6 +241,63 @@ impl WALEntry {
             });
         }
         Ok(entry)
+    }
+
+    pub fn txn_id(&self) -> u64 {
+        match self {
+            EntryRef::BeginTxn { txn_id, .. }
+            | EntryRef::Write { txn_id, .. }
+            | EntryRef::Delete { txn_id, .. }
+            | EntryRef::CommitTxn { txn_id, .. }
+            | EntryRef::AbortTxn { txn_id, .. } => *txn_id,
+        }
+    }
+
+    /// The owned entry (allocates the key and value).
+    pub fn to_entry(&self) -> WALEntry {
+        match self {
+            EntryRef::BeginTxn {
+                txn_id,
+                run_id,
+                timestamp,
+            } => WALEntry::BeginTxn {
+                txn_id: *txn_id,
+                run_id: *run_id,
+                timestamp: *timestamp,
+            },
+            EntryRef::Write {
+                txn_id,
+                run_id,
+                key,
+                value,
+                version,
+            } => WALEntry::Write {
+                txn_id: *txn_id,
+                run_id: *run_id,
+                key: key.to_key(),
+                value: value.to_value(),
+                version: *version,
+            },
+            EntryRef::Delete {
+                txn_id,
+                run_id,
+                key,
+                version,
+            } => WALEntry::Delete {
+                txn_id: *txn_id,
+                run_id: *run_id,
+                key: key.to_key(),
+                version: *version,
+            },
+            EntryRef::CommitTxn { txn_id, run_id } => WALEntry::CommitTxn {
+                txn_id: *txn_id,
+                run_id: *run_id,
+            },
+            EntryRef::AbortTxn { txn_id, run_id } => WALEntry::AbortTxn {
+                txn_id: *txn_id,
+                run_id: *run_id,
+            },
+        }
     }
 }
 
@@ -488,10 +628,10 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn decode_key(
-    cursor: &mut Cursor<'_>,
+fn decode_key<'a>(
+    cursor: &mut Cursor<'a>,
     namespaces: &mut NamespaceCache,
-) -> Result<Key, DecodeError> {
+) -> Result<KeyRef<'a>, DecodeError> {
     // Fast path: the namespace's raw bytes equal a cached (already validated) namespace, so
     // neither UTF-8 validation nor a new allocation is needed. On a miss, or any error, the
     // cursor rewinds and the checked path below decodes (and reports errors) as always.
@@ -502,8 +642,8 @@ fn decode_key(
             field: "key.type_tag",
             reason: format!("unknown type tag {tag_byte}"),
         })?;
-        let user_key = cursor.blob("key.user_key")?.to_vec();
-        return Ok(Key {
+        let user_key = cursor.blob("key.user_key")?;
+        return Ok(KeyRef {
             namespace,
             type_tag,
             user_key,
@@ -519,8 +659,8 @@ fn decode_key(
         field: "key.type_tag",
         reason: format!("unknown type tag {tag_byte}"),
     })?;
-    let user_key = cursor.blob("key.user_key")?.to_vec();
-    Ok(Key {
+    let user_key = cursor.blob("key.user_key")?;
+    Ok(KeyRef {
         namespace: namespaces.intern(tenant, app, agent, run_id),
         type_tag,
         user_key,
@@ -544,13 +684,13 @@ fn cached_namespace<'a>(
     namespaces.lookup_raw(tenant, app, agent, run_id)
 }
 
-fn decode_value(cursor: &mut Cursor<'_>) -> Result<Value, DecodeError> {
+fn decode_value<'a>(cursor: &mut Cursor<'a>) -> Result<ValueRef<'a>, DecodeError> {
     let tag = cursor.u8("value.tag")?;
     Ok(match tag {
-        VALUE_NULL => Value::Null,
+        VALUE_NULL => ValueRef::Null,
         VALUE_BOOL => match cursor.u8("value.bool")? {
-            0 => Value::Bool(false),
-            1 => Value::Bool(true),
+            0 => ValueRef::Bool(false),
+            1 => ValueRef::Bool(true),
             other => {
                 return Err(DecodeError {
                     field: "value.bool",
@@ -558,20 +698,16 @@ fn decode_value(cursor: &mut Cursor<'_>) -> Result<Value, DecodeError> {
                 })
             }
         },
-        VALUE_I64 => Value::I64(cursor.u64("value.i64")? as i64),
-        VALUE_F64 => Value::F64(f64::from_bits(cursor.u64("value.f64")?)),
+        VALUE_I64 => ValueRef::I64(cursor.u64("value.i64")? as i64),
+        VALUE_F64 => ValueRef::F64(f64::from_bits(cursor.u64("value.f64")?)),
         VALUE_STRING => {
             let bytes = cursor.blob("value.string")?;
-            Value::String(
-                std::str::from_utf8(bytes)
-                    .map_err(|e| DecodeError {
-                        field: "value.string",
-                        reason: format!("not UTF-8: {e}"),
-                    })?
-                    .to_string(),
-            )
+            ValueRef::String(std::str::from_utf8(bytes).map_err(|e| DecodeError {
+                field: "value.string",
+                reason: format!("not UTF-8: {e}"),
+            })?)
         }
-        VALUE_BYTES => Value::Bytes(cursor.blob("value.bytes")?.to_vec()),
+        VALUE_BYTES => ValueRef::Bytes(cursor.blob("value.bytes")?),
         other => {
             return Err(DecodeError {
                 field: "value.tag",

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::entry::{NamespaceCache, WALEntry};
+use super::entry::{EntryRef, NamespaceCache, WALEntry};
 use super::format::{
     inspect_frame, read_u32, Frame, RecordType, HEADER_LEN, RECORD_HEADER_LEN,
     RECORD_PAYLOAD_LEN_MAX, RECORD_TYPE_OFFSET,
@@ -29,6 +29,17 @@ pub struct WalRecord {
     /// Length of the whole record, frame header included.
     pub len_bytes: u64,
     pub entry: WALEntry,
+}
+
+/// One record as read from the log, borrowing its key and value bytes from the reader's
+/// buffer (see [`WalReader::next_entry`]).
+#[derive(Debug, Clone)]
+pub struct RecordRef<'a> {
+    /// File offset of the record's first byte (its length field).
+    pub offset_bytes: u64,
+    /// Length of the whole record, frame header included.
+    pub len_bytes: u64,
+    pub entry: EntryRef<'a>,
 }
 
 /// Why reading stopped.
@@ -181,6 +192,16 @@ impl<'a> WalReader<'a> {
     /// Errors are reserved for what recovery must not paper over: I/O failures and a
     /// checksummed record of a type this build does not know.
     pub fn next_record(&mut self) -> Result<Option<WalRecord>> {
+        Ok(self.next_entry()?.map(|record| WalRecord {
+            offset_bytes: record.offset_bytes,
+            len_bytes: record.len_bytes,
+            entry: record.entry.to_entry(),
+        }))
+    }
+
+    /// Like [`WalReader::next_record`], but the record borrows its key and value from the
+    /// read buffer until the next call (replay copies them straight into the store).
+    pub fn next_entry(&mut self) -> Result<Option<RecordRef<'_>>> {
         if self.end.is_some() {
             return Ok(None);
         }
@@ -224,12 +245,12 @@ impl<'a> WalReader<'a> {
                     });
                 };
                 let start = self.pos + RECORD_HEADER_LEN;
+                let len_bytes = (RECORD_HEADER_LEN + payload_len) as u64;
                 let payload = &self.buf[start..start + payload_len];
-                match WALEntry::decode_payload(kind, payload, &mut self.namespaces) {
+                match EntryRef::decode(kind, payload, &mut self.namespaces) {
                     Ok(entry) => {
-                        let len_bytes = (RECORD_HEADER_LEN + payload_len) as u64;
-                        self.pos += RECORD_HEADER_LEN + payload_len;
-                        Ok(Some(WalRecord {
+                        self.pos = start + payload_len;
+                        Ok(Some(RecordRef {
                             offset_bytes,
                             len_bytes,
                             entry,
