@@ -117,7 +117,102 @@ impl StoredKey {
 impl Ord for StoredKey {
     #[inline]
     fn cmp(&self, other: &StoredKey) -> Ordering {
+        if Arc::ptr_eq(&self.namespace, &other.namespace) {
+            if let (
+                UserKeyBytes::Inline {
+                    type_tag,
+                    len,
+                    bytes,
+                },
+                UserKeyBytes::Inline {
+                    type_tag: other_type_tag,
+                    len: other_len,
+                    bytes: other_bytes,
+                },
+            ) = (&self.bytes, &other.bytes)
+            {
+                return type_tag
+                    .cmp(other_type_tag)
+                    .then_with(|| inline_words(bytes).cmp(&inline_words(other_bytes)))
+                    .then_with(|| len.cmp(other_len));
+            }
+        }
         self.cmp_parts(&other.namespace, other.type_tag(), other.user_key())
+    }
+}
+
+/// The inline bytes (zero-padded) as three big-endian words that order like the bytes.
+/// Zero padding keeps byte order: where two padded keys first differ inside one key's
+/// padding, that key is a prefix of the other (and so the smaller); equal padded bytes
+/// leave the order to the lengths. The third word overlaps the second (bytes 13..21): it is
+/// compared only when bytes 0..16 are equal, so it decides on bytes 16..21 alone.
+#[inline(always)]
+fn inline_words(bytes: &[u8; USER_KEY_INLINE_LEN_MAX]) -> [u64; 3] {
+    let word = |at: usize| {
+        u64::from_be_bytes(
+            bytes[at..at + 8]
+                .try_into()
+                .expect("8 bytes inside the inline array"),
+        )
+    };
+    [word(0), word(8), word(USER_KEY_INLINE_LEN_MAX - 8)]
+}
+
+const _: () = assert!(USER_KEY_INLINE_LEN_MAX > 16 && USER_KEY_INLINE_LEN_MAX <= 24);
+
+/// A search key prepared once per search, so that each comparison with a stored key is a
+/// pointer compare, a tag compare and (for user keys short enough to be inline) three word
+/// compares: searching the map is most of a read.
+pub(crate) struct Probe<'a> {
+    namespace: &'a Arc<Namespace>,
+    type_tag: TypeTag,
+    user_key: &'a [u8],
+    /// `user_key` as `inline_words` of its inline form, when it fits inline.
+    words: Option<[u64; 3]>,
+}
+
+impl<'a> Probe<'a> {
+    /// A probe for the key given by parts; `namespace` should be the store's shared one.
+    pub(crate) fn new(
+        namespace: &'a Arc<Namespace>,
+        type_tag: TypeTag,
+        user_key: &'a [u8],
+    ) -> Probe<'a> {
+        let words = (user_key.len() <= USER_KEY_INLINE_LEN_MAX).then(|| {
+            let mut padded = [0u8; USER_KEY_INLINE_LEN_MAX];
+            padded[..user_key.len()].copy_from_slice(user_key);
+            inline_words(&padded)
+        });
+        Probe {
+            namespace,
+            type_tag,
+            user_key,
+            words,
+        }
+    }
+}
+
+impl StoredKey {
+    /// How this key orders against `probe`.
+    #[inline(always)]
+    pub(crate) fn cmp_probe(&self, probe: &Probe<'_>) -> Ordering {
+        if Arc::ptr_eq(&self.namespace, probe.namespace) {
+            if let (
+                UserKeyBytes::Inline {
+                    type_tag,
+                    len,
+                    bytes,
+                },
+                Some(words),
+            ) = (&self.bytes, &probe.words)
+            {
+                return type_tag
+                    .cmp(&probe.type_tag)
+                    .then_with(|| inline_words(bytes).cmp(words))
+                    .then_with(|| usize::from(*len).cmp(&probe.user_key.len()));
+            }
+        }
+        self.cmp_parts(probe.namespace, probe.type_tag, probe.user_key)
     }
 }
 
@@ -173,6 +268,18 @@ mod tests {
                     for fill in [0u8, 0x7f, 0xff] {
                         keys.push(Key::new(ns.clone(), tag, vec![fill; len]));
                     }
+                    // Keys that differ only in one byte of each inline word, and only in
+                    // length where the extra byte is zero (like padding).
+                    for at in [0, 7, 8, 13, 15, 16, USER_KEY_INLINE_LEN_MAX - 1] {
+                        if at < len {
+                            let mut user_key = vec![0x41u8; len];
+                            user_key[at] = 0x42;
+                            keys.push(Key::new(ns.clone(), tag, user_key));
+                        }
+                    }
+                    let mut with_zero = vec![0x41u8; len];
+                    with_zero.push(0);
+                    keys.push(Key::new(ns.clone(), tag, with_zero));
                 }
             }
         }
@@ -182,6 +289,8 @@ mod tests {
             assert_eq!(s1.user_key(), &k1.user_key[..]);
             for (k2, s2) in keys.iter().zip(&stored) {
                 assert_eq!(s1.cmp(s2), k1.cmp(k2), "{k1} vs {k2}");
+                let probe = Probe::new(&k2.namespace, k2.type_tag, &k2.user_key);
+                assert_eq!(s1.cmp_probe(&probe), k1.cmp(k2), "{k1} vs probe {k2}");
                 assert_eq!(
                     s1.cmp_parts(&k2.namespace, k2.type_tag, &k2.user_key),
                     k1.cmp(k2),

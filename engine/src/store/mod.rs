@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::types::{Key, Namespace, Timestamp, TypeTag, Value, VersionedValue};
 use crate::wal::entry::{KeyRef, ValueRef};
-use key::StoredKey;
+use key::{Probe, StoredKey};
 use tree::OrderedMap;
 use value::StoredValue;
 
@@ -120,7 +120,8 @@ impl UnifiedStore {
     /// Removes the entry of `key` from a locked map.
     fn remove(&self, map: &mut Map, key: &Key) -> Option<StoredValue> {
         self.with_probe_namespace(key, |namespace| {
-            map.remove_by(|stored| stored.cmp_parts(namespace, key.type_tag, &key.user_key))
+            let probe = Probe::new(namespace, key.type_tag, &key.user_key);
+            map.remove_by(|stored| stored.cmp_probe(&probe))
         })
         .map(|(_, value)| value)
     }
@@ -197,8 +198,9 @@ impl UnifiedStore {
     /// The value stored under `key`, if any.
     pub fn get(&self, key: &Key) -> Option<VersionedValue> {
         self.with_probe_namespace(key, |namespace| {
+            let probe = Probe::new(namespace, key.type_tag, &key.user_key);
             self.read()
-                .get_by(|stored| stored.cmp_parts(namespace, key.type_tag, &key.user_key))
+                .get_by(|stored| stored.cmp_probe(&probe))
                 .map(StoredValue::to_versioned)
         })
     }
@@ -242,8 +244,9 @@ impl UnifiedStore {
     ) -> Vec<(Key, VersionedValue)> {
         let mut out = Vec::new();
         self.with_probe_namespace(start, |namespace| {
+            let probe = Probe::new(namespace, start.type_tag, &start.user_key);
             self.read().visit_from(
-                |stored| stored.cmp_parts(namespace, start.type_tag, &start.user_key),
+                |stored| stored.cmp_probe(&probe),
                 |k, v| {
                     if !inside(k) {
                         return ControlFlow::Break(());

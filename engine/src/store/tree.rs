@@ -92,6 +92,7 @@ impl<K, V> Node<K, V> {
 
 /// Index of the child of `seps` whose range holds the probe: the number of separators at or
 /// below it.
+#[inline]
 fn route<K>(seps: &[K], cmp: &mut impl FnMut(&K) -> Ordering) -> usize {
     seps.partition_point(|sep| cmp(sep) != Ordering::Greater)
 }
@@ -113,6 +114,7 @@ impl<K: Ord + Clone, V> OrderedMap<K, V> {
     }
 
     /// The value whose key compares `Equal` under `cmp`.
+    #[inline]
     pub(crate) fn get_by(&self, mut cmp: impl FnMut(&K) -> Ordering) -> Option<&V> {
         let mut node = &self.root;
         loop {
