@@ -92,9 +92,28 @@ impl<K, V> Node<K, V> {
 
 /// Index of the child of `seps` whose range holds the probe: the number of separators at or
 /// below it.
-#[inline]
+///
+/// A hand-written binary search: through `partition_point` the comparator stayed an
+/// out-of-line call per step, and searching is most of a read.
+#[inline(always)]
 fn route<K>(seps: &[K], cmp: &mut impl FnMut(&K) -> Ordering) -> usize {
-    seps.partition_point(|sep| cmp(sep) != Ordering::Greater)
+    let (mut lo, mut hi) = (0, seps.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if cmp(&seps[mid]) == Ordering::Greater {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
+}
+
+/// Index of the key comparing `Equal` in a leaf's keys, if any (binary search, as `route`).
+#[inline(always)]
+fn find<K>(keys: &[K], cmp: &mut impl FnMut(&K) -> Ordering) -> Option<usize> {
+    let idx = route(keys, cmp);
+    (idx > 0 && cmp(&keys[idx - 1]) == Ordering::Equal).then(|| idx - 1)
 }
 
 impl<K: Ord + Clone, V> OrderedMap<K, V> {
@@ -123,7 +142,7 @@ impl<K: Ord + Clone, V> OrderedMap<K, V> {
                     node = &internal.children[route(&internal.seps, &mut cmp)];
                 }
                 Node::Leaf(leaf) => {
-                    let idx = leaf.keys.binary_search_by(&mut cmp).ok()?;
+                    let idx = find(&leaf.keys, &mut cmp)?;
                     return Some(&leaf.vals[idx]);
                 }
             }
@@ -351,7 +370,7 @@ fn remove_from<K, V>(
 ) -> Option<(K, V)> {
     match node {
         Node::Leaf(leaf) => {
-            let idx = leaf.keys.binary_search_by(&mut *cmp).ok()?;
+            let idx = find(&leaf.keys, cmp)?;
             Some((leaf.keys.remove(idx), leaf.vals.remove(idx)))
         }
         Node::Internal(internal) => {
