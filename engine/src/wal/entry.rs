@@ -358,6 +358,9 @@ impl std::error::Error for DecodeError {}
 #[derive(Debug, Default)]
 pub struct NamespaceCache {
     recent: Vec<Arc<Namespace>>,
+    /// The encoded form of `recent[0]` (names with their lengths, then the run id): a key
+    /// that starts with exactly these bytes has that namespace, found with one comparison.
+    front_encoded: Vec<u8>,
 }
 
 /// How many distinct namespaces the cache remembers (most recent first).
@@ -380,8 +383,25 @@ impl NamespaceCache {
         })?;
         if idx != 0 {
             self.recent[..=idx].rotate_right(1);
+            self.encode_front();
         }
         Some(self.recent[0].clone())
+    }
+
+    /// The front namespace and its encoded length, if `key_bytes` starts with its encoding.
+    #[inline]
+    fn front_match(&self, key_bytes: &[u8]) -> Option<(Arc<Namespace>, usize)> {
+        let front = self.recent.first()?;
+        key_bytes
+            .starts_with(&self.front_encoded)
+            .then(|| (front.clone(), self.front_encoded.len()))
+    }
+
+    fn encode_front(&mut self) {
+        self.front_encoded.clear();
+        if let Some(front) = self.recent.first() {
+            encode_namespace(&mut self.front_encoded, front);
+        }
     }
 
     fn intern(&mut self, tenant: &str, app: &str, agent: &str, run_id: RunId) -> Arc<Namespace> {
@@ -391,6 +411,7 @@ impl NamespaceCache {
             let ns = self.recent[idx].clone();
             if idx != 0 {
                 self.recent[..=idx].rotate_right(1);
+                self.encode_front();
             }
             return ns;
         }
@@ -399,6 +420,7 @@ impl NamespaceCache {
             self.recent.pop();
         }
         self.recent.insert(0, ns.clone());
+        self.encode_front();
         ns
     }
 }
@@ -515,11 +537,15 @@ fn put_blob(out: &mut Vec<u8>, blob: &[u8]) {
     out.extend_from_slice(blob);
 }
 
+fn encode_namespace(out: &mut Vec<u8>, namespace: &Namespace) {
+    put_name(out, &namespace.tenant);
+    put_name(out, &namespace.app);
+    put_name(out, &namespace.agent);
+    put_u64(out, namespace.run_id.0);
+}
+
 fn encode_key(out: &mut Vec<u8>, key: &Key) {
-    put_name(out, &key.namespace.tenant);
-    put_name(out, &key.namespace.app);
-    put_name(out, &key.namespace.agent);
-    put_u64(out, key.namespace.run_id.0);
+    encode_namespace(out, &key.namespace);
     out.push(key.type_tag.as_byte());
     put_blob(out, &key.user_key);
 }
@@ -636,7 +662,15 @@ fn decode_key<'a>(
     // neither UTF-8 validation nor a new allocation is needed. On a miss, or any error, the
     // cursor rewinds and the checked path below decodes (and reports errors) as always.
     let start = cursor.pos;
-    if let Some(namespace) = cached_namespace(cursor, namespaces) {
+    let front = namespaces.front_match(&cursor.bytes[start..]);
+    let cached = match front {
+        Some((namespace, encoded_len_bytes)) => {
+            cursor.pos += encoded_len_bytes;
+            Some(namespace)
+        }
+        None => cached_namespace(cursor, namespaces),
+    };
+    if let Some(namespace) = cached {
         let tag_byte = cursor.u8("key.type_tag")?;
         let type_tag = TypeTag::from_byte(tag_byte).ok_or_else(|| DecodeError {
             field: "key.type_tag",

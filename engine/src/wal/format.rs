@@ -143,7 +143,10 @@ pub(crate) fn read_u32(bytes: &[u8]) -> u32 {
 /// The checksum of a record: covers the length and type bytes, then the payload.
 pub fn record_crc(len_and_type: &[u8], payload: &[u8]) -> u32 {
     debug_assert_eq!(len_and_type.len(), RECORD_LEN_LEN + RECORD_TYPE_LEN);
-    let mut hasher = crc32fast::Hasher::new();
+    // `Hasher::new` detects CPU features on every call (~110 instructions, as much as
+    // checksumming a small record); a clone of one detected hasher skips that.
+    static DETECTED: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
+    let mut hasher = DETECTED.get_or_init(crc32fast::Hasher::new).clone();
     hasher.update(len_and_type);
     hasher.update(payload);
     hasher.finalize()

@@ -201,7 +201,79 @@ impl<'a> WalReader<'a> {
 
     /// Like [`WalReader::next_record`], but the record borrows its key and value from the
     /// read buffer until the next call (replay copies them straight into the store).
+    ///
+    /// Inlined into the caller's loop for the common case (a whole, valid record already
+    /// buffered): returned out of line, the record was copied through the stack twice with
+    /// store-forwarding stalls, ~15% of replay.
+    #[inline]
     pub fn next_entry(&mut self) -> Result<Option<RecordRef<'_>>> {
+        match self.buffered_valid_record() {
+            Some((kind, payload_len)) => Ok(self.decode_record(kind, payload_len)),
+            None => self.next_entry_slow(),
+        }
+    }
+
+    /// The type and payload length of the record at the read position when all of it is
+    /// already buffered and its frame is valid; `None` sends the caller to the slow path,
+    /// which judges the same bytes again (and reads, classifies damage, reports errors).
+    #[inline]
+    fn buffered_valid_record(&self) -> Option<(RecordType, usize)> {
+        if self.end.is_some() {
+            return None;
+        }
+        let buffered = &self.buf[self.pos..self.filled];
+        if buffered.len() < RECORD_HEADER_LEN {
+            return None;
+        }
+        let payload_len = read_u32(buffered) as usize;
+        if payload_len > buffered.len() - RECORD_HEADER_LEN {
+            return None;
+        }
+        match inspect_frame(&buffered[..RECORD_HEADER_LEN + payload_len]) {
+            Frame::Valid {
+                record_type,
+                payload_len,
+            } => Some((RecordType::from_byte(record_type)?, payload_len)),
+            _ => None,
+        }
+    }
+
+    /// Decodes the valid frame at the read position and steps past it, or ends the log as
+    /// corruption if its payload does not decode.
+    #[inline]
+    fn decode_record(&mut self, kind: RecordType, payload_len: usize) -> Option<RecordRef<'_>> {
+        let offset_bytes = self.buf_offset_bytes + self.pos as u64;
+        let start = self.pos + RECORD_HEADER_LEN;
+        let len_bytes = (RECORD_HEADER_LEN + payload_len) as u64;
+        let payload = &self.buf[start..start + payload_len];
+        match EntryRef::decode(kind, payload, &mut self.namespaces) {
+            Ok(entry) => {
+                self.pos = start + payload_len;
+                Some(RecordRef {
+                    offset_bytes,
+                    len_bytes,
+                    entry,
+                })
+            }
+            Err(e) => {
+                // A checksummed record that does not decode was written wrong, not torn:
+                // never a tail to cut silently.
+                let next = (offset_bytes + len_bytes).min(self.file_len_bytes);
+                self.end = Some(ReadEnd::Corruption {
+                    offset_bytes,
+                    next_valid_offset_bytes: next,
+                    reason: format!(
+                        "{} record with a valid checksum does not decode: {e}",
+                        kind.name()
+                    ),
+                });
+                None
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn next_entry_slow(&mut self) -> Result<Option<RecordRef<'_>>> {
         if self.end.is_some() {
             return Ok(None);
         }
@@ -244,34 +316,7 @@ impl<'a> WalReader<'a> {
                         record_type,
                     });
                 };
-                let start = self.pos + RECORD_HEADER_LEN;
-                let len_bytes = (RECORD_HEADER_LEN + payload_len) as u64;
-                let payload = &self.buf[start..start + payload_len];
-                match EntryRef::decode(kind, payload, &mut self.namespaces) {
-                    Ok(entry) => {
-                        self.pos = start + payload_len;
-                        Ok(Some(RecordRef {
-                            offset_bytes,
-                            len_bytes,
-                            entry,
-                        }))
-                    }
-                    Err(e) => {
-                        // A checksummed record that does not decode was written wrong, not
-                        // torn: never a tail to cut silently.
-                        let next = (offset_bytes + (RECORD_HEADER_LEN + payload_len) as u64)
-                            .min(self.file_len_bytes);
-                        self.end = Some(ReadEnd::Corruption {
-                            offset_bytes,
-                            next_valid_offset_bytes: next,
-                            reason: format!(
-                                "{} record with a valid checksum does not decode: {e}",
-                                kind.name()
-                            ),
-                        });
-                        Ok(None)
-                    }
-                }
+                Ok(self.decode_record(kind, payload_len))
             }
             Frame::Incomplete { needed_bytes } => {
                 let reason = format!(
