@@ -16,7 +16,7 @@ use crate::types::{Key, Namespace, Timestamp, TypeTag, Value, VersionedValue};
 use crate::wal::entry::{KeyRef, ValueRef};
 use key::{Probe, StoredKey};
 use tree::OrderedMap;
-use value::StoredValue;
+use value::{StoredPayload, StoredValue};
 
 /// Ordered versioned map, safe to share across threads.
 #[derive(Debug, Default)]
@@ -298,21 +298,24 @@ pub(crate) struct ReplayApplier<'a> {
 /// holds it until its transaction's CommitTxn.
 #[derive(Debug, Clone)]
 pub(crate) enum ReplayOp {
-    Put { key: StoredKey, value: StoredValue },
-    Delete { key: StoredKey, version: u64 },
+    Put {
+        key: StoredKey,
+        payload: StoredPayload,
+        version: u64,
+    },
+    Delete {
+        key: StoredKey,
+        version: u64,
+    },
 }
 
 impl ReplayOp {
-    /// A Write record's operation; `timestamp` is its transaction's BeginTxn stamp.
-    pub(crate) fn put(
-        key: &KeyRef<'_>,
-        value: ValueRef<'_>,
-        version: u64,
-        timestamp: Timestamp,
-    ) -> ReplayOp {
+    /// A Write record's operation.
+    pub(crate) fn put(key: &KeyRef<'_>, value: ValueRef<'_>, version: u64) -> ReplayOp {
         ReplayOp::Put {
             key: StoredKey::new(key.namespace.clone(), key.type_tag, key.user_key),
-            value: StoredValue::from_ref(value, version, timestamp),
+            payload: StoredPayload::from_ref(value),
+            version,
         }
     }
 
@@ -330,10 +333,14 @@ impl ReplayOp {
 }
 
 impl ReplayApplier<'_> {
-    /// Applies one committed operation.
-    pub(crate) fn apply(&mut self, op: ReplayOp) {
+    /// Applies one committed operation with its transaction's BeginTxn timestamp.
+    pub(crate) fn apply(&mut self, op: ReplayOp, timestamp: Timestamp) {
         match op {
-            ReplayOp::Put { mut key, value } => {
+            ReplayOp::Put {
+                mut key,
+                payload,
+                version,
+            } => {
                 // Replay's keys already share one allocation per namespace (the decoder
                 // interns them); this only checks the pointer, or interns a new one.
                 if !self
@@ -344,8 +351,9 @@ impl ReplayApplier<'_> {
                     self.store.intern_key(&mut key);
                     self.last_namespace = Some(key.namespace().clone());
                 }
-                self.version_max = self.version_max.max(value.version());
-                self.map.insert(key, value);
+                self.version_max = self.version_max.max(version);
+                self.map
+                    .insert(key, StoredValue::from_payload(payload, version, timestamp));
             }
             ReplayOp::Delete { key, version } => {
                 self.version_max = self.version_max.max(version);
@@ -378,7 +386,7 @@ pub enum StoreOp {
 
 #[cfg(test)]
 mod tests {
-    use super::value::{StoredPayload, INLINE_VALUE_LEN_MAX};
+    use super::value::INLINE_VALUE_LEN_MAX;
     use super::*;
     use crate::types::RunId;
 
@@ -484,20 +492,22 @@ mod tests {
         let store = UnifiedStore::new();
         let mut applier = store.replay_applier();
         for op in ops {
-            applier.apply(match op {
+            let op = match op {
                 StoreOp::Put {
                     key,
                     value,
                     version,
                 } => ReplayOp::Put {
                     key: StoredKey::from_key(key),
-                    value: StoredValue::new(value, version, Timestamp(7)),
+                    payload: StoredValue::new(value, version, Timestamp(7)).into_payload(),
+                    version,
                 },
                 StoreOp::Delete { key, version } => ReplayOp::Delete {
                     key: StoredKey::from_key(key),
                     version,
                 },
-            });
+            };
+            applier.apply(op, Timestamp(7));
         }
         applier.finish();
         assert_eq!(store.current_version(), expected.current_version());

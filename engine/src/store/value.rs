@@ -47,6 +47,26 @@ fn inline(bytes: &[u8]) -> Option<(u8, [u8; INLINE_VALUE_LEN_MAX])> {
     Some((bytes.len() as u8, inline))
 }
 
+impl StoredPayload {
+    /// The stored form of a value decoded from the log, copied once from the record.
+    pub(crate) fn from_ref(value: ValueRef<'_>) -> StoredPayload {
+        match value {
+            ValueRef::Null => StoredPayload::Null,
+            ValueRef::Bool(b) => StoredPayload::Bool(b),
+            ValueRef::I64(i) => StoredPayload::I64(i),
+            ValueRef::F64(f) => StoredPayload::F64(f.to_bits()),
+            ValueRef::Bytes(b) => match inline(b) {
+                Some((len, bytes)) => StoredPayload::InlineBytes { len, bytes },
+                None => StoredPayload::Bytes(b.into()),
+            },
+            ValueRef::String(s) => match inline(s.as_bytes()) {
+                Some((len, bytes)) => StoredPayload::InlineString { len, bytes },
+                None => StoredPayload::String(s.into()),
+            },
+        }
+    }
+}
+
 impl StoredValue {
     pub(crate) fn new(value: Value, version: u64, timestamp: Timestamp) -> StoredValue {
         let payload = match value {
@@ -70,22 +90,13 @@ impl StoredValue {
         }
     }
 
-    /// The stored form of a value decoded from the log, copied once from the record.
-    pub(crate) fn from_ref(value: ValueRef<'_>, version: u64, timestamp: Timestamp) -> StoredValue {
-        let payload = match value {
-            ValueRef::Null => StoredPayload::Null,
-            ValueRef::Bool(b) => StoredPayload::Bool(b),
-            ValueRef::I64(i) => StoredPayload::I64(i),
-            ValueRef::F64(f) => StoredPayload::F64(f.to_bits()),
-            ValueRef::Bytes(b) => match inline(b) {
-                Some((len, bytes)) => StoredPayload::InlineBytes { len, bytes },
-                None => StoredPayload::Bytes(b.into()),
-            },
-            ValueRef::String(s) => match inline(s.as_bytes()) {
-                Some((len, bytes)) => StoredPayload::InlineString { len, bytes },
-                None => StoredPayload::String(s.into()),
-            },
-        };
+    /// A stored value from its parts (replay builds the payload before it knows whether
+    /// the transaction commits).
+    pub(crate) fn from_payload(
+        payload: StoredPayload,
+        version: u64,
+        timestamp: Timestamp,
+    ) -> StoredValue {
         StoredValue {
             payload,
             version,
@@ -93,8 +104,9 @@ impl StoredValue {
         }
     }
 
-    pub(crate) fn version(&self) -> u64 {
-        self.version
+    #[cfg(test)]
+    pub(crate) fn into_payload(self) -> StoredPayload {
+        self.payload
     }
 
     fn value(&self) -> Value {
