@@ -194,6 +194,38 @@ impl<'a> EntryRef<'a> {
         payload: &'a [u8],
         namespaces: &mut NamespaceCache,
     ) -> Result<EntryRef<'a>, DecodeError> {
+        // BeginTxn, CommitTxn and AbortTxn payloads have one exact length: read them as
+        // fixed arrays (two thirds of a typical log's records). Any other length takes the
+        // cursor below, which names the field that is short or the bytes left over.
+        let word = |at: usize| {
+            u64::from_le_bytes(
+                payload[at..at + 8]
+                    .try_into()
+                    .expect("8 bytes inside a checked length"),
+            )
+        };
+        match (record_type, payload.len()) {
+            (RecordType::BeginTxn, BEGIN_PAYLOAD_LEN) => {
+                return Ok(EntryRef::BeginTxn {
+                    txn_id: word(0),
+                    run_id: RunId(word(8)),
+                    timestamp: Timestamp(word(16)),
+                })
+            }
+            (RecordType::CommitTxn, END_PAYLOAD_LEN) => {
+                return Ok(EntryRef::CommitTxn {
+                    txn_id: word(0),
+                    run_id: RunId(word(8)),
+                })
+            }
+            (RecordType::AbortTxn, END_PAYLOAD_LEN) => {
+                return Ok(EntryRef::AbortTxn {
+                    txn_id: word(0),
+                    run_id: RunId(word(8)),
+                })
+            }
+            _ => {}
+        }
         let mut cursor = Cursor {
             bytes: payload,
             pos: 0,
@@ -431,6 +463,11 @@ const VALUE_I64: u8 = 2;
 const VALUE_F64: u8 = 3;
 const VALUE_STRING: u8 = 4;
 const VALUE_BYTES: u8 = 5;
+
+/// Payload length of a BeginTxn record: txn id, run id, timestamp.
+const BEGIN_PAYLOAD_LEN: usize = 24;
+/// Payload length of a CommitTxn or AbortTxn record: txn id, run id.
+const END_PAYLOAD_LEN: usize = 16;
 
 /// Longest tenant, app or agent name, in bytes (a u16 length prefix).
 pub const NAME_LEN_MAX: usize = u16::MAX as usize;
@@ -883,6 +920,18 @@ mod tests {
         payload[last] = 99;
         let err = WALEntry::decode_payload(RecordType::Write, &payload, &mut cache).unwrap_err();
         assert_eq!(err.field, "value.tag");
+    }
+
+    #[test]
+    fn fixed_payload_lengths_match_the_encoder() {
+        let mut out = Vec::new();
+        let len = encode_begin(&mut out, 1, RunId(2), Timestamp(3));
+        assert_eq!(len, RECORD_HEADER_LEN + BEGIN_PAYLOAD_LEN);
+        for kind in [RecordType::CommitTxn, RecordType::AbortTxn] {
+            out.clear();
+            let len = encode_end(&mut out, kind, 1, RunId(2));
+            assert_eq!(len, RECORD_HEADER_LEN + END_PAYLOAD_LEN);
+        }
     }
 
     #[test]
