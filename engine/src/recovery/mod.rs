@@ -31,10 +31,13 @@ use group::Grouper;
 
 /// Logs at least this long replay with the reading stage on its own thread.
 const PIPELINE_MIN_BYTES: u64 = 4 << 20;
-/// Events per batch handed from the reading stage to the applying stage.
-const EVENT_BATCH_LEN: usize = 4096;
-/// Batches queued between the stages at most (bounds replay's extra memory to a few MiB).
-const BATCHES_QUEUED_MAX: usize = 4;
+/// Events per batch handed from the reading stage to the applying stage. 1024 events
+/// (~100 KiB) measured best on 2 cores for 1M single-put transactions: median reopen
+/// 0.29 s, against 0.36 s with batches of 4096 (written while the other core still holds
+/// their cache lines) and 0.36 s with 256 (more hand-overs).
+const EVENT_BATCH_LEN: usize = 1024;
+/// Batches queued between the stages at most: bounds replay's extra memory (~1.7 MiB).
+const BATCHES_QUEUED_MAX: usize = 16;
 
 /// What replay did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
