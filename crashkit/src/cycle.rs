@@ -400,8 +400,10 @@ fn run_generation(
     let mut ledger = writer.ledger.clone();
     outcome.acked += ledger.attempts.iter().filter(|a| a.ack.is_some()).count();
     outcome.saw_error |= ledger.saw_error || ledger.close_error.is_some();
-    let crash_len = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
     let crashed_wal = std::fs::read(&wal_path).unwrap_or_default();
+    // Where the writer stopped, not the file length: the engine preallocates its WAL, so
+    // zeros it never wrote follow the log.
+    let crash_len = crate::seam::written_end_bytes(&crashed_wal);
     if case.kill != KillKind::IoError {
         if case.layout_known() {
             let offset = if case.kill == KillKind::Offset {
@@ -411,7 +413,7 @@ fn run_generation(
             };
             outcome.kill_site = Some(coverage::classify(&layout, offset));
         } else if crashed_wal.len() >= engine::wal::HEADER_LEN {
-            outcome.kill_site = Some(coverage::classify_image(&crashed_wal));
+            outcome.kill_site = Some(coverage::classify_image(&crashed_wal[..crash_len as usize]));
         }
     }
     match classify_exit(&writer, case.kill == KillKind::Offset, Role::Writer) {
@@ -426,6 +428,8 @@ fn run_generation(
         first_damaged = crate::power_loss::apply(&wal_path, synced, damage, &mut rng).map_err(
             io_err(format!("simulating power loss on {}", wal_path.display())),
         )?;
+        // Damage to preallocated zeros past the written end changes no record.
+        first_damaged = first_damaged.min(crash_len);
     }
     let mut reference_state = None;
     if plan.recovery_kill_call.is_some() && db_dir.exists() {

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use engine::wal::{FileOpener, OpenedStorage, StorageOpener, WalStorage};
+use engine::wal::{FileOpener, OpenedStorage, StorageOpener, SyncCadence, WalStorage};
 
 /// What a layer does when its trigger fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +80,15 @@ impl WalStorage for KillAtOffset {
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
         self.inner.set_len(len_bytes)
     }
+    fn allocate(
+        &self,
+        offset_bytes: u64,
+        len_bytes: u64,
+        cadence: SyncCadence,
+    ) -> io::Result<bool> {
+        // Preallocated zeros are not WAL bytes: K counts records only.
+        self.inner.allocate(offset_bytes, len_bytes, cadence)
+    }
     fn sync_data(&self) -> io::Result<()> {
         self.inner.sync_data()
     }
@@ -145,6 +154,16 @@ impl WalStorage for SyncTracker {
         self.inner.set_len(len_bytes)?;
         self.written_end_bytes.store(len_bytes, Ordering::Release);
         Ok(())
+    }
+    fn allocate(
+        &self,
+        offset_bytes: u64,
+        len_bytes: u64,
+        cadence: SyncCadence,
+    ) -> io::Result<bool> {
+        // Not counted as written: the zeros hold no records, and counting them would claim
+        // that a later sync covered records written over them after it started.
+        self.inner.allocate(offset_bytes, len_bytes, cadence)
     }
     fn sync_data(&self) -> io::Result<()> {
         let covered = self.written_end_bytes.load(Ordering::Acquire);
@@ -225,6 +244,14 @@ impl WalStorage for FailingIo {
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
         self.inner.set_len(len_bytes)
     }
+    fn allocate(
+        &self,
+        offset_bytes: u64,
+        len_bytes: u64,
+        cadence: SyncCadence,
+    ) -> io::Result<bool> {
+        self.inner.allocate(offset_bytes, len_bytes, cadence)
+    }
     fn sync_data(&self) -> io::Result<()> {
         if self.op == FailOp::Sync && self.wrote_record.load(Ordering::Acquire) && self.is_nth() {
             return Err(io::Error::other("crashkit: injected fdatasync failure"));
@@ -283,6 +310,15 @@ impl WalStorage for KillAfterCalls {
         self.tick("set_len")?;
         self.inner.set_len(len_bytes)
     }
+    fn allocate(
+        &self,
+        offset_bytes: u64,
+        len_bytes: u64,
+        cadence: SyncCadence,
+    ) -> io::Result<bool> {
+        self.tick("allocate")?;
+        self.inner.allocate(offset_bytes, len_bytes, cadence)
+    }
     fn sync_data(&self) -> io::Result<()> {
         self.tick("fdatasync")?;
         self.inner.sync_data()
@@ -334,6 +370,7 @@ impl StorageOpener for FaultOpener {
             return Ok(opened);
         }
         let mut storage = opened.storage;
+        let opened_plain = storage.clone();
         if let Some(n) = self.layers.kill_after_calls {
             storage = Arc::new(KillAfterCalls::new(storage, n, Stop::SigKill));
         }
@@ -342,9 +379,10 @@ impl StorageOpener for FaultOpener {
         }
         if let Some(k) = self.layers.kill_at_offset_bytes {
             // K counts from where this process's first record goes: a later generation
-            // appends after the records an earlier one left.
+            // appends after the records an earlier one left (read from the plain file, so
+            // the layers below count no calls for it).
             let header = engine::wal::HEADER_LEN as u64;
-            let start = storage.len_bytes()?.max(header);
+            let start = written_end_of(opened_plain.as_ref())?.max(header);
             storage = Arc::new(KillAtOffset::new(
                 storage,
                 start + (k - header),
@@ -360,6 +398,39 @@ impl StorageOpener for FaultOpener {
             created: opened.created,
         })
     }
+}
+
+/// Where a writer stopped writing in a WAL image: past every whole record (frames whose
+/// checksum holds, walked from the header) and past the last non-zero byte. The engine
+/// preallocates its WAL, so zeros it never wrote follow the log and the file length no
+/// longer says where writing stopped. (A record whose last bytes are zeros, cut inside
+/// them, reads as whole: the image cannot tell, and recovery reads it the same way.)
+pub fn written_end_bytes(image: &[u8]) -> u64 {
+    use engine::wal::format::{inspect_frame, Frame};
+    let header = engine::wal::HEADER_LEN;
+    if image.len() <= header {
+        return image.len() as u64;
+    }
+    let mut whole_end = header;
+    while let Frame::Valid { payload_len, .. } = inspect_frame(&image[whole_end..]) {
+        whole_end += engine::wal::RECORD_HEADER_LEN + payload_len;
+    }
+    let nonzero_end = image.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    whole_end.max(nonzero_end) as u64
+}
+
+/// [`written_end_bytes`] of the file behind `storage`.
+fn written_end_of(storage: &dyn WalStorage) -> io::Result<u64> {
+    let mut image = vec![0u8; storage.len_bytes()? as usize];
+    let mut at = 0;
+    while at < image.len() {
+        match storage.read_at(at as u64, &mut image[at..])? {
+            0 => break,
+            n => at += n,
+        }
+    }
+    image.truncate(at);
+    Ok(written_end_bytes(&image))
 }
 
 #[cfg(test)]

@@ -72,17 +72,17 @@ impl Report {
                 );
             }
             let group = c.strict_group_commit_ratio("strict");
-            let group_prealloc = c.strict_group_commit_ratio("strict-prealloc");
+            let group_append = c.strict_group_commit_ratio("strict-append");
             lines.push(
                 serde_json::json!({
                     "type": "summary",
                     "plain_append_fdatasync_per_s": c.plain_fdatasync_per_second,
                     "plain_record_len_bytes": c.plain_record_len_bytes,
                     "strict_1t_to_plain_ratio": c.strict_to_plain_ratio("strict"),
-                    "strict_prealloc_1t_to_plain_ratio": c.strict_to_plain_ratio("strict-prealloc"),
+                    "strict_append_1t_to_plain_ratio": c.strict_to_plain_ratio("strict-append"),
                     "strict_group_commit_threads": group.map(|g| g.0),
                     "strict_group_commit_ratio": group.map(|g| g.1),
-                    "strict_prealloc_group_commit_ratio": group_prealloc.map(|g| g.1),
+                    "strict_append_group_commit_ratio": group_append.map(|g| g.1),
                 })
                 .to_string(),
             );
@@ -145,7 +145,7 @@ impl Report {
                 out.push_str(&format!(" {:>12}", format!("{t} thr")));
             }
             out.push_str(&format!(" {:>8}\n", "B/txn"));
-            for mode in ["strict", "strict-prealloc", "batched", "async"] {
+            for mode in ["strict", "strict-append", "batched", "async"] {
                 out.push_str(&format!("{mode:>16}"));
                 let mut bytes_per_txn = 0.0;
                 for t in &threads {
@@ -167,7 +167,7 @@ impl Report {
                 "plain pwrite({} B, appending) + fdatasync loop: {:.0}/s\n",
                 c.plain_record_len_bytes, c.plain_fdatasync_per_second
             ));
-            for row in ["strict", "strict-prealloc"] {
+            for row in ["strict", "strict-append"] {
                 if let Some(ratio) = c.strict_to_plain_ratio(row) {
                     out.push_str(&format!(
                         "{row} 1 thread / plain loop: {ratio:.2}x (target >= 1.3x)\n"

@@ -27,7 +27,9 @@ use crate::recovery::{replay_wal_with_mode, ReplayStats};
 use crate::store::{StoreOp, UnifiedStore};
 use crate::types::{Key, RunId, Timestamp, VersionedValue};
 use crate::wal::storage::sync_directory;
-use crate::wal::{lock, FileOpener, StorageOpener, WalOptions, WAL};
+use crate::wal::{
+    lock, FileOpener, StorageOpener, WalOptions, DEFAULT_PREALLOCATE_CHUNK_BYTES, WAL,
+};
 use lock::DirLock;
 pub use transaction::{CommitInfo, Transaction};
 
@@ -49,7 +51,7 @@ impl Default for DatabaseOptions {
             durability: DurabilityMode::default(),
             recovery: RecoveryMode::default(),
             opener: Arc::new(FileOpener),
-            preallocate_chunk_bytes: 0,
+            preallocate_chunk_bytes: DEFAULT_PREALLOCATE_CHUNK_BYTES,
         }
     }
 }
@@ -75,9 +77,11 @@ impl DatabaseOptions {
         self
     }
 
-    /// Preallocates the WAL with zeros in chunks of `chunk_bytes` (0, the default, turns it
-    /// off; a few MiB is typical). Strict commits then overwrite allocated blocks, and their
-    /// fdatasync needs no metadata update. See `WalOptions::preallocate_chunk_bytes`.
+    /// Preallocates the WAL in chunks of `chunk_bytes` (default
+    /// [`DEFAULT_PREALLOCATE_CHUNK_BYTES`], 1 MiB; 0 turns it off). Strict commits then
+    /// overwrite allocated blocks, so their fdatasync needs no metadata update, and appends
+    /// into the allocation are copies into a shared mapping (no syscall). See
+    /// `WalOptions::preallocate_chunk_bytes`.
     pub fn preallocate(mut self, chunk_bytes: u64) -> DatabaseOptions {
         self.preallocate_chunk_bytes = chunk_bytes;
         self
@@ -92,7 +96,14 @@ impl DatabaseOptions {
 struct CommitState {
     next_txn_id: u64,
     next_version: u64,
+    /// The encoding buffer, reused by every commit (it is only used under the commit
+    /// lock): one allocation per database instead of one per commit.
+    encoded: Vec<u8>,
 }
+
+/// A reused encoding buffer larger than this is dropped after its commit, so one huge
+/// transaction does not pin its memory for the database's life.
+const ENCODE_BUFFER_KEEP_MAX_BYTES: usize = 1 << 20;
 
 /// A Strict commit written to the WAL and waiting for an fdatasync to cover it.
 #[derive(Debug)]
@@ -255,6 +266,7 @@ impl Database {
                 .max(stats.max_version_seen)
                 .max(dropped_max_version)
                 + 1,
+            encoded: Vec::new(),
         };
         let shared = Arc::new(Shared {
             wal,
@@ -370,18 +382,25 @@ impl Database {
         shared.wal.check_poisoned()?;
         let timestamp = Timestamp::now();
         let n_ops = ops.len() as u64;
-        // BeginTxn and CommitTxn frames take 58 bytes; 64 leaves no reallocation.
-        let mut encoded = Vec::with_capacity(64 + ops_encoded_len_bytes);
         let strict = shared.mode == DurabilityMode::Strict;
         let (txn_id, first_version, end_offset_bytes) = {
-            let mut state = lock(&shared.commit);
+            let mut guard = lock(&shared.commit);
+            let state = &mut *guard;
             let txn_id = state.next_txn_id;
             let first_version = state.next_version;
-            transaction::encode_txn(&mut encoded, txn_id, run_id, timestamp, first_version, &ops);
+            let encoded = &mut state.encoded;
+            encoded.clear();
+            // BeginTxn and CommitTxn frames take 58 bytes; 64 leaves no reallocation.
+            encoded.reserve(64 + ops_encoded_len_bytes);
+            transaction::encode_txn(encoded, txn_id, run_id, timestamp, first_version, &ops);
             // Consume the id and versions even if the write fails: the bytes may be on disk.
             state.next_txn_id += 1;
             state.next_version += n_ops;
-            let end = shared.wal.append_bytes(&encoded)?;
+            let appended = shared.wal.append_bytes(encoded);
+            if encoded.capacity() > ENCODE_BUFFER_KEEP_MAX_BYTES {
+                *encoded = Vec::new();
+            }
+            let end = appended?;
             let store_ops: Vec<StoreOp> = ops
                 .into_iter()
                 .enumerate()
@@ -457,6 +476,16 @@ impl Drop for Database {
             // Batched promises a sync at least every interval; honour it for the last one.
             if let Err(e) = self.shared.wal.sync() {
                 log::error!("final sync of {} on drop failed: {e}", self.path.display());
+            }
+        }
+        if !self.shared.closed.load(Ordering::Acquire) && self.shared.wal.check_poisoned().is_ok() {
+            // A dropped handle leaves the file ending at the log, like `close`: only a crash
+            // leaves preallocated zeros behind.
+            if let Err(e) = self.shared.wal.trim_preallocated_unsynced() {
+                log::error!(
+                    "trimming the preallocated WAL of {} on drop failed: {e}",
+                    self.path.display()
+                );
             }
         }
     }

@@ -12,15 +12,16 @@ pub mod reader;
 pub mod storage;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::durability::{DurabilityMode, RecoveryMode};
 use crate::error::{EngineError, Result};
 pub use entry::{DecodeError, NamespaceCache, WALEntry};
 pub use format::{FileHeader, RecordType, FORMAT_VERSION, HEADER_LEN, MAGIC, RECORD_HEADER_LEN};
 pub use reader::{ReadEnd, WalReader, WalRecord};
-pub use storage::{FileOpener, FileStorage, OpenedStorage, StorageOpener, WalStorage};
+pub use storage::{FileOpener, FileStorage, OpenedStorage, StorageOpener, SyncCadence, WalStorage};
 
 /// Options for opening a WAL.
 #[derive(Debug, Clone)]
@@ -30,12 +31,16 @@ pub struct WalOptions {
     /// `None` accepts any id and creates new WALs with a random one.
     pub database_id: Option<u128>,
     pub opener: Arc<dyn StorageOpener>,
-    /// 0 (the default): the file grows with each append. Otherwise the WAL extends the file
-    /// with zeros in chunks of this size (written, then fdatasynced) before records reach
-    /// them, so that a commit's fdatasync overwrites allocated blocks and needs no metadata
-    /// update (measured ~1.2-1.5x faster Strict commits). The end of the log is then the
-    /// tracked written offset, never the file length; recovery reads the zero-filled rest as
-    /// a zero-filled torn tail and keeps it allocated instead of truncating it.
+    /// The WAL allocates its file ahead of the records in chunks of this many bytes (0,
+    /// the default for a bare WAL, turns it off: the file grows with each append;
+    /// `Database` passes [`DEFAULT_PREALLOCATE_CHUNK_BYTES`] unless told otherwise).
+    /// Preallocated space is allocated with `fallocate` (Strict mode fdatasyncs it at
+    /// once), so a Strict commit's fdatasync overwrites allocated blocks with no size
+    /// change to persist (measured ~1.3-1.5x faster), and [`FileStorage`] maps it for
+    /// Async/Batched, so an append there is a copy into the page cache instead of a
+    /// `pwrite`. The end of the log is then the tracked written offset, never the file
+    /// length; recovery reads the zeros after the log as a zero-filled torn tail and cuts
+    /// them, and [`WAL::trim_preallocated`] cuts them on close.
     pub preallocate_chunk_bytes: u64,
 }
 
@@ -49,6 +54,10 @@ impl Default for WalOptions {
         }
     }
 }
+
+/// The default preallocation chunk: one `fallocate` (+ fdatasync in Strict mode) per ~9K
+/// small commits, and a zero tail that recovery reads through in about a millisecond.
+pub const DEFAULT_PREALLOCATE_CHUNK_BYTES: u64 = 1 << 20;
 
 /// Point-in-time recovery saves the bytes it cuts to `<wal file name><DROPPED_SUFFIX><offset>`.
 pub const DROPPED_SUFFIX: &str = ".dropped-";
@@ -74,13 +83,40 @@ struct WriteState {
     /// Length of the file as this WAL made it: bytes from `end_offset_bytes` up to here are
     /// zeros written by preallocation (or, before the tail is verified, unknown).
     allocated_end_bytes: u64,
+    /// The storage said it does not preallocate ([`WalStorage::allocate`] returned false).
+    allocation_unsupported: bool,
 }
 
 #[derive(Debug)]
 struct SyncState {
     synced_offset_bytes: u64,
     sync_in_progress: bool,
+    /// Threads parked until a running sync completes (see `WAL::park_until_covered`).
+    parked: Vec<ParkedWaiter>,
+    /// `WAL::sync_waiters` when the last sync completed: how many committers run concurrently. A
+    /// leader gathers until that many appends await a sync before it starts the next one.
+    group_target: usize,
+    /// `WAL::appends` when the last sync started: appends after it are not covered by it.
+    appends_at_sync_start: u64,
+    /// Leaders waiting on `sync_arrivals` for the group to gather.
+    gatherers: usize,
+    /// How long the last completed fdatasync took; bounds the gathering wait.
+    last_sync_duration: Duration,
 }
+
+/// A thread waiting in `sync_to` for the running fdatasync.
+#[derive(Debug)]
+struct ParkedWaiter {
+    offset_bytes: u64,
+    thread: std::thread::Thread,
+}
+
+/// The longest a group-commit leader waits for the group to gather, as a fraction of the
+/// last fdatasync's duration: waiting longer than the sync it would save costs more than
+/// it gains.
+const GATHER_FRACTION_OF_SYNC: u32 = 4;
+/// An absolute cap on that wait, for a disk whose last fdatasync was very slow.
+const GATHER_WAIT_MAX: Duration = Duration::from_millis(1);
 
 /// A write-ahead log file.
 #[derive(Debug)]
@@ -93,8 +129,19 @@ pub struct WAL {
     preallocate_chunk_bytes: u64,
     write: Mutex<WriteState>,
     written_offset_bytes: AtomicU64,
+    /// Appends so far (group commit counts the ones no sync has covered yet).
+    appends: AtomicU64,
     sync: Mutex<SyncState>,
     sync_done: Condvar,
+    /// Signalled when a thread enters `sync_to` while a leader gathers its group.
+    sync_arrivals: Condvar,
+    /// `SyncState::sync_in_progress`, readable without the lock (`await_sync_outcome`).
+    sync_in_flight: AtomicBool,
+    /// `SyncState::synced_offset_bytes`, readable without the lock: a woken waiter checks
+    /// it without retaking the lock, and commits read it for `CommitInfo::durable`.
+    synced_offset_bytes: AtomicU64,
+    /// Threads inside `sync_to` (the leader, and everyone waiting for a sync to cover them).
+    sync_waiters: AtomicUsize,
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
 }
@@ -192,6 +239,11 @@ impl WAL {
                 len_bytes == HEADER_LEN as u64,
             )
         };
+        let synced_offset_bytes = if fresh {
+            end_offset_bytes
+        } else {
+            HEADER_LEN as u64
+        };
         Ok(WAL {
             path,
             storage,
@@ -203,17 +255,24 @@ impl WAL {
                 end_offset_bytes,
                 tail_verified: fresh,
                 allocated_end_bytes: end_offset_bytes,
+                allocation_unsupported: false,
             }),
             written_offset_bytes: AtomicU64::new(end_offset_bytes),
+            appends: AtomicU64::new(0),
             sync: Mutex::new(SyncState {
-                synced_offset_bytes: if fresh {
-                    end_offset_bytes
-                } else {
-                    HEADER_LEN as u64
-                },
+                synced_offset_bytes,
                 sync_in_progress: false,
+                parked: Vec::new(),
+                group_target: 1,
+                appends_at_sync_start: 0,
+                gatherers: 0,
+                last_sync_duration: Duration::ZERO,
             }),
             sync_done: Condvar::new(),
+            sync_arrivals: Condvar::new(),
+            sync_in_flight: AtomicBool::new(false),
+            synced_offset_bytes: AtomicU64::new(synced_offset_bytes),
+            sync_waiters: AtomicUsize::new(0),
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(None),
         })
@@ -229,6 +288,15 @@ impl WAL {
 
     pub fn database_id(&self) -> u128 {
         self.database_id
+    }
+
+    /// How often appends are fdatasynced in this WAL's mode (tells the storage how to
+    /// write into preallocated space).
+    fn sync_cadence(&self) -> SyncCadence {
+        match self.mode {
+            DurabilityMode::Strict => SyncCadence::PerAppend,
+            DurabilityMode::Batched { .. } | DurabilityMode::Async => SyncCadence::Deferred,
+        }
     }
 
     /// The storage under this WAL (for tools that read raw bytes).
@@ -248,7 +316,7 @@ impl WAL {
 
     /// Bytes covered by a completed fdatasync.
     pub fn synced_offset_bytes(&self) -> u64 {
-        lock(&self.sync).synced_offset_bytes
+        self.synced_offset_bytes.load(Ordering::Acquire)
     }
 
     /// `Err(Poisoned)` once a write or fsync has failed.
@@ -275,8 +343,12 @@ impl WAL {
             log::error!("WAL {} poisoned: {reason}", self.path.display());
         }
         // Wake group-commit waiters so they see the poison instead of waiting forever.
-        let _guard = lock(&self.sync);
+        let mut state = lock(&self.sync);
+        for waiter in state.parked.drain(..) {
+            waiter.thread.unpark();
+        }
         self.sync_done.notify_all();
+        self.sync_arrivals.notify_all();
     }
 
     /// Appends one entry. In `Strict` mode this also waits for an fdatasync covering it;
@@ -302,7 +374,10 @@ impl WAL {
         }
         let offset = state.end_offset_bytes;
         let end = offset + bytes.len() as u64;
-        if self.preallocate_chunk_bytes > 0 && end > state.allocated_end_bytes {
+        if self.preallocate_chunk_bytes > 0
+            && end > state.allocated_end_bytes
+            && !state.allocation_unsupported
+        {
             self.preallocate(&mut state, end)?;
         }
         if let Err(e) = self.storage.write_at(offset, bytes) {
@@ -318,55 +393,76 @@ impl WAL {
         state.end_offset_bytes = offset + bytes.len() as u64;
         self.written_offset_bytes
             .store(state.end_offset_bytes, Ordering::Release);
+        // Only this thread (holding the write lock) changes it: no read-modify-write needed.
+        self.appends
+            .store(self.appends.load(Ordering::Relaxed) + 1, Ordering::Release);
         Ok(state.end_offset_bytes)
     }
 
-    /// Extends the file with zeros up to the chunk boundary at or after `needed_end_bytes`,
-    /// then fdatasyncs, so the size change and the zero blocks are durable before any record
-    /// is written over them. A failure poisons the WAL like a failed append.
+    /// Allocates the file up to the chunk boundary at or after `needed_end_bytes`
+    /// ([`WalStorage::allocate`]: `fallocate`, and for [`FileStorage`] a shared mapping that
+    /// later appends copy into). In Strict mode an fdatasync follows, so the size change is
+    /// durable before any record is written over the new space and a commit's own
+    /// fdatasync has no metadata to carry; the other modes leave that to their next sync.
+    /// A failure poisons the WAL like a failed append. A storage that does not preallocate
+    /// turns preallocation off for the rest of this WAL's life.
     fn preallocate(&self, state: &mut WriteState, needed_end_bytes: u64) -> Result<()> {
-        const ZERO_WRITE_LEN_MAX: u64 = 1 << 20;
         let chunk = self.preallocate_chunk_bytes;
         let from = state.allocated_end_bytes.max(state.end_offset_bytes);
         let to = needed_end_bytes.div_ceil(chunk) * chunk;
         debug_assert!(to >= needed_end_bytes);
-        let zeros = vec![0u8; ZERO_WRITE_LEN_MAX.min(to.saturating_sub(from)) as usize];
-        let mut at = from;
-        while at < to {
-            let len = (to - at).min(ZERO_WRITE_LEN_MAX) as usize;
-            if let Err(e) = self.storage.write_at(at, &zeros[..len]) {
-                self.poison(format!("preallocating write at offset {at} failed: {e}"));
+        match self.storage.allocate(from, to - from, self.sync_cadence()) {
+            Ok(true) => {}
+            Ok(false) => {
+                state.allocation_unsupported = true;
+                return Ok(());
+            }
+            Err(e) => {
+                self.poison(format!("preallocating from {from} to {to} failed: {e}"));
                 return Err(EngineError::io(
                     format!(
-                        "preallocating {} with zeros at offset {at} (the database is now poisoned)",
+                        "preallocating {} from offset {from} to {to} (the database is now poisoned)",
                         self.path.display()
                     ),
                     e,
                 ));
             }
-            at += len as u64;
         }
-        if let Err(e) = self.storage.sync_data() {
-            self.poison(format!("fdatasync after preallocating to {to} failed: {e}"));
-            return Err(EngineError::io(
-                format!(
-                    "fdatasync of {} after preallocating to {to} bytes (the database is now poisoned)",
-                    self.path.display()
-                ),
-                e,
-            ));
+        if self.mode == DurabilityMode::Strict {
+            if let Err(e) = self.storage.sync_data() {
+                self.poison(format!("fdatasync after preallocating to {to} failed: {e}"));
+                return Err(EngineError::io(
+                    format!(
+                        "fdatasync of {} after preallocating to {to} bytes (the database is now poisoned)",
+                        self.path.display()
+                    ),
+                    e,
+                ));
+            }
         }
         state.allocated_end_bytes = to;
         Ok(())
     }
 
-    /// Cuts preallocated zeros after the last record (truncate + fdatasync), so a cleanly
-    /// closed WAL ends exactly after its last record. A no-op without preallocation.
+    /// Cuts preallocated zeros after the last record (truncate + fdatasync), so a closed (or
+    /// dropped) WAL ends exactly after its last record. A no-op without preallocation, and
+    /// on a poisoned WAL (nothing more is written to it; recovery cuts the zeros).
     pub fn trim_preallocated(&self) -> Result<()> {
+        self.trim_preallocated_then(true)
+    }
+
+    /// `trim_preallocated` without the fdatasync (for a dropped handle: if the cut is
+    /// lost to a power failure, recovery cuts the zeros again).
+    pub fn trim_preallocated_unsynced(&self) -> Result<()> {
+        self.trim_preallocated_then(false)
+    }
+
+    fn trim_preallocated_then(&self, sync: bool) -> Result<()> {
         let mut state = lock(&self.write);
         if self.preallocate_chunk_bytes == 0 || !state.tail_verified {
             return Ok(());
         }
+        self.check_poisoned()?;
         let end = state.end_offset_bytes;
         if state.allocated_end_bytes > end {
             let io_err = |what: String, e| EngineError::io(what, e);
@@ -376,13 +472,15 @@ impl WAL {
                     e,
                 )
             })?;
-            self.storage.sync_data().map_err(|e| {
-                io_err(
-                    format!("fdatasync of {} after truncating", self.path.display()),
-                    e,
-                )
-            })?;
             state.allocated_end_bytes = end;
+            if sync {
+                self.storage.sync_data().map_err(|e| {
+                    io_err(
+                        format!("fdatasync of {} after truncating", self.path.display()),
+                        e,
+                    )
+                })?;
+            }
         }
         Ok(())
     }
@@ -391,52 +489,151 @@ impl WAL {
     ///
     /// Group commit: if no sync is running, this caller syncs everything written so far on
     /// behalf of all waiters; otherwise it waits for the running sync and re-checks.
+    ///
+    /// Before it starts a sync, the leader gathers: it waits (at most a quarter of the last
+    /// fdatasync's duration) until as many threads are waiting as were waiting when the last
+    /// sync completed. Without this, with more committers than cores, the next leader starts
+    /// as soon as it wakes and covers only the one or two commits already written, and the
+    /// group splits into small batches. One committer alone never waits: its group is 1.
     pub fn sync_to(&self, offset_bytes: u64) -> Result<()> {
+        if self.synced_offset_bytes.load(Ordering::Acquire) >= offset_bytes {
+            return self.check_poisoned();
+        }
+        self.sync_waiters.fetch_add(1, Ordering::AcqRel);
+        let outcome = self.sync_to_as_waiter(offset_bytes);
+        self.sync_waiters.fetch_sub(1, Ordering::AcqRel);
+        outcome
+    }
+
+    fn sync_to_as_waiter(&self, offset_bytes: u64) -> Result<()> {
         let mut state = lock(&self.sync);
+        if state.gatherers > 0 && self.group_gathered(&state) {
+            // Only the arrival that completes the group wakes the leader: waking it for
+            // each arrival costs a context switch per committer on a busy machine.
+            self.sync_arrivals.notify_all();
+        }
+        let mut gather_deadline: Option<Instant> = None;
         loop {
             self.check_poisoned()?;
             if state.synced_offset_bytes >= offset_bytes {
                 return Ok(());
             }
             if state.sync_in_progress {
-                state = self
-                    .sync_done
-                    .wait(state)
-                    .unwrap_or_else(|p| p.into_inner());
+                state.parked.push(ParkedWaiter {
+                    offset_bytes,
+                    thread: std::thread::current(),
+                });
+                drop(state);
+                if self.park_until_covered(offset_bytes) {
+                    return self.check_poisoned();
+                }
+                state = lock(&self.sync);
                 continue;
             }
+            if !self.group_gathered(&state) {
+                let now = Instant::now();
+                let budget =
+                    (state.last_sync_duration / GATHER_FRACTION_OF_SYNC).min(GATHER_WAIT_MAX);
+                let deadline = *gather_deadline.get_or_insert(now + budget);
+                if now < deadline {
+                    state.gatherers += 1;
+                    let (guard, _) = self
+                        .sync_arrivals
+                        .wait_timeout(state, deadline - now)
+                        .unwrap_or_else(|p| p.into_inner());
+                    state = guard;
+                    state.gatherers -= 1;
+                    continue;
+                }
+            }
             state.sync_in_progress = true;
+            self.sync_in_flight.store(true, Ordering::Release);
+            // Read before the goal: an append between the two reads is then counted as
+            // uncovered though the sync covers it (a shorter gather next time), never the
+            // reverse.
+            state.appends_at_sync_start = self.appends.load(Ordering::Acquire);
             let goal = self.written_offset_bytes();
             drop(state);
+            let started = Instant::now();
             let result = self.storage.sync_data();
-            if let Err(e) = &result {
-                // Poison at once, before even retaking the lock: no commit may be written
-                // or acknowledged after a failed fdatasync returned (fsyncgate; in Batched
-                // mode this thread is the flusher and commits do not wait for it).
+            let sync_duration = started.elapsed();
+            if let Err(e) = result {
+                // Poison at once: no commit may be written or acknowledged after a failed
+                // fdatasync returned (fsyncgate; in Batched mode this thread is the flusher
+                // and commits do not wait for it). `sync_in_progress` stays set, and every
+                // `sync_to` returns at its poison check before looking at it.
                 self.poison(format!("fdatasync up to offset {goal} failed: {e}"));
+                return Err(EngineError::io(
+                    format!(
+                        "fdatasync of {} up to offset {goal} (the database is now poisoned; \
+                         commits written since the last good sync may or may not survive a restart)",
+                        self.path.display()
+                    ),
+                    e,
+                ));
             }
             state = lock(&self.sync);
-            match result {
-                Ok(()) => {
-                    state.sync_in_progress = false;
-                    state.synced_offset_bytes = state.synced_offset_bytes.max(goal);
-                    self.sync_done.notify_all();
+            state.sync_in_progress = false;
+            self.sync_in_flight.store(false, Ordering::Release);
+            state.synced_offset_bytes = state.synced_offset_bytes.max(goal);
+            self.synced_offset_bytes
+                .store(state.synced_offset_bytes, Ordering::Release);
+            state.group_target = self.sync_waiters.load(Ordering::Acquire);
+            state.last_sync_duration = sync_duration;
+            // Wake every waiter this sync covered (each returns without the lock), and the
+            // first one it did not, to lead the next sync; the rest stay parked for it.
+            let synced = state.synced_offset_bytes;
+            let mut promoted = false;
+            state.parked.retain(|waiter| {
+                if waiter.offset_bytes > synced && promoted {
+                    return true;
                 }
-                Err(e) => {
-                    // Poisoned above; `sync_in_progress` stays set, and every `sync_to`
-                    // returns at its poison check before looking at it.
-                    drop(state);
-                    return Err(EngineError::io(
-                        format!(
-                            "fdatasync of {} up to offset {goal} (the database is now poisoned; \
-                             commits written since the last good sync may or may not survive a restart)",
-                            self.path.display()
-                        ),
-                        e,
-                    ));
-                }
+                promoted |= waiter.offset_bytes > synced;
+                waiter.thread.unpark();
+                false
+            });
+            // `accept_end` waits on this for the sync to finish.
+            self.sync_done.notify_all();
+            if state.gatherers > 0 {
+                // A gathering leader may be covered now: let it see so at once.
+                self.sync_arrivals.notify_all();
             }
         }
+    }
+
+    /// Parks the calling thread (registered in `SyncState::parked`) until a sync covers
+    /// `offset_bytes` or the WAL is poisoned (returns true), or a completing leader takes it
+    /// off the list to lead the next sync (returns false). Covered waiters return without
+    /// touching the sync lock, so a completed sync does not wake a herd that then queues
+    /// on the lock.
+    fn park_until_covered(&self, offset_bytes: u64) -> bool {
+        loop {
+            std::thread::park();
+            if self.synced_offset_bytes.load(Ordering::Acquire) >= offset_bytes
+                || self.poisoned.load(Ordering::Acquire)
+            {
+                return true;
+            }
+            // Promoted, or a spurious wakeup: only the list can tell.
+            let me = std::thread::current().id();
+            if !lock(&self.sync)
+                .parked
+                .iter()
+                .any(|waiter| waiter.thread.id() == me)
+            {
+                return false;
+            }
+        }
+    }
+
+    /// True when at least as many appends await a sync as committers were waiting when the
+    /// last sync completed.
+    fn group_gathered(&self, state: &SyncState) -> bool {
+        let uncovered_appends = self
+            .appends
+            .load(Ordering::Acquire)
+            .saturating_sub(state.appends_at_sync_start);
+        uncovered_appends >= state.group_target as u64
     }
 
     /// Waits until no fdatasync is in flight, then fails if the WAL is poisoned.
@@ -448,6 +645,12 @@ impl WAL {
     /// (found by `torture run --mode batched --kill io-error`, seed 0x73a7659c90216165).
     /// Costs one uncontended lock when no sync is running.
     pub fn await_sync_outcome(&self) -> Result<()> {
+        // Fast path without the sync lock: `sync_in_flight` is set (under the lock) before
+        // an fdatasync starts and cleared only after it succeeded, so reading it false
+        // means no sync that could fail has returned unseen; the poison check follows.
+        if !self.sync_in_flight.load(Ordering::Acquire) {
+            return self.check_poisoned();
+        }
         let mut state = lock(&self.sync);
         while state.sync_in_progress && !self.poisoned.load(Ordering::Acquire) {
             state = self
@@ -522,7 +725,7 @@ impl WAL {
             } => {
                 if *zero_filled && self.preallocate_chunk_bytes > 0 {
                     log::info!(
-                        "WAL {}: log ends at offset {offset_bytes}; keeping {torn_bytes} preallocated zero bytes",
+                        "WAL {}: log ends at offset {offset_bytes}; cutting {torn_bytes} zero bytes (preallocated space)",
                         self.path.display()
                     );
                 } else {
@@ -562,17 +765,11 @@ impl WAL {
                 });
             }
         }
-        // A zero-filled tail of a preallocating WAL is its unused allocation: appends overwrite
-        // it from `valid_end`, so it stays (cutting it would undo the preallocation).
-        let keep_zero_tail = self.preallocate_chunk_bytes > 0
-            && matches!(
-                end,
-                ReadEnd::TornTail {
-                    zero_filled: true,
-                    ..
-                }
-            );
-        if file_len > valid_end && !keep_zero_tail {
+        // Everything after the log goes, preallocated zeros included: a crash is the only
+        // way they outlive an open database (close and drop trim them), and the next
+        // append allocates again from the end of the log (one `fallocate`). So after
+        // recovery the file ends where the log ends, as tools and the harness expect.
+        if file_len > valid_end {
             self.storage.set_len(valid_end).map_err(|e| {
                 io_err(
                     format!("truncating {} to {valid_end} bytes", self.path.display()),
@@ -588,10 +785,11 @@ impl WAL {
         })?;
         state.end_offset_bytes = valid_end;
         state.tail_verified = true;
-        state.allocated_end_bytes = if keep_zero_tail { file_len } else { valid_end };
+        state.allocated_end_bytes = valid_end;
         self.written_offset_bytes
             .store(valid_end, Ordering::Release);
         sync.synced_offset_bytes = valid_end;
+        self.synced_offset_bytes.store(valid_end, Ordering::Release);
         Ok(report)
     }
 
@@ -704,8 +902,9 @@ fn all_zero(storage: &dyn WalStorage, len_bytes: u64) -> std::io::Result<bool> {
 
 /// Preallocation keeps recovery exact: the log ends at the last written record, never at
 /// the file length. Each test commits Strict transactions into a preallocating database,
-/// leaves the file as a crash (drop without close) or a torn write inside the preallocated
-/// space would, and checks the recovered prefix, the stats and the file length.
+/// leaves the file as a crash would (the image read while the database is still open, put
+/// back after the handle is gone) or a torn write inside the preallocated space would, and
+/// checks the recovered prefix, the stats and the file length.
 #[cfg(test)]
 mod preallocation_tests {
     use std::sync::Arc;
@@ -742,13 +941,22 @@ mod preallocation_tests {
         std::fs::metadata(dir.join(WAL_FILE_NAME)).unwrap().len()
     }
 
+    /// Ends `db` as a process kill would: the WAL keeps exactly what it held while open
+    /// (dropping the handle trims the preallocated zeros, a kill does not).
+    fn crash(db: Database) -> Vec<u8> {
+        let path = db.path().join(WAL_FILE_NAME);
+        let image = std::fs::read(&path).unwrap();
+        drop(db);
+        std::fs::write(&path, &image).unwrap();
+        image
+    }
+
     #[test]
-    fn crash_inside_preallocated_space_recovers_every_commit_and_keeps_the_allocation() {
+    fn crash_inside_preallocated_space_recovers_every_commit_and_cuts_the_zeros() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path(), true);
         let end = commit_keys(&db, 0..300);
-        drop(db); // a crash: no close, no trim
-        let len = file_len(dir.path());
+        let len = crash(db).len() as u64;
         assert!(len > end, "file {len} bytes, log ends at {end}");
         assert_eq!(len % CHUNK_BYTES, 0);
 
@@ -757,14 +965,20 @@ mod preallocation_tests {
         assert_eq!(stats.txns_applied, 300);
         assert!(stats.torn_tail_zero_filled);
         assert_eq!(stats.torn_tail_bytes, len - end);
-        assert_eq!(file_len(dir.path()), len, "preallocated zeros were cut");
+        assert_eq!(
+            file_len(dir.path()),
+            end,
+            "recovery leaves the file at the log's end"
+        );
         assert_eq!(db.wal().written_offset_bytes(), end);
-        // Appending continues at the written offset, over the zeros, and survives a crash.
-        commit_keys(&db, 300..400);
-        drop(db);
+        // Appending allocates again from the end of the log, and survives a crash.
+        let end = commit_keys(&db, 300..400);
+        assert_eq!(file_len(dir.path()) % CHUNK_BYTES, 0, "allocated again");
+        crash(db);
         let db = open(dir.path(), true);
         assert_eq!(db.recovery_stats().txns_applied, 400);
         assert_eq!(db.storage().len(), 400);
+        assert_eq!(file_len(dir.path()), end);
     }
 
     #[test]
@@ -773,10 +987,9 @@ mod preallocation_tests {
         let db = open(dir.path(), true);
         let end_before_last = commit_keys(&db, 0..50);
         let end = commit_keys(&db, 50..51);
-        drop(db);
+        let mut bytes = crash(db);
         // The last transaction's bytes are half written: its second half is still zeros.
         let path = dir.path().join(WAL_FILE_NAME);
-        let mut bytes = std::fs::read(&path).unwrap();
         let torn_from = (end_before_last + (end - end_before_last) / 2) as usize;
         bytes[torn_from..end as usize].fill(0);
         std::fs::write(&path, &bytes).unwrap();
@@ -790,19 +1003,19 @@ mod preallocation_tests {
         assert!(!stats.torn_tail_zero_filled);
         assert!(db.wal().written_offset_bytes() > end_before_last);
         assert!(db.wal().written_offset_bytes() < end);
-        // A damaged (not all-zero) tail is cut even in a preallocating WAL.
         assert_eq!(file_len(dir.path()), db.wal().written_offset_bytes());
         commit_keys(&db, 51..60);
-        drop(db);
+        crash(db);
         let db = open(dir.path(), true);
         assert_eq!(db.recovery_stats().txns_applied, 59);
     }
 
     #[test]
-    fn clean_close_trims_and_a_non_preallocating_open_cuts_the_zeros() {
+    fn close_and_drop_trim_the_preallocated_zeros() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path(), true);
         let end = commit_keys(&db, 0..20);
+        assert!(file_len(dir.path()) > end, "preallocated while open");
         db.close().unwrap();
         assert_eq!(file_len(dir.path()), end);
         let db = open(dir.path(), true);
@@ -812,10 +1025,9 @@ mod preallocation_tests {
         ));
         let end = commit_keys(&db, 20..30);
         drop(db);
-        assert!(file_len(dir.path()) > end);
-        // Without preallocation the zero tail is an ordinary zero-filled torn tail: cut.
+        assert_eq!(file_len(dir.path()), end, "a dropped handle trims too");
         let db = open(dir.path(), false);
         assert_eq!(db.recovery_stats().txns_applied, 30);
-        assert_eq!(file_len(dir.path()), end);
+        assert_eq!(db.recovery_stats().torn_tail_bytes, 0);
     }
 }

@@ -4,13 +4,18 @@
 //! a [`StorageOpener`]. Production uses [`FileStorage`]; the crash harness wraps it in layers
 //! that stop the process after exactly K bytes, track the durable (fsynced) length, or fail
 //! a write or an fsync. Dynamic dispatch here costs one indirect call per syscall.
+//!
+//! [`FileStorage`] maps the space the WAL preallocated ([`WalStorage::allocate`]) with a
+//! shared mapping, so an append inside it is a `memcpy` into the page cache instead of a
+//! `pwrite` (see [`FileStorage`] for why this keeps every guarantee).
 
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Positional file I/O, shareable across threads: one thread appends while another fsyncs.
 pub trait WalStorage: Send + Sync + Debug {
@@ -22,10 +27,42 @@ pub trait WalStorage: Send + Sync + Debug {
     fn write_at(&self, offset_bytes: u64, data: &[u8]) -> io::Result<()>;
     /// Truncates or extends the file to `len_bytes`.
     fn set_len(&self, len_bytes: u64) -> io::Result<()>;
+    /// Preallocation: makes `[offset_bytes, offset_bytes + len_bytes)` allocated file space
+    /// that reads as zeros, extending the file if needed. The caller guarantees the range
+    /// holds nothing it still needs. These bytes are not WAL data: layers that count or
+    /// track written bytes (the crash harness's kill-at-offset) must not count them.
+    ///
+    /// `cadence` says how often appends into the range will be fdatasynced, so the storage
+    /// can pick the cheaper way to write them.
+    ///
+    /// Returns `Ok(false)` when this storage does not preallocate (the default): the file is
+    /// left as it is, and the WAL then grows the file with each append instead.
+    fn allocate(
+        &self,
+        offset_bytes: u64,
+        len_bytes: u64,
+        cadence: SyncCadence,
+    ) -> io::Result<bool> {
+        let _ = (offset_bytes, len_bytes, cadence);
+        Ok(false)
+    }
     /// Makes every byte written so far durable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
     /// Makes the file's directory entry durable (fsync of the parent directory).
     fn sync_dir(&self) -> io::Result<()>;
+}
+
+/// How often the appends into an allocated range will be followed by an fdatasync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncCadence {
+    /// About one fdatasync per append (Strict). Writeback write-protects the page it
+    /// writes, so a mapped write after each sync takes a page fault that costs more than
+    /// the `pwrite` syscall it saves (measured ~20% fewer Strict commits per second):
+    /// [`FileStorage`] writes with `pwrite`.
+    PerAppend,
+    /// Many appends per fdatasync (Async, Batched): [`FileStorage`] copies them into a
+    /// shared mapping, saving a syscall per append.
+    Deferred,
 }
 
 /// Opens (creating if needed) the storage for a WAL path.
@@ -42,10 +79,57 @@ pub struct OpenedStorage {
 }
 
 /// The real file.
+///
+/// Writes that fall inside the preallocated region go through a `MAP_SHARED` mapping of
+/// `[0, mapped_len)`: a `memcpy` into the kernel's page cache, about ten times cheaper than
+/// a `pwrite` syscall for a small record. This keeps every promise of `write_at`:
+/// - a process kill loses nothing: the dirty pages belong to the kernel, not the process;
+/// - `fdatasync` on the file writes back pages dirtied through any shared mapping of it
+///   (Linux tracks them with write-protect faults), so Strict and `flush` cover them;
+/// - `pread` sees the bytes at once (one page cache);
+/// - no SIGBUS: the mapping only ever covers bytes the file holds. It is created by
+///   `allocate` after the file has been extended, and `set_len` drops it before shrinking
+///   the file. The database directory's lock keeps other processes from truncating it.
 #[derive(Debug)]
 pub struct FileStorage {
     file: File,
     dir: PathBuf,
+    map: Mutex<Mapping>,
+}
+
+/// A shared read-write mapping of the start of the file (`len == 0`: none).
+#[derive(Debug)]
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory shared with the kernel's page cache; every access to
+// it goes through the `Mutex<Mapping>` in `FileStorage`, which serialises them.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    const NONE: Mapping = Mapping {
+        ptr: std::ptr::null_mut(),
+        len: 0,
+    };
+
+    fn unmap(&mut self) {
+        if self.len > 0 {
+            // SAFETY: `ptr..ptr + len` is a mapping this struct created and nothing else
+            // refers to (all users hold the mutex around this struct).
+            unsafe { libc::munmap(self.ptr.cast(), self.len) };
+        }
+        // Field by field: assigning a whole `Mapping` would drop (and unmap) the old one.
+        self.ptr = std::ptr::null_mut();
+        self.len = 0;
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        self.unmap();
+    }
 }
 
 impl FileStorage {
@@ -62,8 +146,111 @@ impl FileStorage {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        Ok((FileStorage { file, dir }, !existed))
+        Ok((
+            FileStorage {
+                file,
+                dir,
+                map: Mutex::new(Mapping::NONE),
+            },
+            !existed,
+        ))
     }
+
+    /// Bytes currently reachable through the shared mapping (0: none).
+    pub fn mapped_len_bytes(&self) -> u64 {
+        lock_map(&self.map).len as u64
+    }
+
+    /// Reserves real blocks for the range (`fallocate`), or, where the file system cannot,
+    /// writes zeros over it.
+    fn reserve(&self, offset_bytes: u64, len_bytes: u64) -> io::Result<()> {
+        // SAFETY: fallocate(2) on an fd we own; no memory is passed.
+        let rc = unsafe {
+            libc::fallocate(
+                self.file.as_raw_fd(),
+                0,
+                offset_bytes as libc::off_t,
+                len_bytes as libc::off_t,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if !matches!(
+            err.raw_os_error(),
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+        ) {
+            return Err(err);
+        }
+        const ZERO_WRITE_LEN_MAX: u64 = 1 << 20;
+        let zeros = vec![0u8; ZERO_WRITE_LEN_MAX.min(len_bytes) as usize];
+        let end = offset_bytes + len_bytes;
+        let mut at = offset_bytes;
+        while at < end {
+            let len = (end - at).min(ZERO_WRITE_LEN_MAX) as usize;
+            self.file.write_all_at(&zeros[..len], at)?;
+            at += len as u64;
+        }
+        Ok(())
+    }
+
+    /// Makes the mapping cover `[0, len_bytes)`; the file must already be that long. A
+    /// failure leaves the old mapping (or none): writes then fall back to `pwrite`.
+    fn map_to(&self, map: &mut Mapping, len_bytes: usize) {
+        if len_bytes <= map.len {
+            return;
+        }
+        let ptr = if map.len == 0 {
+            // SAFETY: a fresh shared mapping of our own fd; the kernel picks the address.
+            unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len_bytes,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    self.file.as_raw_fd(),
+                    0,
+                )
+            }
+        } else {
+            // SAFETY: grows the mapping this struct owns; no reference into it outlives
+            // the mutex guard the caller holds, so it may move.
+            unsafe { libc::mremap(map.ptr.cast(), map.len, len_bytes, libc::MREMAP_MAYMOVE) }
+        };
+        if ptr == libc::MAP_FAILED {
+            log::warn!(
+                "mapping {len_bytes} bytes of the WAL failed ({}); appends use pwrite",
+                io::Error::last_os_error()
+            );
+            return;
+        }
+        // Fault the new pages in now, writable, in one call: touching them one by one from
+        // appends costs a page-fault exception per 4 KiB (a quarter of an Async commit's
+        // time when measured). Best effort: kernels before 5.14 refuse the advice, and the
+        // appends then fault the pages in themselves.
+        // SAFETY: sysconf has no preconditions.
+        let page_len =
+            usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let new_from = map.len / page_len * page_len;
+        // SAFETY: advice on a page-aligned range inside the mapping just created; the range
+        // is file-backed (the file holds `len_bytes` bytes), so populating it cannot fault.
+        unsafe {
+            libc::madvise(
+                ptr.cast::<u8>().add(new_from).cast(),
+                len_bytes - new_from,
+                libc::MADV_POPULATE_WRITE,
+            )
+        };
+        // Field by field: assigning a whole `Mapping` would drop the old value and unmap
+        // an address range that `mremap` already moved (or that now belongs to the new one).
+        map.ptr = ptr.cast();
+        map.len = len_bytes;
+    }
+}
+
+fn lock_map(m: &Mutex<Mapping>) -> std::sync::MutexGuard<'_, Mapping> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl WalStorage for FileStorage {
@@ -81,11 +268,56 @@ impl WalStorage for FileStorage {
     }
 
     fn write_at(&self, offset_bytes: u64, data: &[u8]) -> io::Result<()> {
+        let map = lock_map(&self.map);
+        let end = offset_bytes.checked_add(data.len() as u64);
+        if end.is_some_and(|end| end <= map.len as u64) {
+            // SAFETY: `offset_bytes + data.len() <= map.len`, so the destination lies inside
+            // the live mapping, which is file-backed up to `map.len` (see the type's doc),
+            // and the guard keeps it from being moved or unmapped during the copy. `data`
+            // is a caller's buffer, never the mapping itself, so they cannot overlap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    data.as_ptr(),
+                    map.ptr.add(offset_bytes as usize),
+                    data.len(),
+                );
+            }
+            return Ok(());
+        }
+        drop(map);
         self.file.write_all_at(data, offset_bytes)
     }
 
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        let mut map = lock_map(&self.map);
+        if len_bytes < map.len as u64 {
+            // A mapping past the new end would fault (SIGBUS) on the next copy into it.
+            map.unmap();
+        }
         self.file.set_len(len_bytes)
+    }
+
+    fn allocate(
+        &self,
+        offset_bytes: u64,
+        len_bytes: u64,
+        cadence: SyncCadence,
+    ) -> io::Result<bool> {
+        let end = offset_bytes.checked_add(len_bytes).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "allocation end overflows u64")
+        })?;
+        let mut map = lock_map(&self.map);
+        if len_bytes > 0 {
+            self.reserve(offset_bytes, len_bytes)?;
+        }
+        if cadence == SyncCadence::Deferred {
+            // Map only what the file is known to hold: `reserve` extended it to `end`.
+            let file_len = self.file.metadata()?.len();
+            if let Ok(map_len) = usize::try_from(end.min(file_len)) {
+                self.map_to(&mut map, map_len);
+            }
+        }
+        Ok(true)
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -138,5 +370,73 @@ mod tests {
         s.set_len(5).unwrap();
         assert_eq!(s.len_bytes().unwrap(), 5);
         assert!(!FileOpener.open(&path).unwrap().created);
+    }
+
+    /// Appends into preallocated space are copies into a shared mapping: `pread` and other
+    /// readers of the file see them at once, a write across the mapping's end still lands
+    /// whole, and shrinking the file drops the mapping first, so a later write past the new
+    /// end extends the file instead of faulting (SIGBUS).
+    #[test]
+    fn mapped_appends_are_the_file_and_truncate_drops_the_mapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let (s, _) = FileStorage::open(&path).unwrap();
+        s.write_at(0, b"head").unwrap();
+        assert_eq!(
+            s.mapped_len_bytes(),
+            0,
+            "nothing mapped before an allocation"
+        );
+        assert!(s.allocate(4, 8192 - 4, SyncCadence::Deferred).unwrap());
+        assert_eq!(s.len_bytes().unwrap(), 8192);
+        assert_eq!(s.mapped_len_bytes(), 8192);
+        s.write_at(100, b"mapped").unwrap();
+        let mut buf = [0u8; 6];
+        assert_eq!(s.read_at(100, &mut buf).unwrap(), 6);
+        assert_eq!(&buf, b"mapped");
+        assert_eq!(&std::fs::read(&path).unwrap()[100..106], b"mapped");
+        // Straddles the mapping's end: written with pwrite, all of it.
+        s.write_at(8188, b"straddle").unwrap();
+        assert_eq!(s.len_bytes().unwrap(), 8196);
+        assert_eq!(&std::fs::read(&path).unwrap()[8188..], b"straddle");
+        // Growing the mapping keeps what was written through the old one.
+        assert!(s
+            .allocate(8196, 65536 - 8196, SyncCadence::Deferred)
+            .unwrap());
+        assert_eq!(s.mapped_len_bytes(), 65536);
+        s.write_at(60000, b"grown").unwrap();
+        let image = std::fs::read(&path).unwrap();
+        assert_eq!(&image[100..106], b"mapped");
+        assert_eq!(&image[60000..60005], b"grown");
+        s.sync_data().unwrap();
+
+        s.set_len(50).unwrap();
+        assert_eq!(
+            s.mapped_len_bytes(),
+            0,
+            "a mapping past the end would SIGBUS"
+        );
+        s.write_at(60, b"after").unwrap();
+        assert_eq!(s.len_bytes().unwrap(), 65);
+        let image = std::fs::read(&path).unwrap();
+        assert_eq!(&image[..4], b"head");
+        assert!(image[4..60].iter().all(|b| *b == 0));
+        assert_eq!(&image[60..], b"after");
+    }
+
+    /// Strict appends (one fdatasync each) keep using `pwrite`: allocating for them maps
+    /// nothing. Allocation never changes bytes already in the file.
+    #[test]
+    fn per_append_cadence_allocates_without_mapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = FileStorage::open(&dir.path().join("f")).unwrap();
+        s.write_at(0, b"records").unwrap();
+        assert!(s.allocate(7, 4096, SyncCadence::PerAppend).unwrap());
+        assert_eq!(s.len_bytes().unwrap(), 4103);
+        assert_eq!(s.mapped_len_bytes(), 0);
+        let mut buf = [0xffu8; 16];
+        assert_eq!(s.read_at(0, &mut buf).unwrap(), 16);
+        assert_eq!(&buf[..7], b"records");
+        assert!(buf[7..].iter().all(|b| *b == 0));
     }
 }

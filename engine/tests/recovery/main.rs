@@ -15,6 +15,7 @@
 mod common;
 
 mod api;
+mod commit_path;
 mod corruption;
 mod durability;
 mod identity;
