@@ -21,86 +21,88 @@ use value::{StoredPayload, StoredValue};
 /// Ordered versioned map, safe to share across threads.
 #[derive(Debug, Default)]
 pub struct UnifiedStore {
-    data: RwLock<OrderedMap<StoredKey, StoredValue>>,
+    contents: RwLock<Contents>,
     version: AtomicU64,
-    /// One shared allocation per namespace stored (at most `NAMESPACES_INTERNED_MAX`).
-    /// Keys compare namespaces by pointer first, so stored keys share these, and `get`
-    /// searches with the shared one equal to the caller's: a by-value namespace comparison
-    /// at every search step made reads ~1.8x slower.
-    namespaces: RwLock<Vec<Arc<Namespace>>>,
 }
+
+/// Everything behind the store's lock: one lock acquisition per read or write.
+#[derive(Debug, Default)]
+struct Contents {
+    map: OrderedMap<StoredKey, StoredValue>,
+    namespaces: Namespaces,
+}
+
+/// One shared allocation per namespace stored (at most `NAMESPACES_INTERNED_MAX`). Keys
+/// compare namespaces by pointer first, so stored keys share these, and a search uses the
+/// shared one equal to the caller's: a by-value namespace comparison at every search step
+/// made reads ~1.8x slower. Kept under the map's lock, so a read takes one lock and clones
+/// no `Arc`.
+#[derive(Debug, Default)]
+struct Namespaces(Vec<Arc<Namespace>>);
 
 /// Namespaces beyond this many are stored as given (correct, only slower to compare).
 const NAMESPACES_INTERNED_MAX: usize = 64;
 
-type Map = OrderedMap<StoredKey, StoredValue>;
+impl Namespaces {
+    /// The shared namespace equal to `namespace`, or `namespace` itself if none is.
+    fn shared<'a>(&'a self, namespace: &'a Arc<Namespace>) -> &'a Arc<Namespace> {
+        if self.0.iter().any(|ns| Arc::ptr_eq(ns, namespace)) {
+            return namespace;
+        }
+        self.0
+            .iter()
+            .find(|ns| ***ns == **namespace)
+            .unwrap_or(namespace)
+    }
+
+    /// Makes `key` share the allocation of its namespace, interning it if new.
+    fn intern(&mut self, key: &mut StoredKey) {
+        if self.0.iter().any(|ns| Arc::ptr_eq(ns, key.namespace())) {
+            return;
+        }
+        if let Some(shared) = self.0.iter().find(|ns| ***ns == **key.namespace()) {
+            key.share_namespace(shared.clone());
+        } else if self.0.len() < NAMESPACES_INTERNED_MAX {
+            self.0.push(key.namespace().clone());
+        }
+    }
+}
+
+impl Contents {
+    /// Stores `value` under `key` (interning its namespace).
+    fn insert(&mut self, key: Key, value: StoredValue) {
+        let mut key = StoredKey::from_key(key);
+        self.namespaces.intern(&mut key);
+        self.map.insert(key, value);
+    }
+
+    /// Removes the entry of `key`.
+    fn remove(&mut self, key: &Key) -> Option<StoredValue> {
+        let namespace = self.namespaces.shared(&key.namespace);
+        let probe = Probe::new(namespace, key.type_tag, &key.user_key);
+        self.map
+            .remove_by(|stored| stored.cmp_probe(&probe))
+            .map(|(_, value)| value)
+    }
+}
 
 impl UnifiedStore {
     pub fn new() -> UnifiedStore {
         UnifiedStore::default()
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, Map> {
+    fn read(&self) -> RwLockReadGuard<'_, Contents> {
         // A panic while holding the lock cannot leave the map half-updated (every mutation
         // is a single map call), so a poisoned lock is still consistent.
-        self.data
+        self.contents
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Map> {
-        self.data
+    fn write(&self) -> RwLockWriteGuard<'_, Contents> {
+        self.contents
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The interned namespace equal to `namespace`, if it is interned under another pointer
-    /// (`None` when `namespace` is the interned one or is not interned).
-    fn interned(&self, namespace: &Arc<Namespace>) -> Option<Arc<Namespace>> {
-        let namespaces = self
-            .namespaces
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if namespaces.iter().any(|ns| Arc::ptr_eq(ns, namespace)) {
-            return None;
-        }
-        namespaces.iter().find(|ns| ***ns == **namespace).cloned()
-    }
-
-    /// Makes `key` share the interned allocation of its namespace, interning it if new.
-    fn intern_key(&self, key: &mut StoredKey) {
-        if let Some(shared) = self.interned(key.namespace()) {
-            key.share_namespace(shared);
-            return;
-        }
-        let mut namespaces = self
-            .namespaces
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if namespaces.iter().any(|ns| Arc::ptr_eq(ns, key.namespace())) {
-            return;
-        }
-        if let Some(shared) = namespaces.iter().find(|ns| ***ns == **key.namespace()) {
-            key.share_namespace(shared.clone());
-        } else if namespaces.len() < NAMESPACES_INTERNED_MAX {
-            namespaces.push(key.namespace().clone());
-        }
-    }
-
-    /// The stored form of `key`, sharing the interned namespace.
-    fn stored_key(&self, key: Key) -> StoredKey {
-        let mut stored = StoredKey::from_key(key);
-        self.intern_key(&mut stored);
-        stored
-    }
-
-    /// Calls `with` with a namespace equal to `key`'s that makes searches fast (the interned
-    /// one, or `key`'s own when it is interned or cannot be).
-    fn with_probe_namespace<T>(&self, key: &Key, with: impl FnOnce(&Arc<Namespace>) -> T) -> T {
-        match self.interned(&key.namespace) {
-            Some(shared) => with(&shared),
-            None => with(&key.namespace),
-        }
     }
 
     /// The highest version allocated or replayed so far (0 for an empty store).
@@ -110,43 +112,32 @@ impl UnifiedStore {
 
     /// Stores `value` under a newly allocated version and returns that version.
     pub fn put(&self, key: Key, value: Value) -> u64 {
-        let key = self.stored_key(key);
-        let mut map = self.write();
+        let mut contents = self.write();
         let version = self.version.fetch_add(1, Ordering::AcqRel) + 1;
-        map.insert(key, StoredValue::new(value, version, Timestamp::now()));
+        contents.insert(key, StoredValue::new(value, version, Timestamp::now()));
         version
-    }
-
-    /// Removes the entry of `key` from a locked map.
-    fn remove(&self, map: &mut Map, key: &Key) -> Option<StoredValue> {
-        self.with_probe_namespace(key, |namespace| {
-            let probe = Probe::new(namespace, key.type_tag, &key.user_key);
-            map.remove_by(|stored| stored.cmp_probe(&probe))
-        })
-        .map(|(_, value)| value)
     }
 
     /// Removes `key` under a newly allocated version; returns the removed value, if any.
     pub fn delete(&self, key: &Key) -> Option<VersionedValue> {
-        let mut map = self.write();
+        let mut contents = self.write();
         self.version.fetch_add(1, Ordering::AcqRel);
-        self.remove(&mut map, key).map(StoredValue::into_versioned)
+        contents.remove(key).map(StoredValue::into_versioned)
     }
 
     /// Replay only: stores `value` with exactly `version`, raising the global version to at
     /// least `version`. Never allocates.
     pub fn put_with_version(&self, key: Key, value: Value, version: u64, timestamp: Timestamp) {
-        let key = self.stored_key(key);
-        let mut map = self.write();
+        let mut contents = self.write();
         self.version.fetch_max(version, Ordering::AcqRel);
-        map.insert(key, StoredValue::new(value, version, timestamp));
+        contents.insert(key, StoredValue::new(value, version, timestamp));
     }
 
     /// Replay only: removes `key`, raising the global version to at least `version`.
     pub fn delete_with_version(&self, key: &Key, version: u64) -> Option<VersionedValue> {
-        let mut map = self.write();
+        let mut contents = self.write();
         self.version.fetch_max(version, Ordering::AcqRel);
-        self.remove(&mut map, key).map(StoredValue::into_versioned)
+        contents.remove(key).map(StoredValue::into_versioned)
     }
 
     /// Applies a batch of committed operations under one lock acquisition, in order, so
@@ -156,7 +147,7 @@ impl UnifiedStore {
     where
         I: IntoIterator<Item = StoreOp>,
     {
-        let mut map = self.write();
+        let mut contents = self.write();
         let mut version_max = 0;
         for op in ops {
             match op {
@@ -165,13 +156,12 @@ impl UnifiedStore {
                     value,
                     version,
                 } => {
-                    let key = self.stored_key(key);
                     version_max = version_max.max(version);
-                    map.insert(key, StoredValue::new(value, version, timestamp));
+                    contents.insert(key, StoredValue::new(value, version, timestamp));
                 }
                 StoreOp::Delete { key, version } => {
                     version_max = version_max.max(version);
-                    self.remove(&mut map, &key);
+                    contents.remove(&key);
                 }
             }
         }
@@ -184,7 +174,7 @@ impl UnifiedStore {
     pub(crate) fn replay_applier(&self) -> ReplayApplier<'_> {
         ReplayApplier {
             store: self,
-            map: self.write(),
+            contents: self.write(),
             version_max: 0,
             last_namespace: None,
         }
@@ -197,22 +187,23 @@ impl UnifiedStore {
 
     /// The value stored under `key`, if any.
     pub fn get(&self, key: &Key) -> Option<VersionedValue> {
-        self.with_probe_namespace(key, |namespace| {
-            let probe = Probe::new(namespace, key.type_tag, &key.user_key);
-            self.read()
-                .get_by(|stored| stored.cmp_probe(&probe))
-                .map(StoredValue::to_versioned)
-        })
+        let contents = self.read();
+        let namespace = contents.namespaces.shared(&key.namespace);
+        let probe = Probe::new(namespace, key.type_tag, &key.user_key);
+        contents
+            .map
+            .get_by(|stored| stored.cmp_probe(&probe))
+            .map(StoredValue::to_versioned)
     }
 
     /// Number of keys stored.
     pub fn len(&self) -> usize {
-        self.read().len()
+        self.read().map.len()
     }
 
     /// True when no key is stored.
     pub fn is_empty(&self) -> bool {
-        self.read().is_empty()
+        self.read().map.is_empty()
     }
 
     /// Every key of `namespace` (all type tags), in key order.
@@ -243,27 +234,27 @@ impl UnifiedStore {
         mut inside: impl FnMut(&StoredKey) -> bool,
     ) -> Vec<(Key, VersionedValue)> {
         let mut out = Vec::new();
-        self.with_probe_namespace(start, |namespace| {
-            let probe = Probe::new(namespace, start.type_tag, &start.user_key);
-            self.read().visit_from(
-                |stored| stored.cmp_probe(&probe),
-                |k, v| {
-                    if !inside(k) {
-                        return ControlFlow::Break(());
-                    }
-                    out.push((k.to_key(), v.to_versioned()));
-                    ControlFlow::Continue(())
-                },
-            )
-        });
+        let contents = self.read();
+        let namespace = contents.namespaces.shared(&start.namespace);
+        let probe = Probe::new(namespace, start.type_tag, &start.user_key);
+        contents.map.visit_from(
+            |stored| stored.cmp_probe(&probe),
+            |k, v| {
+                if !inside(k) {
+                    return ControlFlow::Break(());
+                }
+                out.push((k.to_key(), v.to_versioned()));
+                ControlFlow::Continue(())
+            },
+        );
         out
     }
 
     /// A copy of the whole map, in key order (for checkers and tests).
     pub fn snapshot(&self) -> Vec<(Key, VersionedValue)> {
-        let map = self.read();
-        let mut out = Vec::with_capacity(map.len());
-        map.visit_all(|k, v| {
+        let contents = self.read();
+        let mut out = Vec::with_capacity(contents.map.len());
+        contents.map.visit_all(|k, v| {
             out.push((k.to_key(), v.to_versioned()));
             ControlFlow::Continue(())
         });
@@ -273,7 +264,7 @@ impl UnifiedStore {
     /// Calls `visit` for every entry in key order under one read lock (each key and value
     /// is rebuilt from its stored form).
     pub fn for_each(&self, mut visit: impl FnMut(&Key, &VersionedValue)) {
-        self.read().visit_all(|k, v| {
+        self.read().map.visit_all(|k, v| {
             visit(&k.to_key(), &v.to_versioned());
             ControlFlow::Continue(())
         });
@@ -287,7 +278,7 @@ impl UnifiedStore {
 #[derive(Debug)]
 pub(crate) struct ReplayApplier<'a> {
     store: &'a UnifiedStore,
-    map: RwLockWriteGuard<'a, Map>,
+    contents: RwLockWriteGuard<'a, Contents>,
     version_max: u64,
     /// The namespace of the last put, already interned in the store.
     last_namespace: Option<Arc<Namespace>>,
@@ -348,16 +339,17 @@ impl ReplayApplier<'_> {
                     .as_ref()
                     .is_some_and(|ns| Arc::ptr_eq(ns, key.namespace()))
                 {
-                    self.store.intern_key(&mut key);
+                    self.contents.namespaces.intern(&mut key);
                     self.last_namespace = Some(key.namespace().clone());
                 }
                 self.version_max = self.version_max.max(version);
-                self.map
+                self.contents
+                    .map
                     .insert(key, StoredValue::from_payload(payload, version, timestamp));
             }
             ReplayOp::Delete { key, version } => {
                 self.version_max = self.version_max.max(version);
-                self.map.remove_by(|stored| stored.cmp(&key));
+                self.contents.map.remove_by(|stored| stored.cmp(&key));
             }
         }
     }
