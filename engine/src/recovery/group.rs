@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::events::{Located, ReplayEvent};
+use super::events::{Batch, Located, RawKey, ReplayEvent};
 use crate::store::{ReplayApplier, ReplayOp};
 use crate::types::{RunId, Timestamp};
+use crate::wal::entry::KeyRef;
 
 #[derive(Debug)]
 struct OpenTxn {
@@ -121,8 +122,17 @@ impl<'a> Grouper<'a> {
         }
     }
 
-    /// Takes the next event of the log.
-    pub(super) fn event(&mut self, located: Located) {
+    /// Takes every event of `batch`, in order, and leaves it empty.
+    pub(super) fn take_batch(&mut self, batch: &mut Batch) {
+        let bytes = &batch.bytes;
+        for located in batch.events.drain(..) {
+            self.event(located, bytes);
+        }
+        batch.bytes.clear();
+    }
+
+    /// Takes the next event of the log; `bytes` holds its key and value bytes.
+    fn event(&mut self, located: Located, bytes: &[u8]) {
         let offset_bytes = located.offset_bytes;
         match located.event {
             ReplayEvent::Begin {
@@ -145,12 +155,28 @@ impl<'a> Grouper<'a> {
                     );
                 }
             }
-            ReplayEvent::Op { txn_id, op } => match self.open.get_mut(txn_id) {
-                Some(txn) => txn.ops.push(op),
-                None => {
-                    let kind = if op.is_put() { "Write" } else { "Delete" };
-                    self.orphan(kind, txn_id, offset_bytes);
-                }
+            ReplayEvent::Put {
+                txn_id,
+                version,
+                key,
+                value,
+            } => match self.open.get_mut(txn_id) {
+                Some(txn) => txn.ops.push(ReplayOp::put(
+                    &key_ref(&key, bytes),
+                    value.to_ref(bytes),
+                    version,
+                )),
+                None => self.orphan("Write", txn_id, offset_bytes),
+            },
+            ReplayEvent::Delete {
+                txn_id,
+                version,
+                key,
+            } => match self.open.get_mut(txn_id) {
+                Some(txn) => txn
+                    .ops
+                    .push(ReplayOp::delete(&key_ref(&key, bytes), version)),
+                None => self.orphan("Delete", txn_id, offset_bytes),
             },
             ReplayEvent::Commit { txn_id } => match self.open.remove(txn_id) {
                 Some(mut txn) => {
@@ -206,5 +232,14 @@ impl<'a> Grouper<'a> {
             );
         }
         self.tally
+    }
+}
+
+/// The key of an event, borrowing its user key from the batch's bytes.
+fn key_ref<'a>(key: &RawKey, bytes: &'a [u8]) -> KeyRef<'a> {
+    KeyRef {
+        namespace: key.namespace.clone(),
+        type_tag: key.type_tag,
+        user_key: &bytes[key.user_key.clone()],
     }
 }

@@ -26,7 +26,7 @@ use crate::durability::RecoveryMode;
 use crate::error::{EngineError, Result};
 use crate::store::UnifiedStore;
 use crate::wal::{CorruptionReport, ReadEnd, WalReader, WAL};
-use events::{read_events, Located, ReadTally};
+use events::{read_events, Batch, ReadTally};
 use group::Grouper;
 
 /// Logs at least this long replay with the reading stage on its own thread.
@@ -110,10 +110,17 @@ fn replay(
         read_on_second_thread(reader, &mut grouper)?
     } else {
         let mut tally = ReadTally::default();
-        read_events(&mut reader, &mut tally, |located| {
-            grouper.event(located);
-            ControlFlow::Continue(())
-        })?;
+        let mut batch = Batch::with_capacity(EVENT_BATCH_LEN);
+        read_events(
+            &mut reader,
+            &mut tally,
+            &mut batch,
+            EVENT_BATCH_LEN,
+            |batch| {
+                grouper.take_batch(batch);
+                ControlFlow::Continue(())
+            },
+        )?;
         (tally, reader)
     };
     let grouped = grouper.finish();
@@ -157,37 +164,35 @@ fn read_on_second_thread<'w>(
     grouper: &mut Grouper<'_>,
 ) -> Result<(ReadTally, WalReader<'w>)> {
     std::thread::scope(|scope| {
-        let (full_tx, full_rx) = mpsc::sync_channel::<Vec<Located>>(BATCHES_QUEUED_MAX);
+        let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(BATCHES_QUEUED_MAX);
         // Emptied batches go back to the reading stage, so steady state allocates nothing.
-        let (empty_tx, empty_rx) = mpsc::channel::<Vec<Located>>();
+        let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
         let reading = std::thread::Builder::new()
             .name("wal-replay-read".to_string())
             .spawn_scoped(scope, move || -> Result<(ReadTally, WalReader<'w>)> {
                 let mut tally = ReadTally::default();
-                let mut batch = Vec::with_capacity(EVENT_BATCH_LEN);
-                read_events(&mut reader, &mut tally, |located| {
-                    batch.push(located);
-                    if batch.len() < EVENT_BATCH_LEN {
-                        return ControlFlow::Continue(());
-                    }
-                    let next = empty_rx
-                        .try_recv()
-                        .unwrap_or_else(|_| Vec::with_capacity(EVENT_BATCH_LEN));
-                    // A closed channel means the applying stage is gone (it panicked): stop.
-                    match full_tx.send(std::mem::replace(&mut batch, next)) {
-                        Ok(()) => ControlFlow::Continue(()),
-                        Err(_) => ControlFlow::Break(()),
-                    }
-                })?;
-                // The last, partial batch (the applying side only stops when it is gone).
-                let _ = full_tx.send(batch);
+                let mut batch = Batch::with_capacity(EVENT_BATCH_LEN);
+                read_events(
+                    &mut reader,
+                    &mut tally,
+                    &mut batch,
+                    EVENT_BATCH_LEN,
+                    |batch| {
+                        let empty = empty_rx
+                            .try_recv()
+                            .unwrap_or_else(|_| Batch::with_capacity(EVENT_BATCH_LEN));
+                        // A closed channel means the applying stage is gone (it panicked).
+                        match full_tx.send(std::mem::replace(batch, empty)) {
+                            Ok(()) => ControlFlow::Continue(()),
+                            Err(_) => ControlFlow::Break(()),
+                        }
+                    },
+                )?;
                 Ok((tally, reader))
             })
             .map_err(|e| EngineError::io("spawning the WAL replay reading thread", e))?;
         for mut batch in full_rx {
-            for located in batch.drain(..) {
-                grouper.event(located);
-            }
+            grouper.take_batch(&mut batch);
             let _ = empty_tx.send(batch);
         }
         match reading.join() {
