@@ -16,7 +16,7 @@ mod transaction;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -127,6 +127,9 @@ struct Shared {
     commit: Mutex<CommitState>,
     /// Strict commits in write order, not yet applied to the store.
     pending_apply: Mutex<VecDeque<PendingApply>>,
+    /// End offset of the last Strict commit applied to the store (commits apply in offset
+    /// order, so every commit ending at or before it is applied).
+    applied_through_offset_bytes: AtomicU64,
     flusher: Mutex<FlusherSignal>,
     flusher_cv: Condvar,
     closed: AtomicBool,
@@ -274,6 +277,7 @@ impl Database {
             mode: options.durability,
             commit: Mutex::new(commit),
             pending_apply: Mutex::new(VecDeque::new()),
+            applied_through_offset_bytes: AtomicU64::new(0),
             flusher: Mutex::new(FlusherSignal::default()),
             flusher_cv: Condvar::new(),
             closed: AtomicBool::new(false),
@@ -427,7 +431,7 @@ impl Database {
         let durable = match shared.mode {
             DurabilityMode::Strict => {
                 shared.wal.sync_to(end_offset_bytes)?;
-                self.apply_durable();
+                self.apply_durable(end_offset_bytes);
                 true
             }
             DurabilityMode::Batched { batch_size, .. } => {
@@ -454,8 +458,15 @@ impl Database {
     /// earlier one, which ends at a lower offset) is covered and applied on return, by this
     /// thread or by another. A commit whose sync failed stays queued and never applies: the
     /// WAL is poisoned, so no later sync can cover it.
-    fn apply_durable(&self) {
+    ///
+    /// A committer whose commit another thread already applied returns without the queue's
+    /// lock: after a group commit, the whole group wakes at once, and all but one would
+    /// otherwise queue on that lock only to find nothing left to apply.
+    fn apply_durable(&self, end_offset_bytes: u64) {
         let shared = &self.shared;
+        if shared.applied_through_offset_bytes.load(Ordering::Acquire) >= end_offset_bytes {
+            return;
+        }
         let mut queue = lock(&shared.pending_apply);
         let synced_offset_bytes = shared.wal.synced_offset_bytes();
         while queue
@@ -464,6 +475,10 @@ impl Database {
         {
             let pending = queue.pop_front().expect("front checked above");
             shared.store.apply_batch(pending.ops, pending.timestamp);
+            // Published only once applied: a reader that sees it may return at once.
+            shared
+                .applied_through_offset_bytes
+                .store(pending.end_offset_bytes, Ordering::Release);
         }
     }
 }

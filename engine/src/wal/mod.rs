@@ -584,20 +584,30 @@ impl WAL {
             // first one it did not, to lead the next sync; the rest stay parked for it.
             let synced = state.synced_offset_bytes;
             let mut promoted = false;
+            let mut wake = Vec::with_capacity(state.parked.len());
             state.parked.retain(|waiter| {
                 if waiter.offset_bytes > synced && promoted {
                     return true;
                 }
                 promoted |= waiter.offset_bytes > synced;
-                waiter.thread.unpark();
+                wake.push(waiter.thread.clone());
                 false
             });
-            // `accept_end` waits on this for the sync to finish.
+            // `accept_end` and `await_sync_outcome` wait on this for the sync to finish.
             self.sync_done.notify_all();
             if state.gatherers > 0 {
                 // A gathering leader may be covered now: let it see so at once.
                 self.sync_arrivals.notify_all();
             }
+            drop(state);
+            // Outside the lock: each unpark is a syscall, and the promoted waiter needs the
+            // lock at once. The leader's own offset was written before its sync started,
+            // so the sync covered it.
+            debug_assert!(goal >= offset_bytes);
+            for thread in wake {
+                thread.unpark();
+            }
+            return self.check_poisoned();
         }
     }
 

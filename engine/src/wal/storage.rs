@@ -161,9 +161,14 @@ impl FileStorage {
         lock_map(&self.map).len as u64
     }
 
-    /// Reserves real blocks for the range (`fallocate`), or, where the file system cannot,
-    /// writes zeros over it.
-    fn reserve(&self, offset_bytes: u64, len_bytes: u64) -> io::Result<()> {
+    /// Reserves real blocks for the range (`fallocate`), then, if `write_zeros` or where
+    /// the file system cannot, writes zeros over it.
+    ///
+    /// `fallocate` leaves the blocks "unwritten", and the first writeback into each block
+    /// has to record the conversion (metadata for the fdatasync to carry, about once per
+    /// 4 KiB of records). Zeros written now are converted by the one fdatasync that follows
+    /// the allocation, so later commits overwrite plain written blocks.
+    fn reserve(&self, offset_bytes: u64, len_bytes: u64, write_zeros: bool) -> io::Result<()> {
         // SAFETY: fallocate(2) on an fd we own; no memory is passed.
         let rc = unsafe {
             libc::fallocate(
@@ -173,15 +178,16 @@ impl FileStorage {
                 len_bytes as libc::off_t,
             )
         };
-        if rc == 0 {
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            if !matches!(
+                err.raw_os_error(),
+                Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+            ) {
+                return Err(err);
+            }
+        } else if !write_zeros {
             return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if !matches!(
-            err.raw_os_error(),
-            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
-        ) {
-            return Err(err);
         }
         const ZERO_WRITE_LEN_MAX: u64 = 1 << 20;
         let zeros = vec![0u8; ZERO_WRITE_LEN_MAX.min(len_bytes) as usize];
@@ -308,7 +314,9 @@ impl WalStorage for FileStorage {
         })?;
         let mut map = lock_map(&self.map);
         if len_bytes > 0 {
-            self.reserve(offset_bytes, len_bytes)?;
+            // Mapped space is zeroed by prefaulting it writable (`map_to`), which dirties
+            // the pages just as well; Strict space gets its zeros with `pwrite`.
+            self.reserve(offset_bytes, len_bytes, cadence == SyncCadence::PerAppend)?;
         }
         if cadence == SyncCadence::Deferred {
             // Map only what the file is known to hold: `reserve` extended it to `end`.
