@@ -212,14 +212,10 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use std::sync::Arc;
 
-    /// The pipelined replay (reading on a second thread, batches through a bounded channel)
-    /// leaves exactly the store and the ReplayStats of the single-thread replay, on a log
-    /// that exercises every grouping rule across many batch boundaries: interleaved
+    /// A log over many batch boundaries that exercises every grouping rule: interleaved
     /// transactions, multi-op transactions, deletes, aborts, orphaned records, a re-begun
-    /// txn id, incomplete transactions at the end, and a torn tail.
-    #[test]
-    fn pipelined_replay_equals_single_thread_replay() {
-        let seed = 0x9e11_0000_0000_0001_u64;
+    /// txn id, incomplete transactions at the end, and a torn tail (half a record).
+    fn mixed_log(seed: u64) -> Vec<u8> {
         println!("seed {seed:#018x}");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let namespaces = [
@@ -289,27 +285,42 @@ mod tests {
         encode_begin(&mut last, next_txn_id + 1, RunId(7), Timestamp(1));
         log.extend_from_slice(&last[..last.len() / 2]);
 
+        log
+    }
+
+    /// Writes `log` after a fresh WAL header at `dir/name` and replays it, with the reading
+    /// stage on a second thread when `pipelined`.
+    fn replay_log(
+        dir: &std::path::Path,
+        name: &str,
+        log: &[u8],
+        recovery_mode: RecoveryMode,
+        pipelined: bool,
+    ) -> Result<(ReplayStats, Vec<(Key, crate::VersionedValue)>)> {
+        let path = dir.join(name);
+        drop(WAL::open(&path, DurabilityMode::Async)?);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, log).unwrap();
+        drop(file);
+        let wal = WAL::open(&path, DurabilityMode::Async)?;
+        let store = UnifiedStore::new();
+        let pipeline_min_bytes = if pipelined { 0 } else { u64::MAX };
+        let stats = replay(&wal, &store, recovery_mode, pipeline_min_bytes)?;
+        Ok((stats, store.snapshot()))
+    }
+
+    /// The pipelined replay (reading on a second thread, batches through a bounded channel)
+    /// leaves exactly the store and the ReplayStats of the single-thread replay.
+    #[test]
+    fn pipelined_replay_equals_single_thread_replay() {
+        let log = mixed_log(0x9e11_0000_0000_0001);
         let dir = tempfile::tempdir().unwrap();
-        let replayed: Vec<(ReplayStats, Vec<(Key, crate::VersionedValue)>)> = [0, u64::MAX]
-            .into_iter()
-            .map(|pipeline_min_bytes| {
-                let path = dir.path().join(format!("wal-{pipeline_min_bytes}"));
-                let wal = WAL::open(&path, DurabilityMode::Async).unwrap();
-                drop(wal);
-                let mut file = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&path)
-                    .unwrap();
-                std::io::Write::write_all(&mut file, &log).unwrap();
-                drop(file);
-                let wal = WAL::open(&path, DurabilityMode::Async).unwrap();
-                let store = UnifiedStore::new();
-                let stats =
-                    replay(&wal, &store, RecoveryMode::default(), pipeline_min_bytes).unwrap();
-                (stats, store.snapshot())
-            })
-            .collect();
-        let (pipelined, single) = (&replayed[0], &replayed[1]);
+        let mode = RecoveryMode::default();
+        let pipelined = replay_log(dir.path(), "pipelined", &log, mode, true).unwrap();
+        let single = replay_log(dir.path(), "single", &log, mode, false).unwrap();
         assert!(single.0.txns_applied > 1_000, "{:?}", single.0);
         assert!(single.0.aborted_txns > 0 && single.0.orphaned_entries > 0);
         assert!(single.0.discarded_txns > 0 && single.0.deletes_applied > 0);
@@ -317,5 +328,42 @@ mod tests {
         assert_eq!(pipelined.0, single.0);
         assert_eq!(pipelined.1.len(), single.1.len());
         assert!(pipelined.1 == single.1, "stores differ");
+    }
+
+    /// With one byte of committed history flipped (mid-log, several batches in), both paths
+    /// refuse with the same Corruption offset by default, and in point-in-time mode both
+    /// open at the same record with the same store: the reading stage hands over nothing
+    /// from after the damage.
+    #[test]
+    fn pipelined_replay_stops_at_corruption_like_single_thread_replay() {
+        let mut log = mixed_log(0x9e11_0000_0000_0002);
+        let flipped_at = log.len() * 3 / 5;
+        log[flipped_at] ^= 0x40;
+        let dir = tempfile::tempdir().unwrap();
+        let mut offsets = Vec::new();
+        for (name, pipelined) in [("pipelined", true), ("single", false)] {
+            match replay_log(dir.path(), name, &log, RecoveryMode::default(), pipelined) {
+                Err(crate::EngineError::Corruption { offset_bytes, .. }) => {
+                    offsets.push(offset_bytes)
+                }
+                other => panic!("{name}: expected Corruption, got {:?}", other.map(|r| r.0)),
+            }
+        }
+        assert_eq!(offsets[0], offsets[1]);
+        let header_len = crate::wal::HEADER_LEN as u64;
+        assert!(offsets[0] <= header_len + flipped_at as u64);
+        let mut point_in_time = Vec::new();
+        for (name, pipelined) in [("pit-pipelined", true), ("pit-single", false)] {
+            let (mut stats, snapshot) =
+                replay_log(dir.path(), name, &log, RecoveryMode::PointInTime, pipelined).unwrap();
+            let report = stats.corruption.as_mut().expect("point-in-time cut damage");
+            assert_eq!(report.offset_bytes, offsets[0]);
+            // The sidecar is named after each copy's own path.
+            report.saved_to = std::path::PathBuf::new();
+            point_in_time.push((stats, snapshot));
+        }
+        assert_eq!(point_in_time[0].0, point_in_time[1].0);
+        assert!(point_in_time[0].1 == point_in_time[1].1, "stores differ");
+        assert!(point_in_time[0].0.txns_applied > 0);
     }
 }
