@@ -1,18 +1,18 @@
-//! The reading stage of replay: records, checked and decoded, become events in log order,
-//! collected in batches.
+//! The reading stage of replay: records, with their checksums verified, become events in
+//! log order, collected in batches.
 //!
-//! A batch keeps the key and value bytes of its events back to back in one buffer, and an
-//! event refers to them by range: the reading stage (the busier one) only copies bytes,
-//! and the applying stage builds the store's own form from them. Events stay small (a
-//! cache line), which matters because a batch is written on one core and read on another.
+//! Reading and checking frames (crc32 over every byte) is about as much work as decoding
+//! and applying them, so the work splits there: this stage decodes only the fixed-size
+//! BeginTxn, CommitTxn and AbortTxn records and copies Write and Delete payloads, undecoded,
+//! into the batch's byte buffer; the applying stage decodes them. Events stay small, which
+//! matters because a batch is written on one core and read on another.
 
 use std::ops::{ControlFlow, Range};
-use std::sync::Arc;
 
 use crate::error::Result;
-use crate::types::{Namespace, RunId, Timestamp, TypeTag};
-use crate::wal::entry::{EntryRef, KeyRef, ValueRef};
-use crate::wal::WalReader;
+use crate::types::{RunId, Timestamp};
+use crate::wal::entry::{EntryRef, NamespaceCache};
+use crate::wal::{ReadEnd, RecordType, WalReader};
 
 /// One record's meaning for replay.
 #[derive(Debug)]
@@ -22,16 +22,11 @@ pub(super) enum ReplayEvent {
         run_id: RunId,
         timestamp: Timestamp,
     },
-    Put {
-        txn_id: u64,
-        version: u64,
-        key: RawKey,
-        value: RawValue,
-    },
-    Delete {
-        txn_id: u64,
-        version: u64,
-        key: RawKey,
+    /// A Write or Delete record whose payload is `payload` of the batch's bytes, checksum
+    /// verified, not yet decoded.
+    Undecoded {
+        kind: RecordType,
+        payload: Range<usize>,
     },
     Commit {
         txn_id: u64,
@@ -39,53 +34,23 @@ pub(super) enum ReplayEvent {
     Abort {
         txn_id: u64,
     },
+    /// A checksummed record that does not decode: the log ends here as corruption, and no
+    /// event follows.
+    Undecodable {
+        end: ReadEnd,
+    },
 }
 
-/// A key whose user key bytes are `user_key` of the batch's bytes.
-#[derive(Debug)]
-pub(super) struct RawKey {
-    pub(super) namespace: Arc<Namespace>,
-    pub(super) type_tag: TypeTag,
-    pub(super) user_key: Range<usize>,
-}
-
-/// A value whose string or byte payload is a range of the batch's bytes (strings were
-/// checked to be UTF-8 when decoded).
-#[derive(Debug)]
-pub(super) enum RawValue {
-    Null,
-    Bool(bool),
-    I64(i64),
-    F64(f64),
-    String(Range<usize>),
-    Bytes(Range<usize>),
-}
-
-impl RawValue {
-    /// The value, borrowing its bytes from `bytes` (the batch's).
-    pub(super) fn to_ref<'a>(&self, bytes: &'a [u8]) -> ValueRef<'a> {
-        match self {
-            RawValue::Null => ValueRef::Null,
-            RawValue::Bool(b) => ValueRef::Bool(*b),
-            RawValue::I64(i) => ValueRef::I64(*i),
-            RawValue::F64(f) => ValueRef::F64(*f),
-            RawValue::String(range) => ValueRef::String(
-                std::str::from_utf8(&bytes[range.clone()])
-                    .expect("checked to be UTF-8 when the record was decoded"),
-            ),
-            RawValue::Bytes(range) => ValueRef::Bytes(&bytes[range.clone()]),
-        }
-    }
-}
-
-/// An event and the file offset of its record (for warnings).
+/// An event and where its record is in the file.
 #[derive(Debug)]
 pub(super) struct Located {
     pub(super) offset_bytes: u64,
+    /// The whole record's length, frame header included (at most 9 + 16 MiB).
+    pub(super) len_bytes: u32,
     pub(super) event: ReplayEvent,
 }
 
-/// Events in log order and the key and value bytes they refer to.
+/// Events in log order and the payload bytes they refer to.
 #[derive(Debug, Default)]
 pub(super) struct Batch {
     pub(super) events: Vec<Located>,
@@ -96,8 +61,8 @@ impl Batch {
     pub(super) fn with_capacity(events_len: usize) -> Batch {
         Batch {
             events: Vec::with_capacity(events_len),
-            // Room for the keys and values of typical small records.
-            bytes: Vec::with_capacity(events_len * 64),
+            // Room for the payloads of typical small Write records.
+            bytes: Vec::with_capacity(events_len * 128),
         }
     }
 
@@ -110,97 +75,68 @@ impl Batch {
         self.bytes.extend_from_slice(bytes);
         start..self.bytes.len()
     }
-
-    fn raw_key(&mut self, key: &KeyRef<'_>) -> RawKey {
-        RawKey {
-            namespace: key.namespace.clone(),
-            type_tag: key.type_tag,
-            user_key: self.push_bytes(key.user_key),
-        }
-    }
-
-    fn raw_value(&mut self, value: ValueRef<'_>) -> RawValue {
-        match value {
-            ValueRef::Null => RawValue::Null,
-            ValueRef::Bool(b) => RawValue::Bool(b),
-            ValueRef::I64(i) => RawValue::I64(i),
-            ValueRef::F64(f) => RawValue::F64(f),
-            ValueRef::String(s) => RawValue::String(self.push_bytes(s.as_bytes())),
-            ValueRef::Bytes(b) => RawValue::Bytes(self.push_bytes(b)),
-        }
-    }
 }
 
-/// What the reading stage counts: every valid record, applied or not.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct ReadTally {
-    pub(super) records_read: u64,
-    pub(super) bytes_replayed: u64,
-    pub(super) max_txn_id: u64,
-    pub(super) max_version_seen: u64,
-}
-
-/// Reads `reader` to its end (or until `full` breaks), collecting events into `batch` and
-/// calling `full` whenever it holds `batch_len` events, and once more at the end if any
-/// are left. `full` must leave `batch` empty (it consumes it or swaps in an empty one). On
-/// return without error and without a break, `reader.end()` says why the log ended.
+/// Reads `reader` to its end (or until `full` breaks, or to an undecodable record),
+/// collecting events into `batch` and calling `full` whenever it holds `batch_len` events,
+/// and once more at the end if any are left. `full` must leave `batch` empty (it consumes
+/// it or swaps in an empty one). Unless it stopped early, `reader.end()` says why the log
+/// ended; an `Undecodable` event, when there is one, is the last and overrides that. On a
+/// reader error the events read before it are handed to `full` first.
 pub(super) fn read_events(
     reader: &mut WalReader<'_>,
-    tally: &mut ReadTally,
     batch: &mut Batch,
     batch_len: usize,
     mut full: impl FnMut(&mut Batch) -> ControlFlow<()>,
 ) -> Result<()> {
     assert!(batch_len > 0, "batches hold at least one event");
-    while let Some(record) = reader.next_entry()? {
-        tally.records_read += 1;
-        tally.bytes_replayed += record.len_bytes;
-        tally.max_txn_id = tally.max_txn_id.max(record.entry.txn_id());
-        let event = match record.entry {
-            EntryRef::BeginTxn {
-                txn_id,
-                run_id,
-                timestamp,
-            } => ReplayEvent::Begin {
-                txn_id,
-                run_id,
-                timestamp,
-            },
-            EntryRef::Write {
-                txn_id,
-                key,
-                value,
-                version,
-                ..
-            } => {
-                tally.max_version_seen = tally.max_version_seen.max(version);
-                ReplayEvent::Put {
-                    txn_id,
-                    version,
-                    key: batch.raw_key(&key),
-                    value: batch.raw_value(value),
+    // BeginTxn/CommitTxn/AbortTxn payloads hold no key, so this cache stays empty.
+    let mut no_keys = NamespaceCache::default();
+    loop {
+        let frame = match reader.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                // What was read before the error still counts: a record in it may end
+                // the log earlier (one that does not decode), which decides the outcome.
+                if !batch.is_empty() {
+                    let _ = full(batch);
                 }
+                return Err(e);
             }
-            EntryRef::Delete {
-                txn_id,
-                key,
-                version,
-                ..
-            } => {
-                tally.max_version_seen = tally.max_version_seen.max(version);
-                ReplayEvent::Delete {
-                    txn_id,
-                    version,
-                    key: batch.raw_key(&key),
-                }
-            }
-            EntryRef::CommitTxn { txn_id, .. } => ReplayEvent::Commit { txn_id },
-            EntryRef::AbortTxn { txn_id, .. } => ReplayEvent::Abort { txn_id },
         };
+        let event = match frame.kind {
+            RecordType::Write | RecordType::Delete => ReplayEvent::Undecoded {
+                kind: frame.kind,
+                payload: batch.push_bytes(frame.payload),
+            },
+            kind => match EntryRef::decode(kind, frame.payload, &mut no_keys) {
+                Ok(EntryRef::BeginTxn {
+                    txn_id,
+                    run_id,
+                    timestamp,
+                }) => ReplayEvent::Begin {
+                    txn_id,
+                    run_id,
+                    timestamp,
+                },
+                Ok(EntryRef::CommitTxn { txn_id, .. }) => ReplayEvent::Commit { txn_id },
+                Ok(EntryRef::AbortTxn { txn_id, .. }) => ReplayEvent::Abort { txn_id },
+                Ok(other) => unreachable!("a {} frame decoded as {other:?}", kind.name()),
+                Err(e) => ReplayEvent::Undecodable {
+                    end: ReadEnd::undecodable(frame.offset_bytes, frame.len_bytes, kind, &e),
+                },
+            },
+        };
+        let undecodable = matches!(event, ReplayEvent::Undecodable { .. });
         batch.events.push(Located {
-            offset_bytes: record.offset_bytes,
+            offset_bytes: frame.offset_bytes,
+            len_bytes: u32::try_from(frame.len_bytes).expect("records are at most 9 + 16 MiB"),
             event,
         });
+        if undecodable {
+            break;
+        }
         if batch.events.len() >= batch_len {
             let flow = full(batch);
             debug_assert!(batch.is_empty(), "`full` leaves the batch empty");

@@ -1,14 +1,17 @@
-//! The applying stage of replay: events are grouped by transaction, and a transaction's
-//! operations reach the store, in record order with the BeginTxn timestamp, exactly when
-//! its CommitTxn is seen. Everything else is discarded, counted and logged.
+//! The applying stage of replay: Write and Delete payloads are decoded, events are grouped
+//! by transaction, and a transaction's operations reach the store, in record order with
+//! the BeginTxn timestamp, exactly when its CommitTxn is seen. Everything else is
+//! discarded, counted and logged. A record that does not decode ends the log there.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::ControlFlow;
 
-use super::events::{Batch, Located, RawKey, ReplayEvent};
+use super::events::{Batch, Located, ReplayEvent};
 use crate::store::{ReplayApplier, ReplayOp};
 use crate::types::{RunId, Timestamp};
-use crate::wal::entry::KeyRef;
+use crate::wal::entry::{EntryRef, NamespaceCache};
+use crate::wal::ReadEnd;
 
 #[derive(Debug)]
 struct OpenTxn {
@@ -92,9 +95,14 @@ impl OpenTxns {
     }
 }
 
-/// What the applying stage counts.
+/// What the applying stage counts: every record up to the end of the log (or up to the
+/// first that does not decode), applied or not, and what became of it.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct GroupTally {
+    pub(super) records_read: u64,
+    pub(super) bytes_replayed: u64,
+    pub(super) max_txn_id: u64,
+    pub(super) max_version_seen: u64,
     pub(super) txns_applied: u64,
     pub(super) writes_applied: u64,
     pub(super) deletes_applied: u64,
@@ -109,7 +117,10 @@ pub(super) struct Grouper<'a> {
     applier: ReplayApplier<'a>,
     open: OpenTxns,
     ops_pool: Vec<Vec<ReplayOp>>,
+    namespaces: NamespaceCache,
     tally: GroupTally,
+    /// Set at the first record that does not decode; nothing after it is taken.
+    undecodable: Option<ReadEnd>,
 }
 
 impl<'a> Grouper<'a> {
@@ -118,24 +129,68 @@ impl<'a> Grouper<'a> {
             applier,
             open: OpenTxns::default(),
             ops_pool: Vec::new(),
+            namespaces: NamespaceCache::default(),
             tally: GroupTally::default(),
+            undecodable: None,
         }
     }
 
-    /// Takes every event of `batch`, in order, and leaves it empty.
-    pub(super) fn take_batch(&mut self, batch: &mut Batch) {
+    /// Takes the events of `batch` in order and leaves it empty. Breaks once the log has
+    /// ended at a record that does not decode (the events after it are dropped).
+    pub(super) fn take_batch(&mut self, batch: &mut Batch) -> ControlFlow<()> {
         let bytes = &batch.bytes;
+        let mut flow = ControlFlow::Continue(());
         for located in batch.events.drain(..) {
-            self.event(located, bytes);
+            if flow.is_continue() {
+                flow = self.event(located, bytes);
+            }
         }
         batch.bytes.clear();
+        flow
     }
 
-    /// Takes the next event of the log; `bytes` holds its key and value bytes.
-    fn event(&mut self, located: Located, bytes: &[u8]) {
+    /// Takes the next event of the log; `bytes` holds the batch's payload bytes.
+    fn event(&mut self, located: Located, bytes: &[u8]) -> ControlFlow<()> {
         let offset_bytes = located.offset_bytes;
-        match located.event {
+        let event = match located.event {
+            ReplayEvent::Undecoded { kind, payload } => {
+                match EntryRef::decode(kind, &bytes[payload], &mut self.namespaces) {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        let len_bytes = u64::from(located.len_bytes);
+                        self.undecodable =
+                            Some(ReadEnd::undecodable(offset_bytes, len_bytes, kind, &e));
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            ReplayEvent::Undecodable { end } => {
+                self.undecodable = Some(end);
+                return ControlFlow::Break(());
+            }
             ReplayEvent::Begin {
+                txn_id,
+                run_id,
+                timestamp,
+            } => EntryRef::BeginTxn {
+                txn_id,
+                run_id,
+                timestamp,
+            },
+            ReplayEvent::Commit { txn_id } => EntryRef::CommitTxn {
+                txn_id,
+                run_id: RunId(0),
+            },
+            ReplayEvent::Abort { txn_id } => EntryRef::AbortTxn {
+                txn_id,
+                run_id: RunId(0),
+            },
+        };
+        self.tally.records_read += 1;
+        self.tally.bytes_replayed += u64::from(located.len_bytes);
+        self.tally.max_txn_id = self.tally.max_txn_id.max(event.txn_id());
+        match event {
+            EntryRef::BeginTxn {
                 txn_id,
                 run_id,
                 timestamp,
@@ -155,30 +210,32 @@ impl<'a> Grouper<'a> {
                     );
                 }
             }
-            ReplayEvent::Put {
+            EntryRef::Write {
                 txn_id,
-                version,
                 key,
                 value,
-            } => match self.open.get_mut(txn_id) {
-                Some(txn) => txn.ops.push(ReplayOp::put(
-                    &key_ref(&key, bytes),
-                    value.to_ref(bytes),
-                    version,
-                )),
-                None => self.orphan("Write", txn_id, offset_bytes),
-            },
-            ReplayEvent::Delete {
-                txn_id,
                 version,
+                ..
+            } => {
+                self.tally.max_version_seen = self.tally.max_version_seen.max(version);
+                match self.open.get_mut(txn_id) {
+                    Some(txn) => txn.ops.push(ReplayOp::put(&key, value, version)),
+                    None => self.orphan("Write", txn_id, offset_bytes),
+                }
+            }
+            EntryRef::Delete {
+                txn_id,
                 key,
-            } => match self.open.get_mut(txn_id) {
-                Some(txn) => txn
-                    .ops
-                    .push(ReplayOp::delete(&key_ref(&key, bytes), version)),
-                None => self.orphan("Delete", txn_id, offset_bytes),
-            },
-            ReplayEvent::Commit { txn_id } => match self.open.remove(txn_id) {
+                version,
+                ..
+            } => {
+                self.tally.max_version_seen = self.tally.max_version_seen.max(version);
+                match self.open.get_mut(txn_id) {
+                    Some(txn) => txn.ops.push(ReplayOp::delete(&key, version)),
+                    None => self.orphan("Delete", txn_id, offset_bytes),
+                }
+            }
+            EntryRef::CommitTxn { txn_id, .. } => match self.open.remove(txn_id) {
                 Some(mut txn) => {
                     self.tally.txns_applied += 1;
                     for op in txn.ops.drain(..) {
@@ -197,7 +254,7 @@ impl<'a> Grouper<'a> {
                 }
                 None => self.orphan("CommitTxn", txn_id, offset_bytes),
             },
-            ReplayEvent::Abort { txn_id } => match self.open.remove(txn_id) {
+            EntryRef::AbortTxn { txn_id, .. } => match self.open.remove(txn_id) {
                 Some(txn) => {
                     self.tally.aborted_txns += 1;
                     log::warn!(
@@ -209,6 +266,7 @@ impl<'a> Grouper<'a> {
                 None => self.orphan("AbortTxn", txn_id, offset_bytes),
             },
         }
+        ControlFlow::Continue(())
     }
 
     fn orphan(&mut self, kind: &str, txn_id: u64, offset_bytes: u64) {
@@ -220,8 +278,8 @@ impl<'a> Grouper<'a> {
     }
 
     /// Discards (and logs) the transactions still open, releases the store, and returns the
-    /// counts.
-    pub(super) fn finish(mut self) -> GroupTally {
+    /// counts and, if the log ended at a record that does not decode, that end.
+    pub(super) fn finish(mut self) -> (GroupTally, Option<ReadEnd>) {
         self.applier.finish();
         for (txn_id, txn) in self.open.into_sorted() {
             self.tally.discarded_txns += 1;
@@ -231,15 +289,6 @@ impl<'a> Grouper<'a> {
                 txn.ops.len()
             );
         }
-        self.tally
-    }
-}
-
-/// The key of an event, borrowing its user key from the batch's bytes.
-fn key_ref<'a>(key: &RawKey, bytes: &'a [u8]) -> KeyRef<'a> {
-    KeyRef {
-        namespace: key.namespace.clone(),
-        type_tag: key.type_tag,
-        user_key: &bytes[key.user_key.clone()],
+        (self.tally, self.undecodable)
     }
 }

@@ -26,7 +26,7 @@ use crate::durability::RecoveryMode;
 use crate::error::{EngineError, Result};
 use crate::store::UnifiedStore;
 use crate::wal::{CorruptionReport, ReadEnd, WalReader, WAL};
-use events::{read_events, Batch, ReadTally};
+use events::{read_events, Batch};
 use group::Grouper;
 
 /// Logs at least this long replay with the reading stage on its own thread.
@@ -106,29 +106,28 @@ fn replay(
     // replay is owned by the opening database, which discards it on error.
     let mut grouper = Grouper::new(store.replay_applier());
     let mut reader = wal.reader()?;
-    let (tally, reader) = if reader.file_len_bytes() >= pipeline_min_bytes {
-        read_on_second_thread(reader, &mut grouper)?
+    let read = if reader.file_len_bytes() >= pipeline_min_bytes {
+        read_on_second_thread(reader, &mut grouper)
     } else {
-        let mut tally = ReadTally::default();
         let mut batch = Batch::with_capacity(EVENT_BATCH_LEN);
-        read_events(
-            &mut reader,
-            &mut tally,
-            &mut batch,
-            EVENT_BATCH_LEN,
-            |batch| {
-                grouper.take_batch(batch);
-                ControlFlow::Continue(())
-            },
-        )?;
-        (tally, reader)
+        read_events(&mut reader, &mut batch, EVENT_BATCH_LEN, |batch| {
+            grouper.take_batch(batch)
+        })
+        .map(|()| reader)
     };
-    let grouped = grouper.finish();
-    let end = reader
-        .end()
-        .cloned()
-        .expect("the reading stage ran until the reader returned None");
-    drop(reader);
+    let (grouped, undecodable) = grouper.finish();
+    // A record that does not decode ends the log there. The reading stage, which only
+    // checks frames, may have read on past it, and even failed further on (an unknown
+    // record type, an I/O error): the log ended before that, as it would have for a reader
+    // that decodes as it goes.
+    let end = match (undecodable, read) {
+        (Some(end), _) => end,
+        (None, Ok(reader)) => reader
+            .end()
+            .cloned()
+            .expect("without an undecodable record the reading stage reads to the end"),
+        (None, Err(e)) => return Err(e),
+    };
     let mut stats = ReplayStats {
         txns_applied: grouped.txns_applied,
         writes_applied: grouped.writes_applied,
@@ -136,10 +135,10 @@ fn replay(
         discarded_txns: grouped.discarded_txns,
         aborted_txns: grouped.aborted_txns,
         orphaned_entries: grouped.orphaned_entries,
-        max_version_seen: tally.max_version_seen,
-        max_txn_id: tally.max_txn_id,
-        records_read: tally.records_read,
-        bytes_replayed: tally.bytes_replayed,
+        max_version_seen: grouped.max_version_seen,
+        max_txn_id: grouped.max_txn_id,
+        records_read: grouped.records_read,
+        bytes_replayed: grouped.bytes_replayed,
         ..ReplayStats::default()
     };
     stats.corruption = wal.accept_end(&end, recovery_mode)?;
@@ -162,37 +161,33 @@ fn replay(
 fn read_on_second_thread<'w>(
     mut reader: WalReader<'w>,
     grouper: &mut Grouper<'_>,
-) -> Result<(ReadTally, WalReader<'w>)> {
+) -> Result<WalReader<'w>> {
     std::thread::scope(|scope| {
         let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(BATCHES_QUEUED_MAX);
         // Emptied batches go back to the reading stage, so steady state allocates nothing.
         let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
         let reading = std::thread::Builder::new()
             .name("wal-replay-read".to_string())
-            .spawn_scoped(scope, move || -> Result<(ReadTally, WalReader<'w>)> {
-                let mut tally = ReadTally::default();
+            .spawn_scoped(scope, move || -> Result<WalReader<'w>> {
                 let mut batch = Batch::with_capacity(EVENT_BATCH_LEN);
-                read_events(
-                    &mut reader,
-                    &mut tally,
-                    &mut batch,
-                    EVENT_BATCH_LEN,
-                    |batch| {
-                        let empty = empty_rx
-                            .try_recv()
-                            .unwrap_or_else(|_| Batch::with_capacity(EVENT_BATCH_LEN));
-                        // A closed channel means the applying stage is gone (it panicked).
-                        match full_tx.send(std::mem::replace(batch, empty)) {
-                            Ok(()) => ControlFlow::Continue(()),
-                            Err(_) => ControlFlow::Break(()),
-                        }
-                    },
-                )?;
-                Ok((tally, reader))
+                read_events(&mut reader, &mut batch, EVENT_BATCH_LEN, |batch| {
+                    let empty = empty_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Batch::with_capacity(EVENT_BATCH_LEN));
+                    // A closed channel: the applying stage stopped (at a record that does
+                    // not decode) or panicked. Either way nothing more is needed.
+                    match full_tx.send(std::mem::replace(batch, empty)) {
+                        Ok(()) => ControlFlow::Continue(()),
+                        Err(_) => ControlFlow::Break(()),
+                    }
+                })?;
+                Ok(reader)
             })
             .map_err(|e| EngineError::io("spawning the WAL replay reading thread", e))?;
         for mut batch in full_rx {
-            grouper.take_batch(&mut batch);
+            if grouper.take_batch(&mut batch).is_break() {
+                break;
+            }
             let _ = empty_tx.send(batch);
         }
         match reading.join() {
@@ -207,7 +202,7 @@ mod tests {
     use super::*;
     use crate::types::{Key, Namespace, RunId, Timestamp, Value};
     use crate::wal::entry::{encode_begin, encode_delete, encode_end, encode_write};
-    use crate::wal::RecordType;
+    use crate::wal::{RecordType, RECORD_HEADER_LEN};
     use crate::DurabilityMode;
     use rand::{Rng, SeedableRng};
     use std::sync::Arc;
@@ -216,6 +211,17 @@ mod tests {
     /// transactions, multi-op transactions, deletes, aborts, orphaned records, a re-begun
     /// txn id, incomplete transactions at the end, and a torn tail (half a record).
     fn mixed_log(seed: u64) -> Vec<u8> {
+        let mut log = mixed_records(seed, 6 * EVENT_BATCH_LEN + EVENT_BATCH_LEN / 3);
+        // A torn tail: the first half of one more record.
+        let mut last = Vec::new();
+        encode_begin(&mut last, u64::MAX / 2, RunId(7), Timestamp(1));
+        log.extend_from_slice(&last[..last.len() / 2]);
+        log
+    }
+
+    /// About `events_min` whole records of the mix `mixed_log` describes (not a multiple of
+    /// the batch length, so the last batch is a partial one).
+    fn mixed_records(seed: u64, events_min: usize) -> Vec<u8> {
         println!("seed {seed:#018x}");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let namespaces = [
@@ -225,8 +231,6 @@ mod tests {
         let mut log = Vec::new();
         let mut open: Vec<u64> = Vec::new();
         let (mut next_txn_id, mut next_version) = (1u64, 1u64);
-        // Not a multiple of the batch length: the last batch is a partial one.
-        let events_min = 6 * EVENT_BATCH_LEN + EVENT_BATCH_LEN / 3;
         let mut events = 0;
         while events < events_min {
             events += 1;
@@ -280,11 +284,6 @@ mod tests {
             !open.is_empty(),
             "the log should end with incomplete transactions"
         );
-        // A torn tail: the first half of one more record.
-        let mut last = Vec::new();
-        encode_begin(&mut last, next_txn_id + 1, RunId(7), Timestamp(1));
-        log.extend_from_slice(&last[..last.len() / 2]);
-
         log
     }
 
@@ -365,5 +364,79 @@ mod tests {
         assert_eq!(point_in_time[0].0, point_in_time[1].0);
         assert!(point_in_time[0].1 == point_in_time[1].1, "stores differ");
         assert!(point_in_time[0].0.txns_applied > 0);
+    }
+
+    /// A frame of `record_type` around `payload` with a valid checksum.
+    fn framed(record_type: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = (payload.len() as u32).to_le_bytes().to_vec();
+        out.push(record_type);
+        let crc = crate::wal::format::record_crc(&out[..5], payload);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// A checksummed record that does not decode ends the log there on both paths, even
+    /// though the reading stage, which only checks frames, reads past it and then meets a
+    /// record of an unknown type (which alone would refuse the open with
+    /// `UnknownRecordType`): the outcome is the one a decoding reader gives, Corruption at
+    /// the undecodable record. Covered for a Write (decoded by the applying stage) and a
+    /// BeginTxn of the wrong length (decoded by the reading stage).
+    #[test]
+    fn undecodable_record_ends_the_log_on_both_paths() {
+        let mut bad_write = Vec::new();
+        let key = Key::kv(Arc::new(Namespace::new("t", "a", "x", RunId(1))), "k");
+        encode_write(&mut bad_write, 3, RunId(7), &key, &Value::Null, 9);
+        let payload_len = bad_write.len() - RECORD_HEADER_LEN;
+        let mut payload = bad_write[RECORD_HEADER_LEN..].to_vec();
+        *payload.last_mut().expect("value tag") = 9; // no value has tag 9
+        let bad_write = framed(RecordType::Write as u8, &payload);
+        assert_eq!(bad_write.len(), RECORD_HEADER_LEN + payload_len);
+        let bad_begin = framed(RecordType::BeginTxn as u8, &[0u8; 25]);
+        let unknown_type = framed(6, &[0u8; 16]);
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bad) in [("write", bad_write), ("begin", bad_begin)] {
+            let mut log = mixed_records(0x9e11_0000_0000_0003, 3 * EVENT_BATCH_LEN + 100);
+            let bad_offset = (crate::wal::HEADER_LEN + log.len()) as u64;
+            log.extend_from_slice(&bad);
+            log.extend_from_slice(&mixed_records(0x9e11_0000_0000_0004, 40));
+            log.extend_from_slice(&unknown_type);
+            log.extend_from_slice(&mixed_records(0x9e11_0000_0000_0005, 2 * EVENT_BATCH_LEN));
+            for pipelined in [true, false] {
+                let label = format!("{name}-{pipelined}");
+                match replay_log(dir.path(), &label, &log, RecoveryMode::default(), pipelined) {
+                    Err(crate::EngineError::Corruption { offset_bytes, .. }) => {
+                        assert_eq!(offset_bytes, bad_offset, "{label}")
+                    }
+                    other => panic!("{label}: expected Corruption, got {:?}", other.map(|r| r.0)),
+                }
+            }
+            let mut point_in_time = Vec::new();
+            for pipelined in [true, false] {
+                let label = format!("pit-{name}-{pipelined}");
+                let (mut stats, snapshot) = replay_log(
+                    dir.path(),
+                    &label,
+                    &log,
+                    RecoveryMode::PointInTime,
+                    pipelined,
+                )
+                .unwrap();
+                let report = stats.corruption.as_mut().expect("point-in-time cut damage");
+                assert_eq!(report.offset_bytes, bad_offset, "{label}");
+                report.saved_to = std::path::PathBuf::new();
+                point_in_time.push((stats, snapshot));
+            }
+            assert_eq!(point_in_time[0].0, point_in_time[1].0, "{name}");
+            assert!(
+                point_in_time[0].1 == point_in_time[1].1,
+                "{name}: stores differ"
+            );
+            assert_eq!(
+                point_in_time[0].0.bytes_replayed + crate::wal::HEADER_LEN as u64,
+                bad_offset,
+                "{name}: every record before the undecodable one, and none after it"
+            );
+        }
     }
 }

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::entry::{EntryRef, NamespaceCache, WALEntry};
+use super::entry::{DecodeError, EntryRef, NamespaceCache, WALEntry};
 use super::format::{
     inspect_frame, read_u32, Frame, RecordType, HEADER_LEN, RECORD_HEADER_LEN,
     RECORD_PAYLOAD_LEN_MAX, RECORD_TYPE_OFFSET,
@@ -42,6 +42,18 @@ pub struct RecordRef<'a> {
     pub entry: EntryRef<'a>,
 }
 
+/// One record's frame, checksum verified, payload not decoded (see
+/// [`WalReader::next_frame`]).
+#[derive(Debug, Clone)]
+pub struct FrameRef<'a> {
+    /// File offset of the record's first byte (its length field).
+    pub offset_bytes: u64,
+    /// Length of the whole record, frame header included.
+    pub len_bytes: u64,
+    pub kind: RecordType,
+    pub payload: &'a [u8],
+}
+
 /// Why reading stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadEnd {
@@ -65,6 +77,25 @@ pub enum ReadEnd {
 }
 
 impl ReadEnd {
+    /// The end at a record whose checksum is valid but whose payload does not decode: it
+    /// was written wrong, not torn, so it is never a tail to cut silently. The next record
+    /// starts right after it.
+    pub fn undecodable(
+        offset_bytes: u64,
+        len_bytes: u64,
+        kind: RecordType,
+        error: &DecodeError,
+    ) -> ReadEnd {
+        ReadEnd::Corruption {
+            offset_bytes,
+            next_valid_offset_bytes: offset_bytes + len_bytes,
+            reason: format!(
+                "{} record with a valid checksum does not decode: {error}",
+                kind.name()
+            ),
+        }
+    }
+
     /// Offset up to which the log is valid.
     pub fn valid_end_offset_bytes(&self) -> u64 {
         match self {
@@ -207,9 +238,43 @@ impl<'a> WalReader<'a> {
     /// store-forwarding stalls, ~15% of replay.
     #[inline]
     pub fn next_entry(&mut self) -> Result<Option<RecordRef<'_>>> {
-        match self.buffered_valid_record() {
+        match self.next_valid_frame()? {
             Some((kind, payload_len)) => Ok(self.decode_record(kind, payload_len)),
-            None => self.next_entry_slow(),
+            None => Ok(None),
+        }
+    }
+
+    /// The next record's frame, checksum verified but payload not decoded, or `Ok(None)` at
+    /// the end (then [`WalReader::end`] says why). The payload borrows the read buffer until
+    /// the next call.
+    ///
+    /// For a caller that decodes elsewhere (replay decodes on another thread). Such a
+    /// caller owns the rule that a checksummed record whose payload does not decode is
+    /// corruption: [`ReadEnd::undecodable`] builds the end this reader would have reported,
+    /// and nothing after that record may be used.
+    #[inline]
+    pub fn next_frame(&mut self) -> Result<Option<FrameRef<'_>>> {
+        let Some((kind, payload_len)) = self.next_valid_frame()? else {
+            return Ok(None);
+        };
+        let offset_bytes = self.buf_offset_bytes + self.pos as u64;
+        let start = self.pos + RECORD_HEADER_LEN;
+        self.pos = start + payload_len;
+        Ok(Some(FrameRef {
+            offset_bytes,
+            len_bytes: (RECORD_HEADER_LEN + payload_len) as u64,
+            kind,
+            payload: &self.buf[start..start + payload_len],
+        }))
+    }
+
+    /// Positions at the next valid frame and returns its type and payload length, or sets
+    /// the end and returns `None`.
+    #[inline]
+    fn next_valid_frame(&mut self) -> Result<Option<(RecordType, usize)>> {
+        match self.buffered_valid_record() {
+            Some(frame) => Ok(Some(frame)),
+            None => self.next_valid_frame_slow(),
         }
     }
 
@@ -256,24 +321,14 @@ impl<'a> WalReader<'a> {
                 })
             }
             Err(e) => {
-                // A checksummed record that does not decode was written wrong, not torn:
-                // never a tail to cut silently.
-                let next = (offset_bytes + len_bytes).min(self.file_len_bytes);
-                self.end = Some(ReadEnd::Corruption {
-                    offset_bytes,
-                    next_valid_offset_bytes: next,
-                    reason: format!(
-                        "{} record with a valid checksum does not decode: {e}",
-                        kind.name()
-                    ),
-                });
+                self.end = Some(ReadEnd::undecodable(offset_bytes, len_bytes, kind, &e));
                 None
             }
         }
     }
 
     #[inline(never)]
-    fn next_entry_slow(&mut self) -> Result<Option<RecordRef<'_>>> {
+    fn next_valid_frame_slow(&mut self) -> Result<Option<(RecordType, usize)>> {
         if self.end.is_some() {
             return Ok(None);
         }
@@ -316,7 +371,7 @@ impl<'a> WalReader<'a> {
                         record_type,
                     });
                 };
-                Ok(self.decode_record(kind, payload_len))
+                Ok(Some((kind, payload_len)))
             }
             Frame::Incomplete { needed_bytes } => {
                 let reason = format!(
