@@ -133,7 +133,7 @@ impl Ord for StoredKey {
             {
                 return type_tag
                     .cmp(other_type_tag)
-                    .then_with(|| inline_words(bytes).cmp(&inline_words(other_bytes)))
+                    .then_with(|| cmp_words(&inline_words(bytes), &inline_words(other_bytes)))
                     .then_with(|| len.cmp(other_len));
             }
         }
@@ -159,6 +159,18 @@ fn inline_words(bytes: &[u8; USER_KEY_INLINE_LEN_MAX]) -> [u64; 3] {
 }
 
 const _: () = assert!(USER_KEY_INLINE_LEN_MAX > 16 && USER_KEY_INLINE_LEN_MAX <= 24);
+
+/// Lexicographic order of two `inline_words` triples, word by word.
+#[inline(always)]
+fn cmp_words(a: &[u64; 3], b: &[u64; 3]) -> Ordering {
+    if a[0] != b[0] {
+        return a[0].cmp(&b[0]);
+    }
+    if a[1] != b[1] {
+        return a[1].cmp(&b[1]);
+    }
+    a[2].cmp(&b[2])
+}
 
 /// A search key prepared once per search, so that each comparison with a stored key is a
 /// pointer compare, a tag compare and (for user keys short enough to be inline) three word
@@ -193,25 +205,36 @@ impl<'a> Probe<'a> {
 }
 
 impl StoredKey {
-    /// How this key orders against `probe`.
+    /// How this key orders against `probe`. The common case (shared namespace, both user
+    /// keys inline) is a handful of instructions inlined into the search loop; anything
+    /// else takes the general comparison out of line, which keeps the loop small enough
+    /// to stay inlined (with the general case inlined too, each step was a call).
     #[inline(always)]
     pub(crate) fn cmp_probe(&self, probe: &Probe<'_>) -> Ordering {
-        if Arc::ptr_eq(&self.namespace, probe.namespace) {
-            if let (
-                UserKeyBytes::Inline {
-                    type_tag,
-                    len,
-                    bytes,
-                },
-                Some(words),
-            ) = (&self.bytes, &probe.words)
-            {
-                return type_tag
-                    .cmp(&probe.type_tag)
-                    .then_with(|| inline_words(bytes).cmp(words))
-                    .then_with(|| usize::from(*len).cmp(&probe.user_key.len()));
+        if let (
+            UserKeyBytes::Inline {
+                type_tag,
+                len,
+                bytes,
+            },
+            Some(words),
+        ) = (&self.bytes, &probe.words)
+        {
+            if Arc::ptr_eq(&self.namespace, probe.namespace) {
+                if *type_tag != probe.type_tag {
+                    return type_tag.cmp(&probe.type_tag);
+                }
+                return match cmp_words(&inline_words(bytes), words) {
+                    Ordering::Equal => usize::from(*len).cmp(&probe.user_key.len()),
+                    unequal => unequal,
+                };
             }
         }
+        self.cmp_probe_general(probe)
+    }
+
+    #[inline(never)]
+    fn cmp_probe_general(&self, probe: &Probe<'_>) -> Ordering {
         self.cmp_parts(probe.namespace, probe.type_tag, probe.user_key)
     }
 }
