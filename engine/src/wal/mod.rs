@@ -55,9 +55,13 @@ impl Default for WalOptions {
     }
 }
 
-/// The default preallocation chunk: one `fallocate` (+ fdatasync in Strict mode) per ~9K
-/// small commits, and a zero tail that recovery reads through in about a millisecond.
+/// The default preallocation chunk (the largest step, reached once the file is that
+/// large): one `fallocate` (+ zeros and fdatasync in Strict mode) per ~6K small commits,
+/// and a zero tail that recovery reads through in about a millisecond.
 pub const DEFAULT_PREALLOCATE_CHUNK_BYTES: u64 = 1 << 20;
+
+/// The first preallocation step; each later step is as large as the file, up to the chunk.
+pub const PREALLOCATE_STEP_MIN_BYTES: u64 = 64 * 1024;
 
 /// Point-in-time recovery saves the bytes it cuts to `<wal file name><DROPPED_SUFFIX><offset>`.
 pub const DROPPED_SUFFIX: &str = ".dropped-";
@@ -407,9 +411,13 @@ impl WAL {
     /// A failure poisons the WAL like a failed append. A storage that does not preallocate
     /// turns preallocation off for the rest of this WAL's life.
     fn preallocate(&self, state: &mut WriteState, needed_end_bytes: u64) -> Result<()> {
-        let chunk = self.preallocate_chunk_bytes;
+        // The step doubles with the file up to the chunk size: a small log (a test, a
+        // crash-harness cycle) allocates and zero-fills kilobytes, not a whole chunk.
         let from = state.allocated_end_bytes.max(state.end_offset_bytes);
-        let to = needed_end_bytes.div_ceil(chunk) * chunk;
+        let step = from
+            .max(PREALLOCATE_STEP_MIN_BYTES)
+            .min(self.preallocate_chunk_bytes);
+        let to = needed_end_bytes.div_ceil(step) * step;
         debug_assert!(to >= needed_end_bytes);
         match self.storage.allocate(from, to - from, self.sync_cadence()) {
             Ok(true) => {}

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use engine::wal::{
     FileOpener, OpenedStorage, StorageOpener, SyncCadence, WalStorage,
-    DEFAULT_PREALLOCATE_CHUNK_BYTES,
+    DEFAULT_PREALLOCATE_CHUNK_BYTES, PREALLOCATE_STEP_MIN_BYTES,
 };
 use engine::{Database, DatabaseOptions, DurabilityMode, EngineError, RunId, Value, WAL_FILE_NAME};
 
@@ -156,7 +156,7 @@ fn default_options_preallocate_and_the_zeros_never_outlive_the_handle_or_a_recov
             .unwrap()
             .end_offset_bytes;
         assert_eq!(
-            file_len() % DEFAULT_PREALLOCATE_CHUNK_BYTES,
+            file_len() % PREALLOCATE_STEP_MIN_BYTES,
             0,
             "{}",
             mode.name()
