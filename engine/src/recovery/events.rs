@@ -61,8 +61,9 @@ impl Batch {
     pub(super) fn with_capacity(events_len: usize) -> Batch {
         Batch {
             events: Vec::with_capacity(events_len),
-            // Room for the payloads of typical small Write records.
-            bytes: Vec::with_capacity(events_len * 128),
+            // A third of the events are Writes of ~100-byte payloads in a typical log; the
+            // buffer grows when a batch needs more, and is reused from batch to batch.
+            bytes: Vec::with_capacity(events_len * 48),
         }
     }
 

@@ -37,13 +37,16 @@ use group::Grouper;
 /// replay on one core) on the overlap pays; it also means the crash harness's logs take
 /// both paths (measured: about a quarter of its recoveries are pipelined).
 const PIPELINE_MIN_BYTES: u64 = 256 << 10;
-/// Events per batch handed from the reading stage to the applying stage. 1024 events
-/// (~100 KiB) measured best on 2 cores for 1M single-put transactions: median reopen
-/// 0.29 s, against 0.36 s with batches of 4096 (written while the other core still holds
-/// their cache lines) and 0.36 s with 256 (more hand-overs).
+/// Events per batch handed from the reading stage to the applying stage (~50 KiB of
+/// events and ~50 KiB of payload bytes). Measured on 2 cores for 1M single-put
+/// transactions: 1024 beat 4096 (batches written while the other core still holds their
+/// cache lines) and 256 (more hand-overs).
 const EVENT_BATCH_LEN: usize = 1024;
-/// Batches queued between the stages at most: bounds replay's extra memory (~1.7 MiB).
-const BATCHES_QUEUED_MAX: usize = 16;
+/// Batches queued between the stages at most: bounds replay's extra memory (a few hundred
+/// KiB). With the stages' work even, 4 measured as fast as 16 (1M transactions: 0.23-0.24 s
+/// against 0.27 s) and kept a 100K-transaction replay's peak at 1.12-1.17x its store
+/// instead of 1.25-1.30x.
+const BATCHES_QUEUED_MAX: usize = 4;
 
 /// What replay did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
