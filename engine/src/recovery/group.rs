@@ -1,5 +1,4 @@
-//! The applying stage of replay: Write and Delete payloads are decoded, events are grouped
-//! by transaction, and a transaction's operations reach the store, in record order with
+//! The applying stage of replay: records are decoded and grouped by transaction, and a transaction's operations reach the store, in record order with
 //! the BeginTxn timestamp, exactly when its CommitTxn is seen. Everything else is
 //! discarded, counted and logged. A record that does not decode ends the log there.
 
@@ -7,7 +6,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::ControlFlow;
 
-use super::events::{Batch, Located, ReplayEvent};
+use super::batch::{Batch, BatchedRecord};
 use crate::store::{ReplayApplier, ReplayOp};
 use crate::types::{RunId, Timestamp};
 use crate::wal::entry::{EntryRef, NamespaceCache};
@@ -111,7 +110,7 @@ pub(super) struct GroupTally {
     pub(super) orphaned_entries: u64,
 }
 
-/// Groups events by transaction and applies committed transactions to the store.
+/// Decodes records, groups them by transaction and applies committed transactions.
 #[derive(Debug)]
 pub(super) struct Grouper<'a> {
     applier: ReplayApplier<'a>,
@@ -135,61 +134,41 @@ impl<'a> Grouper<'a> {
         }
     }
 
-    /// Takes the events of `batch` in order and leaves it empty. Breaks once the log has
-    /// ended at a record that does not decode (the events after it are dropped).
+    /// Takes the records of `batch` in order and leaves it empty. Breaks once the log has
+    /// ended at a record that does not decode (the records after it are dropped).
     pub(super) fn take_batch(&mut self, batch: &mut Batch) -> ControlFlow<()> {
         let bytes = &batch.bytes;
         let mut flow = ControlFlow::Continue(());
-        for located in batch.events.drain(..) {
+        for record in batch.records.drain(..) {
             if flow.is_continue() {
-                flow = self.event(located, bytes);
+                flow = self.record(record, bytes);
             }
         }
         batch.bytes.clear();
         flow
     }
 
-    /// Takes the next event of the log; `bytes` holds the batch's payload bytes.
-    fn event(&mut self, located: Located, bytes: &[u8]) -> ControlFlow<()> {
-        let offset_bytes = located.offset_bytes;
-        let event = match located.event {
-            ReplayEvent::Undecoded { kind, payload } => {
-                match EntryRef::decode(kind, &bytes[payload], &mut self.namespaces) {
-                    Ok(entry) => entry,
-                    Err(e) => {
-                        let len_bytes = u64::from(located.len_bytes);
-                        self.undecodable =
-                            Some(ReadEnd::undecodable(offset_bytes, len_bytes, kind, &e));
-                        return ControlFlow::Break(());
-                    }
-                }
-            }
-            ReplayEvent::Undecodable { end } => {
-                self.undecodable = Some(end);
+    /// Takes the next record of the log; `bytes` holds the batch's payload bytes.
+    fn record(&mut self, record: BatchedRecord, bytes: &[u8]) -> ControlFlow<()> {
+        let offset_bytes = record.offset_bytes;
+        let len_bytes = u64::from(record.len_bytes);
+        let payload = &bytes[record.payload];
+        let entry = match EntryRef::decode(record.kind, payload, &mut self.namespaces) {
+            Ok(entry) => entry,
+            Err(e) => {
+                self.undecodable = Some(ReadEnd::undecodable(
+                    offset_bytes,
+                    len_bytes,
+                    record.kind,
+                    &e,
+                ));
                 return ControlFlow::Break(());
             }
-            ReplayEvent::Begin {
-                txn_id,
-                run_id,
-                timestamp,
-            } => EntryRef::BeginTxn {
-                txn_id,
-                run_id,
-                timestamp,
-            },
-            ReplayEvent::Commit { txn_id } => EntryRef::CommitTxn {
-                txn_id,
-                run_id: RunId(0),
-            },
-            ReplayEvent::Abort { txn_id } => EntryRef::AbortTxn {
-                txn_id,
-                run_id: RunId(0),
-            },
         };
         self.tally.records_read += 1;
-        self.tally.bytes_replayed += u64::from(located.len_bytes);
-        self.tally.max_txn_id = self.tally.max_txn_id.max(event.txn_id());
-        match event {
+        self.tally.bytes_replayed += len_bytes;
+        self.tally.max_txn_id = self.tally.max_txn_id.max(entry.txn_id());
+        match entry {
             EntryRef::BeginTxn {
                 txn_id,
                 run_id,

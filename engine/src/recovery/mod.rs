@@ -5,9 +5,9 @@
 //! order (not begin order or txn-id order) decides which write of a key wins. Memory is
 //! bounded by the transactions open at any point in the log, not by its length.
 //!
-//! Two stages of about equal work, in log order: `events` reads and checksums frames into
-//! batches (decoding only the fixed-size records); `group` decodes Write and Delete
-//! payloads, collects operations per transaction and applies committed ones. For a log of
+//! Two stages of about equal work, in log order: `batch` reads and checksums frames into
+//! batches of undecoded payloads; `group` decodes them, collects operations per transaction
+//! and applies committed ones. For a log of
 //! at least `PIPELINE_MIN_BYTES` the first stage runs on a second thread, handing batches
 //! over through a bounded channel, so on two cores reading and applying overlap. Smaller
 //! logs run both stages on the calling thread; the result is the same either way (tests
@@ -19,7 +19,7 @@
 //! incomplete, aborted or orphaned record never reaches the store; each is counted and
 //! logged as a warning.
 
-mod events;
+mod batch;
 mod group;
 
 use std::ops::ControlFlow;
@@ -29,7 +29,7 @@ use crate::durability::RecoveryMode;
 use crate::error::{EngineError, Result};
 use crate::store::UnifiedStore;
 use crate::wal::{CorruptionReport, ReadEnd, WalReader, WAL};
-use events::{read_events, Batch};
+use batch::{read_records, Batch};
 use group::Grouper;
 
 /// Logs at least this long replay with the reading stage on its own thread. Starting a
@@ -37,11 +37,11 @@ use group::Grouper;
 /// replay on one core) on the overlap pays; it also means the crash harness's logs take
 /// both paths (measured: about a quarter of its recoveries are pipelined).
 const PIPELINE_MIN_BYTES: u64 = 256 << 10;
-/// Events per batch handed from the reading stage to the applying stage (~50 KiB of
-/// events and ~50 KiB of payload bytes). Measured on 2 cores for 1M single-put
+/// Records per batch handed from the reading stage to the applying stage (~40 KiB of
+/// entries and ~50 KiB of payload bytes). Measured on 2 cores for 1M single-put
 /// transactions: 1024 beat 4096 (batches written while the other core still holds their
 /// cache lines) and 256 (more hand-overs).
-const EVENT_BATCH_LEN: usize = 1024;
+const BATCH_RECORDS_LEN: usize = 1024;
 /// Batches queued between the stages at most: bounds replay's extra memory (a few hundred
 /// KiB). With the stages' work even, 4 measured as fast as 16 (1M transactions: 0.23-0.24 s
 /// against 0.27 s) and kept a 100K-transaction replay's peak at 1.12-1.17x its store
@@ -118,8 +118,8 @@ fn replay(
     let read = if reader.file_len_bytes() >= pipeline_min_bytes {
         read_on_second_thread(reader, &mut grouper)
     } else {
-        let mut batch = Batch::with_capacity(EVENT_BATCH_LEN);
-        read_events(&mut reader, &mut batch, EVENT_BATCH_LEN, |batch| {
+        let mut batch = Batch::with_capacity(BATCH_RECORDS_LEN);
+        read_records(&mut reader, &mut batch, BATCH_RECORDS_LEN, |batch| {
             grouper.take_batch(batch)
         })
         .map(|()| reader)
@@ -178,11 +178,11 @@ fn read_on_second_thread<'w>(
         let reading = std::thread::Builder::new()
             .name("wal-replay-read".to_string())
             .spawn_scoped(scope, move || -> Result<WalReader<'w>> {
-                let mut batch = Batch::with_capacity(EVENT_BATCH_LEN);
-                read_events(&mut reader, &mut batch, EVENT_BATCH_LEN, |batch| {
+                let mut batch = Batch::with_capacity(BATCH_RECORDS_LEN);
+                read_records(&mut reader, &mut batch, BATCH_RECORDS_LEN, |batch| {
                     let empty = empty_rx
                         .try_recv()
-                        .unwrap_or_else(|_| Batch::with_capacity(EVENT_BATCH_LEN));
+                        .unwrap_or_else(|_| Batch::with_capacity(BATCH_RECORDS_LEN));
                     // A closed channel: the applying stage stopped (at a record that does
                     // not decode) or panicked. Either way nothing more is needed.
                     match full_tx.send(std::mem::replace(batch, empty)) {
@@ -220,7 +220,7 @@ mod tests {
     /// transactions, multi-op transactions, deletes, aborts, orphaned records, a re-begun
     /// txn id, incomplete transactions at the end, and a torn tail (half a record).
     fn mixed_log(seed: u64) -> Vec<u8> {
-        let mut log = mixed_records(seed, 6 * EVENT_BATCH_LEN + EVENT_BATCH_LEN / 3);
+        let mut log = mixed_records(seed, 6 * BATCH_RECORDS_LEN + BATCH_RECORDS_LEN / 3);
         // A torn tail: the first half of one more record.
         let mut last = Vec::new();
         encode_begin(&mut last, u64::MAX / 2, RunId(7), Timestamp(1));
@@ -405,12 +405,12 @@ mod tests {
         let unknown_type = framed(6, &[0u8; 16]);
         let dir = tempfile::tempdir().unwrap();
         for (name, bad) in [("write", bad_write), ("begin", bad_begin)] {
-            let mut log = mixed_records(0x9e11_0000_0000_0003, 3 * EVENT_BATCH_LEN + 100);
+            let mut log = mixed_records(0x9e11_0000_0000_0003, 3 * BATCH_RECORDS_LEN + 100);
             let bad_offset = (crate::wal::HEADER_LEN + log.len()) as u64;
             log.extend_from_slice(&bad);
             log.extend_from_slice(&mixed_records(0x9e11_0000_0000_0004, 40));
             log.extend_from_slice(&unknown_type);
-            log.extend_from_slice(&mixed_records(0x9e11_0000_0000_0005, 2 * EVENT_BATCH_LEN));
+            log.extend_from_slice(&mixed_records(0x9e11_0000_0000_0005, 2 * BATCH_RECORDS_LEN));
             for pipelined in [true, false] {
                 let label = format!("{name}-{pipelined}");
                 match replay_log(dir.path(), &label, &log, RecoveryMode::default(), pipelined) {
