@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::entry::{DecodeError, EntryRef, NamespaceCache, WALEntry};
+use super::entry::{DecodeError, NamespaceCache, WALEntry};
 use super::format::{
     inspect_frame, read_u32, Frame, RecordType, HEADER_LEN, RECORD_HEADER_LEN,
     RECORD_PAYLOAD_LEN_MAX, RECORD_TYPE_OFFSET,
@@ -29,17 +29,6 @@ pub struct WalRecord {
     /// Length of the whole record, frame header included.
     pub len_bytes: u64,
     pub entry: WALEntry,
-}
-
-/// One record as read from the log, borrowing its key and value bytes from the reader's
-/// buffer (see [`WalReader::next_entry`]).
-#[derive(Debug, Clone)]
-pub struct RecordRef<'a> {
-    /// File offset of the record's first byte (its length field).
-    pub offset_bytes: u64,
-    /// Length of the whole record, frame header included.
-    pub len_bytes: u64,
-    pub entry: EntryRef<'a>,
 }
 
 /// One record's frame, checksum verified, payload not decoded (see
@@ -223,24 +212,26 @@ impl<'a> WalReader<'a> {
     /// Errors are reserved for what recovery must not paper over: I/O failures and a
     /// checksummed record of a type this build does not know.
     pub fn next_record(&mut self) -> Result<Option<WalRecord>> {
-        Ok(self.next_entry()?.map(|record| WalRecord {
-            offset_bytes: record.offset_bytes,
-            len_bytes: record.len_bytes,
-            entry: record.entry.to_entry(),
-        }))
-    }
-
-    /// Like [`WalReader::next_record`], but the record borrows its key and value from the
-    /// read buffer until the next call (replay copies them straight into the store).
-    ///
-    /// Inlined into the caller's loop for the common case (a whole, valid record already
-    /// buffered): returned out of line, the record was copied through the stack twice with
-    /// store-forwarding stalls, ~15% of replay.
-    #[inline]
-    pub fn next_entry(&mut self) -> Result<Option<RecordRef<'_>>> {
-        match self.next_valid_frame()? {
-            Some((kind, payload_len)) => Ok(self.decode_record(kind, payload_len)),
-            None => Ok(None),
+        let Some((kind, payload_len)) = self.next_valid_frame()? else {
+            return Ok(None);
+        };
+        let offset_bytes = self.buf_offset_bytes + self.pos as u64;
+        let start = self.pos + RECORD_HEADER_LEN;
+        let len_bytes = (RECORD_HEADER_LEN + payload_len) as u64;
+        let payload = &self.buf[start..start + payload_len];
+        match WALEntry::decode_payload(kind, payload, &mut self.namespaces) {
+            Ok(entry) => {
+                self.pos = start + payload_len;
+                Ok(Some(WalRecord {
+                    offset_bytes,
+                    len_bytes,
+                    entry,
+                }))
+            }
+            Err(e) => {
+                self.end = Some(ReadEnd::undecodable(offset_bytes, len_bytes, kind, &e));
+                Ok(None)
+            }
         }
     }
 
@@ -300,30 +291,6 @@ impl<'a> WalReader<'a> {
                 payload_len,
             } => Some((RecordType::from_byte(record_type)?, payload_len)),
             _ => None,
-        }
-    }
-
-    /// Decodes the valid frame at the read position and steps past it, or ends the log as
-    /// corruption if its payload does not decode.
-    #[inline]
-    fn decode_record(&mut self, kind: RecordType, payload_len: usize) -> Option<RecordRef<'_>> {
-        let offset_bytes = self.buf_offset_bytes + self.pos as u64;
-        let start = self.pos + RECORD_HEADER_LEN;
-        let len_bytes = (RECORD_HEADER_LEN + payload_len) as u64;
-        let payload = &self.buf[start..start + payload_len];
-        match EntryRef::decode(kind, payload, &mut self.namespaces) {
-            Ok(entry) => {
-                self.pos = start + payload_len;
-                Some(RecordRef {
-                    offset_bytes,
-                    len_bytes,
-                    entry,
-                })
-            }
-            Err(e) => {
-                self.end = Some(ReadEnd::undecodable(offset_bytes, len_bytes, kind, &e));
-                None
-            }
         }
     }
 
