@@ -405,16 +405,15 @@ impl Database {
                 *encoded = Vec::new();
             }
             let end = appended?;
-            let store_ops: Vec<StoreOp> = ops
+            let store_ops = ops
                 .into_iter()
                 .enumerate()
-                .map(|(i, op)| op.into_store_op(first_version + i as u64))
-                .collect();
+                .map(|(i, op)| op.into_store_op(first_version + i as u64));
             if strict {
                 // Queued in write order while the commit lock still orders the writes.
                 lock(&shared.pending_apply).push_back(PendingApply {
                     end_offset_bytes: end,
-                    ops: store_ops,
+                    ops: store_ops.collect(),
                     timestamp,
                 });
             } else {
