@@ -198,7 +198,7 @@ impl<'a> Grouper<'a> {
             } => {
                 self.tally.max_version_seen = self.tally.max_version_seen.max(version);
                 match self.open.get_mut(txn_id) {
-                    Some(txn) => txn.ops.push(ReplayOp::put(&key, value, version)),
+                    Some(txn) => txn.ops.push(ReplayOp::put(key, value, version)),
                     None => self.orphan("Write", txn_id, offset_bytes),
                 }
             }
@@ -210,7 +210,7 @@ impl<'a> Grouper<'a> {
             } => {
                 self.tally.max_version_seen = self.tally.max_version_seen.max(version);
                 match self.open.get_mut(txn_id) {
-                    Some(txn) => txn.ops.push(ReplayOp::delete(&key, version)),
+                    Some(txn) => txn.ops.push(ReplayOp::delete(key, version)),
                     None => self.orphan("Delete", txn_id, offset_bytes),
                 }
             }

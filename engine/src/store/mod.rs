@@ -302,18 +302,18 @@ pub(crate) enum ReplayOp {
 
 impl ReplayOp {
     /// A Write record's operation.
-    pub(crate) fn put(key: &KeyRef<'_>, value: ValueRef<'_>, version: u64) -> ReplayOp {
+    pub(crate) fn put(key: KeyRef<'_>, value: ValueRef<'_>, version: u64) -> ReplayOp {
         ReplayOp::Put {
-            key: StoredKey::new(key.namespace.clone(), key.type_tag, key.user_key),
+            key: StoredKey::new(key.namespace, key.type_tag, key.user_key),
             payload: StoredPayload::from_ref(value),
             version,
         }
     }
 
     /// A Delete record's operation.
-    pub(crate) fn delete(key: &KeyRef<'_>, version: u64) -> ReplayOp {
+    pub(crate) fn delete(key: KeyRef<'_>, version: u64) -> ReplayOp {
         ReplayOp::Delete {
-            key: StoredKey::new(key.namespace.clone(), key.type_tag, key.user_key),
+            key: StoredKey::new(key.namespace, key.type_tag, key.user_key),
             version,
         }
     }

@@ -112,7 +112,7 @@ impl WALEntry {
         payload: &[u8],
         namespaces: &mut NamespaceCache,
     ) -> Result<WALEntry, DecodeError> {
-        EntryRef::decode(record_type, payload, namespaces).map(|entry| entry.to_entry())
+        EntryRef::decode(record_type, payload, namespaces).map(EntryRef::into_entry)
     }
 }
 

@@ -14,7 +14,7 @@ use crate::wal::format::RecordType;
 
 /// A decoded record whose key and value borrow the payload they were decoded from: replay
 /// moves them straight into the store's own representation without a `Vec` per field.
-/// [`WALEntry::decode_payload`] is this decoder plus [`EntryRef::to_entry`], so both paths
+/// [`WALEntry::decode_payload`] is this decoder plus [`EntryRef::into_entry`], so both paths
 /// accept and reject exactly the same payloads.
 #[derive(Debug, Clone)]
 pub enum EntryRef<'a> {
@@ -55,8 +55,8 @@ pub struct KeyRef<'a> {
 }
 
 impl KeyRef<'_> {
-    pub fn to_key(&self) -> Key {
-        Key::new(self.namespace.clone(), self.type_tag, self.user_key)
+    pub fn into_key(self) -> Key {
+        Key::new(self.namespace, self.type_tag, self.user_key)
     }
 }
 
@@ -182,17 +182,17 @@ impl<'a> EntryRef<'a> {
         }
     }
 
-    /// The owned entry (allocates the key and value).
-    pub fn to_entry(&self) -> WALEntry {
+    /// The owned entry (allocates the key and value bytes; the namespace moves over).
+    pub fn into_entry(self) -> WALEntry {
         match self {
             EntryRef::BeginTxn {
                 txn_id,
                 run_id,
                 timestamp,
             } => WALEntry::BeginTxn {
-                txn_id: *txn_id,
-                run_id: *run_id,
-                timestamp: *timestamp,
+                txn_id,
+                run_id,
+                timestamp,
             },
             EntryRef::Write {
                 txn_id,
@@ -201,11 +201,11 @@ impl<'a> EntryRef<'a> {
                 value,
                 version,
             } => WALEntry::Write {
-                txn_id: *txn_id,
-                run_id: *run_id,
-                key: key.to_key(),
+                txn_id,
+                run_id,
+                key: key.into_key(),
                 value: value.to_value(),
-                version: *version,
+                version,
             },
             EntryRef::Delete {
                 txn_id,
@@ -213,19 +213,13 @@ impl<'a> EntryRef<'a> {
                 key,
                 version,
             } => WALEntry::Delete {
-                txn_id: *txn_id,
-                run_id: *run_id,
-                key: key.to_key(),
-                version: *version,
+                txn_id,
+                run_id,
+                key: key.into_key(),
+                version,
             },
-            EntryRef::CommitTxn { txn_id, run_id } => WALEntry::CommitTxn {
-                txn_id: *txn_id,
-                run_id: *run_id,
-            },
-            EntryRef::AbortTxn { txn_id, run_id } => WALEntry::AbortTxn {
-                txn_id: *txn_id,
-                run_id: *run_id,
-            },
+            EntryRef::CommitTxn { txn_id, run_id } => WALEntry::CommitTxn { txn_id, run_id },
+            EntryRef::AbortTxn { txn_id, run_id } => WALEntry::AbortTxn { txn_id, run_id },
         }
     }
 }
