@@ -150,7 +150,8 @@ impl<K: Ord + Clone, V> OrderedMap<K, V> {
     }
 
     /// The largest entry.
-    pub(crate) fn last(&self) -> Option<(&K, &V)> {
+    #[cfg(test)]
+    fn last(&self) -> Option<(&K, &V)> {
         let mut node = &self.root;
         loop {
             match node {
@@ -167,12 +168,11 @@ impl<K: Ord + Clone, V> OrderedMap<K, V> {
 
     /// Stores `val` under `key`; returns the value it replaced, if any.
     pub(crate) fn insert(&mut self, key: K, val: V) -> Option<V> {
-        // Keys above the maximum (logs usually write ascending keys) skip every search.
-        let appends = self.last().is_none_or(|(last, _)| key > *last);
-        let inserted = if appends {
-            append_rightmost(&mut self.root, key, val)
-        } else {
-            insert_into(&mut self.root, key, val)
+        // Keys above the maximum (logs usually write ascending keys) skip every search:
+        // one walk down the rightmost path, one comparison at its leaf.
+        let inserted = match append_rightmost(&mut self.root, key, val) {
+            Ok(inserted) => inserted,
+            Err((key, val)) => insert_into(&mut self.root, key, val),
         };
         match inserted {
             Inserted::Replaced(old) => return Some(old),
@@ -345,21 +345,34 @@ fn insert_into<K: Ord + Clone, V>(node: &mut Node<K, V>, key: K, val: V) -> Inse
     }
 }
 
-/// Inserts `key`, which is above every key in the tree, down the rightmost path.
-fn append_rightmost<K: Ord + Clone, V>(node: &mut Node<K, V>, key: K, val: V) -> Inserted<K, V> {
+/// Inserts `key` down the rightmost path if it is above every key in the tree (the last
+/// key of the rightmost leaf); otherwise changes nothing and hands `key` and `val` back.
+fn append_rightmost<K: Ord + Clone, V>(
+    node: &mut Node<K, V>,
+    key: K,
+    val: V,
+) -> Result<Inserted<K, V>, (K, V)> {
     match node {
-        Node::Leaf(leaf) if leaf.keys.len() < LEAF_LEN_MAX => {
-            leaf.keys.push(key);
-            leaf.vals.push(val);
-            Inserted::Fits
+        Node::Leaf(leaf) => {
+            if leaf.keys.last().is_some_and(|last| key <= *last) {
+                return Err((key, val));
+            }
+            if leaf.keys.len() < LEAF_LEN_MAX {
+                leaf.keys.push(key);
+                leaf.vals.push(val);
+                Ok(Inserted::Fits)
+            } else {
+                Ok(split_leaf(leaf, LEAF_LEN_MAX, key, val))
+            }
         }
-        Node::Leaf(leaf) => split_leaf(leaf, LEAF_LEN_MAX, key, val),
         Node::Internal(internal) => {
             let idx = internal.children.len() - 1;
-            match append_rightmost(&mut internal.children[idx], key, val) {
-                Inserted::Split { sep, right } => adopt(internal, idx, sep, right),
-                other => other,
-            }
+            Ok(
+                match append_rightmost(&mut internal.children[idx], key, val)? {
+                    Inserted::Split { sep, right } => adopt(internal, idx, sep, right),
+                    other => other,
+                },
+            )
         }
     }
 }
