@@ -159,7 +159,8 @@ impl WAL {
         // A power loss before the header's fdatasync may leave a file of the right size that
         // holds only zeros: an unfinished create, with no records, like a short file.
         let unfinished_create = len_bytes < HEADER_LEN as u64
-            || all_zero(storage.as_ref(), len_bytes).map_err(|e| io_err("reading", e))?;
+            || reader::region_is_all_zero(storage.as_ref(), 0, len_bytes)
+                .map_err(|e| io_err("reading", e))?;
         let (database_id, end_offset_bytes, fresh) = if unfinished_create {
             // Only a crash while creating the file leaves fewer bytes than a header; such a
             // file holds no records. Anything that is not a prefix of our header is foreign.
@@ -658,31 +659,6 @@ pub fn max_ids_in_records(bytes: &[u8]) -> (u64, u64) {
         offset += RECORD_HEADER_LEN + payload_len;
     }
     (max_txn_id, max_version)
-}
-
-/// True when the file is non-empty and every byte of it is zero (read in 1 MiB chunks).
-fn all_zero(storage: &dyn WalStorage, len_bytes: u64) -> std::io::Result<bool> {
-    if len_bytes == 0 {
-        return Ok(false);
-    }
-    let mut head = [0u8; HEADER_LEN];
-    let head_len = len_bytes.min(HEADER_LEN as u64) as usize;
-    reader::read_exact_at(storage, 0, &mut head[..head_len])?;
-    if head.iter().any(|b| *b != 0) {
-        return Ok(false);
-    }
-    const CHUNK_LEN: u64 = 1 << 20;
-    let mut chunk = vec![0u8; CHUNK_LEN.min(len_bytes) as usize];
-    let mut offset = 0;
-    while offset < len_bytes {
-        let len = (len_bytes - offset).min(CHUNK_LEN) as usize;
-        reader::read_exact_at(storage, offset, &mut chunk[..len])?;
-        if chunk[..len].iter().any(|b| *b != 0) {
-            return Ok(false);
-        }
-        offset += len as u64;
-    }
-    Ok(true)
 }
 
 /// Preallocation keeps recovery exact: the log ends at the last written record, never at

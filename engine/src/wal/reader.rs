@@ -473,24 +473,29 @@ fn scan_after_damage(
     })
 }
 
-/// True when every byte of `[from_bytes, to_bytes)` is zero. Stops at the first non-zero
-/// window, so damage that is not a zero run costs one window read.
-fn region_is_all_zero(
+/// True when every byte of `[from_bytes, to_bytes)` is zero (and true for an empty range).
+/// Reads windows that start at 4 KiB and double up to 1 MiB, stopping at the first
+/// non-zero one: a region that is not zero (a damaged record, a WAL header) usually costs
+/// one small read, a long zero run few syscalls.
+pub(crate) fn region_is_all_zero(
     storage: &dyn WalStorage,
     from_bytes: u64,
     to_bytes: u64,
 ) -> std::io::Result<bool> {
-    const ZERO_CHECK_WINDOW_LEN: u64 = 1 << 20;
+    const WINDOW_LEN_MIN: u64 = 4 << 10;
+    const WINDOW_LEN_MAX: u64 = 1 << 20;
     let mut window = Vec::new();
+    let mut window_len = WINDOW_LEN_MIN;
     let mut at = from_bytes;
     while at < to_bytes {
-        let len = (to_bytes - at).min(ZERO_CHECK_WINDOW_LEN) as usize;
+        let len = (to_bytes - at).min(window_len) as usize;
         window.resize(len, 0);
         read_exact_at(storage, at, &mut window)?;
         if window.iter().any(|b| *b != 0) {
             return Ok(false);
         }
         at += len as u64;
+        window_len = (window_len * 2).min(WINDOW_LEN_MAX);
     }
     Ok(true)
 }
