@@ -24,11 +24,48 @@ pub struct CorruptTarget {
     pub bit: u8,
 }
 
-/// Picks a byte of a whole record that has another whole record after it, within the
-/// first `valid_end_bytes` of the log. `None` when there are fewer than two such records.
+/// The highest synced offset carried by any whole record of `image` (a WAL file) before
+/// `valid_end_bytes`: from format version 2 on, every record says how far the log had been
+/// synced when it was written, so the bytes before this offset are provably committed
+/// history (a record after them proves the sync). For a version 1 log, `valid_end_bytes`
+/// (any record with a valid record after it counts as committed history there).
+pub fn proved_synced_end_bytes(image: &[u8], valid_end_bytes: u64) -> u64 {
+    use engine::wal::format::Frame;
+    let Some(codec) = engine::wal::FrameCodec::for_image(image) else {
+        return 0;
+    };
+    if !codec.carries_synced_offset() {
+        return valid_end_bytes;
+    }
+    let mut at = engine::wal::HEADER_LEN;
+    let mut proved = 0;
+    let end = (valid_end_bytes as usize).min(image.len());
+    while at < end {
+        match codec.inspect(at as u64, &image[at..end]) {
+            Frame::Valid {
+                payload_start,
+                payload_len,
+                synced_offset_bytes,
+                ..
+            } => {
+                proved = proved.max(synced_offset_bytes.unwrap_or(0));
+                at += payload_start + payload_len;
+            }
+            _ => break,
+        }
+    }
+    proved
+}
+
+/// Picks a byte of a whole record within the first `valid_end_bytes` of the log that lies
+/// in provably committed history: the record starts before `proved_synced_end_bytes` (see
+/// [`proved_synced_end_bytes`]) and another whole record follows it. Damage anywhere else
+/// is, for all the log can tell, the torn end of a power loss. `None` when no record
+/// qualifies.
 pub fn pick_target(
     layout: &[RecordSpan],
     valid_end_bytes: u64,
+    proved_synced_end_bytes: u64,
     rng: &mut ChaCha8Rng,
 ) -> Option<CorruptTarget> {
     let whole: Vec<&RecordSpan> = layout
@@ -38,7 +75,15 @@ pub fn pick_target(
     if whole.len() < 2 {
         return None;
     }
-    let span = whole[rng.gen_range(0..whole.len() - 1)];
+    let eligible: Vec<&RecordSpan> = whole[..whole.len() - 1]
+        .iter()
+        .copied()
+        .filter(|s| s.offset_bytes < proved_synced_end_bytes)
+        .collect();
+    if eligible.is_empty() {
+        return None;
+    }
+    let span = eligible[rng.gen_range(0..eligible.len())];
     Some(CorruptTarget {
         record_offset_bytes: span.offset_bytes,
         byte_offset_bytes: span.offset_bytes + rng.gen_range(0..span.len_bytes),
@@ -231,7 +276,10 @@ mod tests {
         assert_eq!(v.kind, FindingKind::CorruptionNotDetected, "{v:?}");
         let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
         for _ in 0..50 {
-            let t = pick_target(&layout, last.offset_bytes + last.len_bytes, &mut rng).unwrap();
+            let end = last.offset_bytes + last.len_bytes;
+            let image = std::fs::read(db_dir.join("wal.log")).unwrap();
+            let proved = proved_synced_end_bytes(&image, end);
+            let t = pick_target(&layout, end, proved, &mut rng).unwrap();
             assert!(
                 t.record_offset_bytes < last.offset_bytes,
                 "never the last whole record"

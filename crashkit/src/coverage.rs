@@ -213,7 +213,13 @@ mod tests {
 
         // The same judgement from the bytes alone.
         let mut image = vec![0u8; 32];
-        engine::wal::entry::encode_end(&mut image, RecordType::CommitTxn, 1, engine::RunId(1));
+        engine::wal::entry::encode_end(
+            &mut image,
+            engine::wal::Framing::V1,
+            RecordType::CommitTxn,
+            1,
+            engine::RunId(1),
+        );
         let end = image.len();
         assert_eq!(
             classify_image(&image),
@@ -222,7 +228,13 @@ mod tests {
                 record_type: Some("CommitTxn")
             }
         );
-        engine::wal::entry::encode_end(&mut image, RecordType::CommitTxn, 2, engine::RunId(1));
+        engine::wal::entry::encode_end(
+            &mut image,
+            engine::wal::Framing::V1,
+            RecordType::CommitTxn,
+            2,
+            engine::RunId(1),
+        );
         assert_eq!(classify_image(&image[..end + 2]).record_type, None);
         assert_eq!(classify_image(&image[..end + 7]).region, Region::Checksum);
         assert_eq!(

@@ -460,11 +460,14 @@ fn run_generation(
         crashed_wal.clone()
     };
     ledger.mark_required(case.mode, plan.power_loss.is_some());
+    // What the writer really wrote (exact record lengths; the layout is a prediction).
+    let written = crate::workload::spans_in_image(&crashed_wal, base.wal_len_bytes, &layout);
     let expected_valid_end_bytes = (crash_len >= base.wal_len_bytes && case.layout_known())
-        .then(|| coverage::boundary_at_or_before(&layout, first_damaged, base.wal_len_bytes));
+        .then(|| coverage::boundary_at_or_before(&written, first_damaged, base.wal_len_bytes));
     let corrupt_at = match (case.corrupt, expected_valid_end_bytes) {
         (true, Some(end)) => {
-            crate::corrupt::pick_target(&layout, end, &mut case.rng(Purpose::Corrupt))
+            let proved = crate::corrupt::proved_synced_end_bytes(&damaged_image, end);
+            crate::corrupt::pick_target(&written, end, proved, &mut case.rng(Purpose::Corrupt))
         }
         _ => None,
     };
@@ -478,7 +481,7 @@ fn run_generation(
         corrupt_at,
         reference_state: reference_state.as_ref(),
         base,
-        layout: &layout,
+        layout: &written,
         expect_exact_torn_bytes: plan.recovery_kill_call.is_none(),
         wrong: env.wrong,
     };

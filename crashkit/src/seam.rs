@@ -406,14 +406,18 @@ impl StorageOpener for FaultOpener {
 /// longer says where writing stopped. (A record whose last bytes are zeros, cut inside
 /// them, reads as whole: the image cannot tell, and recovery reads it the same way.)
 pub fn written_end_bytes(image: &[u8]) -> u64 {
-    use engine::wal::format::{inspect_frame, Frame};
+    use engine::wal::FrameCodec;
     let header = engine::wal::HEADER_LEN;
     if image.len() <= header {
         return image.len() as u64;
     }
+    let codec = FrameCodec::for_image(image).unwrap_or(FrameCodec::V1);
     let mut whole_end = header;
-    while let Frame::Valid { payload_len, .. } = inspect_frame(&image[whole_end..]) {
-        whole_end += engine::wal::RECORD_HEADER_LEN + payload_len;
+    while let Some(len) = codec
+        .inspect(whole_end as u64, &image[whole_end..])
+        .record_len()
+    {
+        whole_end += len;
     }
     let nonzero_end = image.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
     whole_end.max(nonzero_end) as u64

@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use engine::wal::entry::{encode_begin, encode_delete, encode_end, encode_write};
+use engine::wal::entry::{encode_begin, encode_delete, encode_end, encode_write, Framing};
+use engine::wal::FrameCodec;
 use engine::wal::RecordType;
 use engine::{Key, Namespace, RunId, Timestamp, TypeTag, Value};
 use proptest::prelude::*;
@@ -65,6 +66,42 @@ pub struct RecordSpan {
     pub len_bytes: u64,
     /// Index of the workload transaction that writes this record.
     pub txn_idx: usize,
+}
+
+/// The whole records a writer really wrote from `start_offset_bytes` on, read from the WAL
+/// image it left (before any damage): exact where [`Workload::record_layout_from`] is a
+/// prediction (format version 2 records carry the synced offset, whose length depends on
+/// when syncs completed). Record `i` takes its `txn_idx` from `predicted[i]`; a single
+/// writer writes the predicted records in the predicted order.
+pub fn spans_in_image(
+    image: &[u8],
+    start_offset_bytes: u64,
+    predicted: &[RecordSpan],
+) -> Vec<RecordSpan> {
+    let Some(codec) = FrameCodec::for_image(image) else {
+        return Vec::new();
+    };
+    let mut spans = Vec::new();
+    let mut at = start_offset_bytes as usize;
+    while at < image.len() {
+        let frame = codec.inspect(at as u64, &image[at..]);
+        let (Some(len), engine::wal::format::Frame::Valid { record_type, .. }) =
+            (frame.record_len(), &frame)
+        else {
+            break;
+        };
+        let Some(record_type) = RecordType::from_byte(*record_type) else {
+            break;
+        };
+        spans.push(RecordSpan {
+            record_type,
+            offset_bytes: at as u64,
+            len_bytes: len as u64,
+            txn_idx: predicted.get(spans.len()).map_or(usize::MAX, |p| p.txn_idx),
+        });
+        at += len;
+    }
+    spans
 }
 
 /// A generated workload.
@@ -240,7 +277,10 @@ impl Workload {
 
     /// The records a fault-free run writes after the file header, in order. Record sizes
     /// do not depend on ids, versions or timestamps (all fixed-width), so placeholders
-    /// give exact lengths.
+    /// give their lengths; the one variable field, the synced offset every format version 2
+    /// record carries (LEB128, 1-5 bytes), is taken to be the start of the transaction,
+    /// which is exact for a single Strict writer (each commit synced before the next) and
+    /// off by a byte or two per record where fewer syncs happen (Async, Batched).
     pub fn record_layout(&self) -> Vec<RecordSpan> {
         self.record_layout_from(engine::wal::HEADER_LEN as u64)
     }
@@ -264,25 +304,31 @@ impl Workload {
             if txn.abort {
                 continue;
             }
+            let framing = Framing {
+                codec: FrameCodec::v2(0),
+                synced_offset_bytes: spans.last().map_or(start_offset_bytes, |s: &RecordSpan| {
+                    s.offset_bytes + s.len_bytes
+                }),
+            };
             buf.clear();
-            let len = encode_begin(&mut buf, 0, txn.run_id, Timestamp(0));
+            let len = encode_begin(&mut buf, framing, 0, txn.run_id, Timestamp(0));
             push(&mut spans, RecordType::BeginTxn, len, idx);
             for op in &txn.ops {
                 buf.clear();
                 let (t, len) = match op {
                     OpPlan::Put { key, value } => (
                         RecordType::Write,
-                        encode_write(&mut buf, 0, txn.run_id, key, value, 0),
+                        encode_write(&mut buf, framing, 0, txn.run_id, key, value, 0),
                     ),
                     OpPlan::Delete { key } => (
                         RecordType::Delete,
-                        encode_delete(&mut buf, 0, txn.run_id, key, 0),
+                        encode_delete(&mut buf, framing, 0, txn.run_id, key, 0),
                     ),
                 };
                 push(&mut spans, t, len, idx);
             }
             buf.clear();
-            let len = encode_end(&mut buf, RecordType::CommitTxn, 0, txn.run_id);
+            let len = encode_end(&mut buf, framing, RecordType::CommitTxn, 0, txn.run_id);
             push(&mut spans, RecordType::CommitTxn, len, idx);
         }
         spans

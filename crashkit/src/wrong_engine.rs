@@ -121,17 +121,30 @@ pub(crate) fn append_after_torn_tail(
     use std::io::Write;
     debug_assert!(valid_end as usize <= crashed_wal.len());
     let mut bytes = crashed_wal.to_vec();
+    // Framed as the log's own records, claiming nothing more synced than the valid end.
+    let framing = engine::wal::Framing {
+        codec: engine::wal::FrameCodec::for_image(crashed_wal)
+            .unwrap_or(engine::wal::FrameCodec::V1),
+        synced_offset_bytes: valid_end.max(engine::wal::HEADER_LEN as u64),
+    };
     let mut version = expected.values().map(|(_, v)| *v).max().unwrap_or(0) + 1_000;
     for (i, txn) in post.iter().enumerate() {
         let txn_id = max_txn_id + 100 + i as u64;
-        encode_begin(&mut bytes, txn_id, txn.run_id, engine::Timestamp(1));
+        encode_begin(
+            &mut bytes,
+            framing,
+            txn_id,
+            txn.run_id,
+            engine::Timestamp(1),
+        );
         for op in &txn.ops {
             if let OpPlan::Put { key, value } = op {
-                encode_write(&mut bytes, txn_id, txn.run_id, key, value, version);
+                encode_write(&mut bytes, framing, txn_id, txn.run_id, key, value, version);
             }
         }
         encode_end(
             &mut bytes,
+            framing,
             engine::wal::RecordType::CommitTxn,
             txn_id,
             txn.run_id,

@@ -15,19 +15,21 @@ fn build_wal(dir: &Path, n_txns: u64) {
     let db = Database::open_with_mode(dir, DurabilityMode::Async).expect("create");
     let ns = Arc::new(Namespace::new("bench", "app", "agent", RunId(1)));
     let mut out = Vec::new();
+    let framing = db.wal().framing();
     for idx in 0..n_txns {
         let txn_id = idx + 1;
-        encode_begin(&mut out, txn_id, RunId(1), Timestamp(idx));
+        encode_begin(&mut out, framing, txn_id, RunId(1), Timestamp(idx));
         let key = Key::kv(ns.clone(), format!("key-{idx:016}"));
         encode_write(
             &mut out,
+            framing,
             txn_id,
             RunId(1),
             &key,
             &Value::Bytes(vec![7u8; 32]),
             txn_id,
         );
-        encode_end(&mut out, RecordType::CommitTxn, txn_id, RunId(1));
+        encode_end(&mut out, framing, RecordType::CommitTxn, txn_id, RunId(1));
     }
     db.wal().append_bytes(&out).expect("append");
     // Dropped without close: the bytes a process kill leaves.

@@ -38,6 +38,9 @@ pub enum EngineError {
     },
     /// The WAL belongs to another database, or is missing its identity file.
     IdentityMismatch { path: PathBuf, reason: String },
+    /// The directory names a database (its IDENTITY file exists) but its log is gone:
+    /// opening it as an empty database would silently lose everything it held.
+    WalMissing { path: PathBuf },
     /// A record or value exceeds a documented limit.
     TooLarge {
         what: &'static str,
@@ -67,6 +70,14 @@ impl fmt::Display for EngineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EngineError::Io { context, source } => write!(f, "I/O error while {context}: {source}"),
+            // Point-in-time recovery keeps the history before a damaged record; it cannot
+            // help when the damage is at offset 0 (a WAL header or the IDENTITY file).
+            EngineError::Corruption { path, offset_bytes: 0, reason } => write!(
+                f,
+                "{} is damaged at offset 0: {reason} (no record can be trusted without it; \
+                 refusing to open. Inspect with `torture inspect`; restore the file from a copy)",
+                path.display()
+            ),
             EngineError::Corruption { path, offset_bytes, reason } => write!(
                 f,
                 "corruption in committed history of {} at offset {offset_bytes}: {reason} \
@@ -88,7 +99,7 @@ impl fmt::Display for EngineError {
             }
             EngineError::UnsupportedFormatVersion { path, found, supported } => write!(
                 f,
-                "{} has WAL format version {found}, this build reads only version {supported}",
+                "{} has WAL format version {found}, this build reads versions 1 to {supported}",
                 path.display()
             ),
             EngineError::UnknownRecordType { path, offset_bytes, record_type } => write!(
@@ -100,6 +111,12 @@ impl fmt::Display for EngineError {
             EngineError::IdentityMismatch { path, reason } => {
                 write!(f, "WAL {} does not belong to this database: {reason}", path.display())
             }
+            EngineError::WalMissing { path } => write!(
+                f,
+                "{} is missing, but the directory's IDENTITY file says a database lives here: \
+                 the log was deleted or lost; refusing to open it as an empty database",
+                path.display()
+            ),
             EngineError::TooLarge { what, len_bytes, max_bytes } => {
                 write!(f, "{what} is {len_bytes} bytes, the limit is {max_bytes} bytes")
             }

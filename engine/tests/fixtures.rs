@@ -46,7 +46,7 @@ fn fixture_dir() -> PathBuf {
 /// The clean history: txn 1 committed, txn 2 aborted, txn 3 committed. Between them they
 /// use every value tag and a delete.
 fn clean() -> WalImage {
-    let mut image = WalImage::new(FIXTURE_DATABASE_ID);
+    let mut image = WalImage::v1(FIXTURE_DATABASE_ID);
     image.begin(1, T0_MICROS);
     image.write(1, "a", Value::String("alpha".into()), 1);
     image.write(1, "b", Value::I64(-2), 2);
@@ -205,6 +205,9 @@ fn clean_stats() -> ReplayStats {
         bytes_replayed: 715 - HEADER_LEN_BYTES,
         torn_tail_bytes: 0,
         torn_tail_zero_filled: false,
+        torn_tail_valid_records: 0,
+        torn_tail_saved_to: None,
+        sidecars_removed: Vec::new(),
         corruption: None,
         end: Some(ReadEnd::Clean {
             end_offset_bytes: 715,
@@ -240,7 +243,13 @@ fn torn_tail_fixture_recovers_the_committed_prefix() {
                 "record needs {} bytes, the file ends {TORN_KEPT_BYTES} bytes after its start",
                 torn_write_record_len(4)
             ),
+            valid_records_after: 0,
         }),
+        // The torn bytes are not all zero: kept beside the log before the cut.
+        torn_tail_saved_to: Some((
+            dir.join(format!("wal.log.torn-1-{torn_offset}")),
+            TORN_KEPT_BYTES as u64,
+        )),
         ..clean_stats()
     };
     assert_eq!(db.recovery_stats(), &expected);
@@ -321,6 +330,9 @@ fn mid_log_corruption_fixture_is_refused_then_cut_in_point_in_time_mode() {
         bytes_replayed: 477 - HEADER_LEN_BYTES,
         torn_tail_bytes: 0,
         torn_tail_zero_filled: false,
+        torn_tail_valid_records: 0,
+        torn_tail_saved_to: None,
+        sidecars_removed: Vec::new(),
         corruption: Some(corruption.clone()),
         end: Some(ReadEnd::Corruption {
             offset_bytes: 477,
@@ -362,6 +374,7 @@ fn zero_filled_tail_fixture_recovers_everything() {
             torn_bytes: ZERO_TAIL_BYTES as u64,
             zero_filled: true,
             reason,
+            valid_records_after: 0,
         }),
         ..clean_stats()
     };

@@ -20,7 +20,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use engine::wal::format::{inspect_frame, Frame, HEADER_LEN, RECORD_HEADER_LEN};
+use engine::wal::format::{inspect_frame, Frame, FrameCodec, HEADER_LEN, RECORD_HEADER_LEN};
 use engine::wal::{NamespaceCache, ReadEnd, RecordType, WalReader};
 use engine::{
     Database, DatabaseOptions, DurabilityMode, Key, Namespace, RunId, Timestamp, Value, WALEntry,
@@ -481,14 +481,21 @@ proptest! {
 
     /// C5: arbitrary frames are judged without panicking, and a valid judgement fits.
     #[test]
-    fn c5_frame_inspection_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
-        match inspect_frame(&bytes) {
-            Frame::Valid { payload_len, record_type } => {
-                prop_assert!(RECORD_HEADER_LEN + payload_len <= bytes.len());
-                prop_assert_ne!(record_type, 0);
+    fn c5_frame_inspection_never_panics(
+        bytes in prop::collection::vec(any::<u8>(), 0..64),
+        offset_bytes in 0u64..1 << 40,
+    ) {
+        prop_assert_eq!(inspect_frame(&bytes), FrameCodec::V1.inspect(offset_bytes, &bytes));
+        for codec in [FrameCodec::V1, FrameCodec::v2(0)] {
+            match codec.inspect(offset_bytes, &bytes) {
+                Frame::Valid { payload_start, payload_len, record_type, .. } => {
+                    prop_assert!(payload_start >= RECORD_HEADER_LEN);
+                    prop_assert!(payload_start + payload_len <= bytes.len());
+                    prop_assert_ne!(record_type, 0);
+                }
+                Frame::Incomplete { needed_bytes } => prop_assert!(needed_bytes > bytes.len()),
+                Frame::Invalid { reason } => prop_assert!(!reason.is_empty()),
             }
-            Frame::Incomplete { needed_bytes } => prop_assert!(needed_bytes > bytes.len()),
-            Frame::Invalid { reason } => prop_assert!(!reason.is_empty()),
         }
     }
 

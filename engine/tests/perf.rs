@@ -81,6 +81,9 @@ fn build_wal(dir: &Path, shape: &Shape, seed: u64) -> Built {
     let run_id = RunId(1);
     let mut out = Vec::new();
     let mut version = 1u64;
+    // Nothing is synced while the log is built (an Async writer): every record carries the
+    // synced offset the database has now.
+    let framing = db.wal().framing();
     let mut built = Built {
         txns_committed: shape.txns_committed,
         txns_incomplete: shape.txns_incomplete,
@@ -92,13 +95,13 @@ fn build_wal(dir: &Path, shape: &Shape, seed: u64) -> Built {
     for idx in 0..total {
         let committed = idx < shape.txns_committed;
         let txn_id = idx + 1;
-        encode_begin(&mut out, txn_id, run_id, Timestamp(1_000 + idx));
+        encode_begin(&mut out, framing, txn_id, run_id, Timestamp(1_000 + idx));
         for w in 0..shape.writes_per_txn {
             let key = Key::kv(ns.clone(), format!("key-{idx:010}-{w:02}"));
             let mut bytes = vec![0u8; shape.value_len_bytes];
             rng.fill(&mut bytes[..]);
             let value = Value::Bytes(bytes);
-            encode_write(&mut out, txn_id, run_id, &key, &value, version);
+            encode_write(&mut out, framing, txn_id, run_id, &key, &value, version);
             version += 1;
             if committed {
                 built.writes += 1;
@@ -110,14 +113,14 @@ fn build_wal(dir: &Path, shape: &Shape, seed: u64) -> Built {
         }
         for d in 0..shape.deletes_per_txn {
             let key = Key::kv(ns.clone(), format!("key-{idx:010}-{d:02}"));
-            encode_delete(&mut out, txn_id, run_id, &key, version);
+            encode_delete(&mut out, framing, txn_id, run_id, &key, version);
             version += 1;
             if committed {
                 built.deletes += 1;
             }
         }
         if committed {
-            encode_end(&mut out, RecordType::CommitTxn, txn_id, run_id);
+            encode_end(&mut out, framing, RecordType::CommitTxn, txn_id, run_id);
         }
         // Bound the buffer: large-value logs are appended in slices of a few MiB.
         if out.len() > 8 << 20 {

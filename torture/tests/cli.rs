@@ -125,7 +125,7 @@ fn inspect_prints_records_and_where_reading_stopped() {
     let out = torture().arg("inspect").arg(dir.path()).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("header: format version 1"), "{text}");
+    assert!(text.contains("header: format version 2"), "{text}");
     assert!(text.contains("answer = I64(42) @v1"), "{text}");
     assert!(text.contains("3 records; stopped: clean end"), "{text}");
     let missing = torture()

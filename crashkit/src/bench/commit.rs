@@ -232,8 +232,13 @@ fn one_txn_len_bytes() -> usize {
     use engine::wal::RecordType;
     let mut out = Vec::new();
     let key = Key::kv(namespace(), user_key(0));
-    encode_begin(&mut out, 1, RunId(1), engine::Timestamp(0));
-    encode_write(&mut out, 1, RunId(1), &key, &value(0), 1);
-    encode_end(&mut out, RecordType::CommitTxn, 1, RunId(1));
+    // A Strict log's typical record: synced up to a few hundred KiB (3-byte offset).
+    let framing = engine::wal::Framing {
+        codec: engine::wal::FrameCodec::v2(0),
+        synced_offset_bytes: 1 << 18,
+    };
+    encode_begin(&mut out, framing, 1, RunId(1), engine::Timestamp(0));
+    encode_write(&mut out, framing, 1, RunId(1), &key, &value(0), 1);
+    encode_end(&mut out, framing, RecordType::CommitTxn, 1, RunId(1));
     out.len()
 }

@@ -85,18 +85,21 @@ pub fn build_crashed_wal(dir: &Path, n_txns: u64) -> Result<u64, BenchError> {
     let ns = namespace();
     let run_id = RunId(1);
     let mut out = Vec::with_capacity(APPEND_CHUNK_LEN_BYTES + 4096);
+    // An Async writer syncs nothing: every record carries the synced offset of the new log.
+    let framing = db.wal().framing();
     for idx in 0..n_txns {
         // Txn ids and versions start at 1, as in a fresh database's commit path.
         let txn_id = idx + 1;
         encode_begin(
             &mut out,
+            framing,
             txn_id,
             run_id,
             Timestamp(1_700_000_000_000_000 + idx),
         );
         let key = Key::kv(ns.clone(), user_key(idx));
-        encode_write(&mut out, txn_id, run_id, &key, &value(idx), txn_id);
-        encode_end(&mut out, RecordType::CommitTxn, txn_id, run_id);
+        encode_write(&mut out, framing, txn_id, run_id, &key, &value(idx), txn_id);
+        encode_end(&mut out, framing, RecordType::CommitTxn, txn_id, run_id);
         if out.len() >= APPEND_CHUNK_LEN_BYTES {
             db.wal()
                 .append_bytes(&out)

@@ -1,27 +1,31 @@
 //! The directory's identity file: which database this directory holds.
 //!
 //! `<dir>/IDENTITY` holds a magic, the database id and a checksum. It is written (to a
-//! temporary file, fdatasync, rename, directory fsync) before the WAL is created, so a WAL
-//! without an IDENTITY beside it was not made by this directory: it was copied in or left
-//! behind after the directory was wiped (FAULTS.md O4), and opening refuses it.
+//! temporary file, fdatasync, rename, directory fsync) right *after* the WAL's header is
+//! durable and before any record is appended, so:
+//! - an IDENTITY without a WAL beside it means the log was lost (refused, `WalMissing`);
+//! - a WAL holding records without an IDENTITY was copied in or left behind after the
+//!   directory was wiped (docs/faults.md O4): refused;
+//! - a WAL holding only its header (or less) without an IDENTITY is a first open that died
+//!   part-way: it is finished, with the id from the header when the header is whole.
+//!
+//! Every file operation goes through the engine's seam ([`StorageOpener`]).
 
-use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use crate::error::{EngineError, Result};
-use crate::wal::storage::sync_directory;
+use crate::wal::StorageOpener;
 
 pub const IDENTITY_FILE_NAME: &str = "IDENTITY";
 const IDENTITY_MAGIC: [u8; 8] = *b"INMEMDID";
 const IDENTITY_LEN: usize = 8 + 16 + 4;
 
 /// Reads the directory's database id, or `None` if the directory has none yet.
-pub fn read(dir: &Path) -> Result<Option<u128>> {
+pub fn read(opener: &dyn StorageOpener, dir: &Path) -> Result<Option<u128>> {
     let path = dir.join(IDENTITY_FILE_NAME);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    let bytes = match opener.read_file(&path) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(None),
         Err(e) => return Err(EngineError::io(format!("reading {}", path.display()), e)),
     };
     let damaged = |reason: String| EngineError::Corruption {
@@ -48,7 +52,7 @@ pub fn read(dir: &Path) -> Result<Option<u128>> {
 }
 
 /// Durably writes a new identity for `dir`.
-pub fn create(dir: &Path, database_id: u128) -> Result<()> {
+pub fn create(opener: &dyn StorageOpener, dir: &Path, database_id: u128) -> Result<()> {
     let path = dir.join(IDENTITY_FILE_NAME);
     let tmp = dir.join(format!("{IDENTITY_FILE_NAME}.tmp"));
     let mut bytes = Vec::with_capacity(IDENTITY_LEN);
@@ -57,11 +61,20 @@ pub fn create(dir: &Path, database_id: u128) -> Result<()> {
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
     let io_err = |what: &str, e| EngineError::io(format!("{what} {}", tmp.display()), e);
-    let mut file = fs::File::create(&tmp).map_err(|e| io_err("creating", e))?;
-    file.write_all(&bytes).map_err(|e| io_err("writing", e))?;
+    let file = opener
+        .open(&tmp)
+        .map_err(|e| io_err("creating", e))?
+        .storage;
+    // A temporary file an earlier attempt left behind may be longer.
+    file.set_len(0).map_err(|e| io_err("truncating", e))?;
+    file.write_at(0, &bytes).map_err(|e| io_err("writing", e))?;
     file.sync_data().map_err(|e| io_err("fdatasync of", e))?;
-    fs::rename(&tmp, &path).map_err(|e| io_err("renaming", e))?;
-    sync_directory(dir)
+    drop(file);
+    opener
+        .rename(&tmp, &path)
+        .map_err(|e| io_err("renaming", e))?;
+    opener
+        .sync_dir(dir)
         .map_err(|e| EngineError::io(format!("fsync of directory {}", dir.display()), e))?;
     Ok(())
 }

@@ -26,7 +26,6 @@ use crate::error::{EngineError, Result};
 use crate::recovery::{replay_wal_with_mode, ReplayStats};
 use crate::store::{StoreOp, UnifiedStore};
 use crate::types::{Key, RunId, Timestamp, VersionedValue};
-use crate::wal::storage::sync_directory;
 use crate::wal::{
     lock, FileOpener, StorageOpener, WalOptions, DEFAULT_PREALLOCATE_CHUNK_BYTES, WAL,
 };
@@ -43,6 +42,7 @@ pub struct DatabaseOptions {
     recovery: RecoveryMode,
     opener: Arc<dyn StorageOpener>,
     preallocate_chunk_bytes: u64,
+    create_format_version: u32,
 }
 
 impl Default for DatabaseOptions {
@@ -52,6 +52,7 @@ impl Default for DatabaseOptions {
             recovery: RecoveryMode::default(),
             opener: Arc::new(FileOpener),
             preallocate_chunk_bytes: DEFAULT_PREALLOCATE_CHUNK_BYTES,
+            create_format_version: crate::wal::FORMAT_VERSION,
         }
     }
 }
@@ -84,6 +85,15 @@ impl DatabaseOptions {
     /// `WalOptions::preallocate_chunk_bytes`.
     pub fn preallocate(mut self, chunk_bytes: u64) -> DatabaseOptions {
         self.preallocate_chunk_bytes = chunk_bytes;
+        self
+    }
+
+    /// The WAL format version a *new* database is created with (default
+    /// [`crate::wal::FORMAT_VERSION`]). An existing database keeps its log's version. Only
+    /// compatibility tests want version 1: its recovery cannot tell a power loss's
+    /// out-of-order pages from damaged history (docs/format.md).
+    pub fn create_format_version(mut self, format_version: u32) -> DatabaseOptions {
+        self.create_format_version = format_version;
         self
     }
 
@@ -177,73 +187,56 @@ impl Database {
                 });
             }
         }
+        if path.as_os_str().is_empty() {
+            return Err(EngineError::InvalidArgument {
+                reason: "the database path is empty (use \".\" for the current directory)"
+                    .to_string(),
+            });
+        }
         if path.exists() && !path.is_dir() {
             return Err(EngineError::InvalidArgument {
                 reason: format!("{} exists and is not a directory", path.display()),
             });
         }
-        {
-            // Every directory level this call creates must be durable, not only the last:
-            // fsync the parent of each newly created level, innermost first.
-            let mut created = Vec::new();
-            let mut missing = Some(path.as_path());
-            while let Some(dir) = missing.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-                created.push(dir.to_path_buf());
-                missing = dir.parent();
-            }
-            std::fs::create_dir_all(&path).map_err(|e| {
-                EngineError::io(format!("creating directory {}", path.display()), e)
-            })?;
-            // Also fsync the parent of a directory this call did not create: an earlier open
-            // may have died before making its entry durable. Best effort, since the parent
-            // may not be readable by this user; a failure is logged.
-            if created.is_empty() {
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    if let Err(e) = sync_directory(parent) {
-                        log::warn!("fsync of directory {} failed: {e}", parent.display());
-                    }
-                }
-            }
-            for dir in &created {
-                let parent = match dir.parent() {
-                    Some(p) if !p.as_os_str().is_empty() => p,
-                    _ => Path::new("."),
-                };
-                sync_directory(parent).map_err(|e| {
-                    EngineError::io(format!("fsync of directory {}", parent.display()), e)
-                })?;
-            }
-        }
+        let opener = options.opener.clone();
+        create_dirs(opener.as_ref(), &path)?;
         let dir_lock = DirLock::acquire(&path)?;
         let wal_path = path.join(WAL_FILE_NAME);
-        let database_id = match identity::read(&path)? {
-            Some(id) => id,
-            None => {
-                let wal_len = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
-                if wal_len > 0 {
-                    return Err(EngineError::IdentityMismatch {
-                        path: wal_path,
-                        reason: format!(
-                            "the directory has a {wal_len}-byte WAL but no {} file: the WAL was copied \
-                             in or left behind after the directory was wiped",
-                            identity::IDENTITY_FILE_NAME
-                        ),
-                    });
-                }
-                let id = rand::random::<u128>();
-                identity::create(&path, id)?;
-                id
+        // Creation order (see identity.rs): the WAL's header is made durable first, then
+        // IDENTITY; records are appended only after both. So a crash during the very first
+        // open leaves a header-only WAL (or none) and no IDENTITY, which opens as new.
+        let identity = identity::read(opener.as_ref(), &path)?;
+        let wal_len = opener.file_len(&wal_path).map_err(|e| {
+            EngineError::io(format!("reading the length of {}", wal_path.display()), e)
+        })?;
+        match (identity, wal_len) {
+            (Some(_), None) => return Err(EngineError::WalMissing { path: wal_path }),
+            (None, Some(len)) if wal_has_records(opener.as_ref(), &wal_path, len)? => {
+                return Err(EngineError::IdentityMismatch {
+                    path: wal_path,
+                    reason: format!(
+                        "the directory has a {len}-byte WAL holding records but no {} file: the \
+                         WAL was copied in or left behind after the directory was wiped",
+                        identity::IDENTITY_FILE_NAME
+                    ),
+                });
             }
-        };
+            _ => {}
+        }
         let wal = WAL::open_with(
             &wal_path,
             WalOptions {
                 mode: options.durability,
-                database_id: Some(database_id),
+                // No IDENTITY yet: a header an unfinished first open left gives the id.
+                database_id: identity,
                 opener: options.opener,
                 preallocate_chunk_bytes: options.preallocate_chunk_bytes,
+                create_format_version: options.create_format_version,
             },
         )?;
+        if identity.is_none() {
+            identity::create(opener.as_ref(), &path, wal.database_id())?;
+        }
         let store = UnifiedStore::new();
         let stats = replay_wal_with_mode(&wal, &store, options.recovery)?;
         log::info!(
@@ -261,7 +254,8 @@ impl Database {
         );
         // Bytes that point-in-time recovery cut off (now or in an earlier open) may hold
         // acknowledged commits: their ids and versions are never handed out again (R4).
-        let (dropped_max_txn_id, dropped_max_version) = dropped_ids(&path)?;
+        let (dropped_max_txn_id, dropped_max_version) =
+            crate::wal::sidecar::max_ids(wal.path(), wal.codec())?;
         let commit = CommitState {
             next_txn_id: stats.max_txn_id.max(dropped_max_txn_id) + 1,
             next_version: stats
@@ -394,9 +388,20 @@ impl Database {
             let first_version = state.next_version;
             let encoded = &mut state.encoded;
             encoded.clear();
-            // BeginTxn and CommitTxn frames take 58 bytes; 64 leaves no reallocation.
-            encoded.reserve(64 + ops_encoded_len_bytes);
-            transaction::encode_txn(encoded, txn_id, run_id, timestamp, first_version, &ops);
+            // BeginTxn and CommitTxn frames take at most 78 bytes; 80 leaves no reallocation.
+            encoded.reserve(80 + ops_encoded_len_bytes);
+            // Read under the commit lock, before the append: the synced offset the records
+            // carry was reached before they were written (docs/format.md, version 2).
+            let framing = shared.wal.framing();
+            transaction::encode_txn(
+                encoded,
+                framing,
+                txn_id,
+                run_id,
+                timestamp,
+                first_version,
+                &ops,
+            );
             // Consume the id and versions even if the write fails: the bytes may be on disk.
             state.next_txn_id += 1;
             state.next_version += n_ops;
@@ -540,33 +545,75 @@ fn batch_size_of(mode: DurabilityMode) -> usize {
     }
 }
 
+/// Creates `path` and any missing parents through the seam, fsyncing the parent of every
+/// level it creates (innermost first), and the parent of an existing directory too: an
+/// earlier open may have died before making its entry durable (best effort there, since
+/// the parent may not be readable by this user; a failure is logged).
+fn create_dirs(opener: &dyn StorageOpener, path: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(path);
+    while let Some(dir) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(dir.to_path_buf());
+        at = dir.parent();
+    }
+    let parent_of = |dir: &Path| match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if missing.is_empty() {
+        let parent = parent_of(path);
+        if let Err(e) = opener.sync_dir(&parent) {
+            log::warn!("fsync of directory {} failed: {e}", parent.display());
+        }
+        return Ok(());
+    }
+    // Outermost first, so each level's parent exists.
+    for dir in missing.iter().rev() {
+        match opener.create_dir(dir) {
+            Ok(()) => {}
+            // Another process created it meanwhile: fine, it is a directory now.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) => {
+                return Err(EngineError::io(
+                    format!("creating directory {}", dir.display()),
+                    e,
+                ))
+            }
+        }
+    }
+    for dir in &missing {
+        let parent = parent_of(dir);
+        opener
+            .sync_dir(&parent)
+            .map_err(|e| EngineError::io(format!("fsync of directory {}", parent.display()), e))?;
+    }
+    Ok(())
+}
+
+/// True when the WAL at `path` (`len_bytes` long) holds anything after its header that is
+/// not zero: records, or their torn remains. A shorter file, or a header followed by zeros,
+/// is a creation that never got as far as a record.
+fn wal_has_records(opener: &dyn StorageOpener, path: &Path, len_bytes: u64) -> Result<bool> {
+    if len_bytes <= crate::wal::HEADER_LEN as u64 {
+        return Ok(false);
+    }
+    let storage = opener
+        .open(path)
+        .map_err(|e| EngineError::io(format!("opening {}", path.display()), e))?
+        .storage;
+    let zero = crate::wal::reader::region_is_all_zero(
+        storage.as_ref(),
+        crate::wal::HEADER_LEN as u64,
+        len_bytes,
+    )
+    .map_err(|e| EngineError::io(format!("reading {}", path.display()), e))?;
+    Ok(!zero)
+}
+
 /// The store must show commits in log order however commits interleave: Strict commits are
 /// applied by whichever committer's fdatasync returns first, Async and Batched ones under
 /// the commit lock. Threads overwrite a few shared keys; the live store must equal the
 /// store that replaying the log rebuilds (same values, same versions).
-/// The highest txn id and version in the point-in-time sidecars (`wal.log.dropped-*`) of
-/// `dir`, or zeros when there are none.
-fn dropped_ids(dir: &Path) -> Result<(u64, u64)> {
-    let prefix = format!("{WAL_FILE_NAME}{}", crate::wal::DROPPED_SUFFIX);
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| EngineError::io(format!("listing directory {}", dir.display()), e))?;
-    let (mut max_txn_id, mut max_version) = (0, 0);
-    for entry in entries {
-        let entry = entry
-            .map_err(|e| EngineError::io(format!("listing directory {}", dir.display()), e))?;
-        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
-            continue;
-        }
-        let path = entry.path();
-        let bytes = std::fs::read(&path)
-            .map_err(|e| EngineError::io(format!("reading {}", path.display()), e))?;
-        let (txn_id, version) = crate::wal::max_ids_in_records(&bytes);
-        max_txn_id = max_txn_id.max(txn_id);
-        max_version = max_version.max(version);
-    }
-    Ok((max_txn_id, max_version))
-}
-
 #[cfg(test)]
 mod commit_order_tests {
     use std::sync::Arc;

@@ -7,9 +7,9 @@ use super::Database;
 use crate::error::{EngineError, Result};
 use crate::store::StoreOp;
 use crate::types::{Key, RunId, Timestamp, Value};
-use crate::wal::entry::{encode_begin, encode_delete, encode_end, encode_write};
+use crate::wal::entry::{encode_begin, encode_delete, encode_end, encode_write, Framing};
 use crate::wal::entry::{encoded_key_len, encoded_value_len};
-use crate::wal::format::{RECORD_HEADER_LEN, RECORD_PAYLOAD_LEN_MAX};
+use crate::wal::format::{RECORD_HEADER_LEN, RECORD_PAYLOAD_LEN_MAX, SYNCED_OFFSET_LEN_MAX};
 use crate::wal::RecordType;
 
 /// Fixed part of a Write/Delete payload: txn_id, run_id, version.
@@ -25,6 +25,7 @@ pub(crate) enum PendingOp {
 impl PendingOp {
     pub(crate) fn encoded_len_hint(&self) -> usize {
         RECORD_HEADER_LEN
+            + SYNCED_OFFSET_LEN_MAX
             + WRITE_FIXED_LEN
             + match self {
                 PendingOp::Put { key, value } => encoded_key_len(key) + encoded_value_len(value),
@@ -48,21 +49,24 @@ impl PendingOp {
 /// CommitTxn.
 pub(crate) fn encode_txn(
     out: &mut Vec<u8>,
+    framing: Framing,
     txn_id: u64,
     run_id: RunId,
     timestamp: Timestamp,
     first_version: u64,
     ops: &[PendingOp],
 ) {
-    encode_begin(out, txn_id, run_id, timestamp);
+    encode_begin(out, framing, txn_id, run_id, timestamp);
     for (i, op) in ops.iter().enumerate() {
         let version = first_version + i as u64;
         match op {
-            PendingOp::Put { key, value } => encode_write(out, txn_id, run_id, key, value, version),
-            PendingOp::Delete { key } => encode_delete(out, txn_id, run_id, key, version),
+            PendingOp::Put { key, value } => {
+                encode_write(out, framing, txn_id, run_id, key, value, version)
+            }
+            PendingOp::Delete { key } => encode_delete(out, framing, txn_id, run_id, key, version),
         };
     }
-    encode_end(out, RecordType::CommitTxn, txn_id, run_id);
+    encode_end(out, framing, RecordType::CommitTxn, txn_id, run_id);
 }
 
 /// What a successful commit produced. Returned only after the commit is acknowledged.
@@ -138,7 +142,8 @@ impl<'db> Transaction<'db> {
     pub fn abort(self) {}
 }
 
-/// Checks an op against the record and name limits; returns its encoded record length.
+/// Checks an op against the record and name limits; returns its encoded record length (an
+/// upper bound: it counts the longest synced-offset prefix a format version 2 body has).
 fn check_len(op: &PendingOp) -> Result<usize> {
     let record_len = op.encoded_len_hint();
     let len = record_len - RECORD_HEADER_LEN;

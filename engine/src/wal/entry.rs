@@ -8,7 +8,8 @@ use std::fmt;
 pub use decode::{DecodeError, EntryRef, KeyRef, NamespaceCache, ValueRef};
 
 use super::format::{
-    record_crc, RecordType, RECORD_CRC_OFFSET, RECORD_HEADER_LEN, RECORD_PAYLOAD_LEN_MAX,
+    put_leb128, FrameCodec, RecordType, HEADER_LEN, RECORD_CRC_OFFSET, RECORD_HEADER_LEN,
+    RECORD_PAYLOAD_LEN_MAX,
 };
 use crate::types::{Key, Namespace, RunId, Timestamp, Value};
 
@@ -67,38 +68,45 @@ impl WALEntry {
         }
     }
 
-    /// Appends this entry to `out` as one framed record (header, then payload).
-    /// Returns the record's length in bytes.
+    /// Appends this entry to `out` as one record in format version 1 framing (tools and
+    /// tests that build version 1 images). Returns the record's length in bytes.
     pub fn encode_into(&self, out: &mut Vec<u8>) -> usize {
+        self.encode_framed(out, Framing::V1)
+    }
+
+    /// Appends this entry to `out` as one record framed by `framing` (the log's format
+    /// version, salt and synced offset). Returns the record's length in bytes.
+    pub fn encode_framed(&self, out: &mut Vec<u8>, framing: Framing) -> usize {
+        let f = framing;
         match self {
             WALEntry::BeginTxn {
                 txn_id,
                 run_id,
                 timestamp,
-            } => encode_begin(out, *txn_id, *run_id, *timestamp),
+            } => encode_begin(out, f, *txn_id, *run_id, *timestamp),
             WALEntry::Write {
                 txn_id,
                 run_id,
                 key,
                 value,
                 version,
-            } => encode_write(out, *txn_id, *run_id, key, value, *version),
+            } => encode_write(out, f, *txn_id, *run_id, key, value, *version),
             WALEntry::Delete {
                 txn_id,
                 run_id,
                 key,
                 version,
-            } => encode_delete(out, *txn_id, *run_id, key, *version),
+            } => encode_delete(out, f, *txn_id, *run_id, key, *version),
             WALEntry::CommitTxn { txn_id, run_id } => {
-                encode_end(out, RecordType::CommitTxn, *txn_id, *run_id)
+                encode_end(out, f, RecordType::CommitTxn, *txn_id, *run_id)
             }
             WALEntry::AbortTxn { txn_id, run_id } => {
-                encode_end(out, RecordType::AbortTxn, *txn_id, *run_id)
+                encode_end(out, f, RecordType::AbortTxn, *txn_id, *run_id)
             }
         }
     }
 
-    /// Encodes this entry as a standalone framed record.
+    /// Encodes this entry as a standalone record in format version 1 framing.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
         self.encode_into(&mut out);
@@ -164,24 +172,47 @@ const VALUE_BYTES: u8 = 5;
 /// Longest tenant, app or agent name, in bytes (a u16 length prefix).
 pub const NAME_LEN_MAX: usize = u16::MAX as usize;
 
-/// Frames the payload that `write_payload` appends: reserves the header, then fills in the
-/// length, type and checksum. Returns the record's length in bytes.
+/// How the records being encoded are framed: the log's codec (format version and salt) and,
+/// from format version 2 on, the offset a completed fdatasync had covered when they were
+/// encoded (recovery uses it to tell a torn unsynced region from damaged history).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
+    pub codec: FrameCodec,
+    pub synced_offset_bytes: u64,
+}
+
+impl Framing {
+    /// Format version 1 framing (no salt, no synced offset).
+    pub const V1: Framing = Framing {
+        codec: FrameCodec::V1,
+        synced_offset_bytes: HEADER_LEN as u64,
+    };
+}
+
+/// Frames the payload that `write_payload` appends: reserves the header and (version 2)
+/// writes the synced offset, then fills in the length, type and checksum. Returns the
+/// record's length in bytes.
 fn frame(
     out: &mut Vec<u8>,
+    framing: Framing,
     record_type: RecordType,
     write_payload: impl FnOnce(&mut Vec<u8>),
 ) -> usize {
     let start = out.len();
     out.extend_from_slice(&[0u8; RECORD_HEADER_LEN]);
+    if framing.codec.carries_synced_offset() {
+        debug_assert!(framing.synced_offset_bytes >= HEADER_LEN as u64);
+        put_leb128(out, framing.synced_offset_bytes);
+    }
     write_payload(out);
-    let payload_len = out.len() - start - RECORD_HEADER_LEN;
+    let body_len = out.len() - start - RECORD_HEADER_LEN;
     assert!(
-        payload_len <= RECORD_PAYLOAD_LEN_MAX,
+        body_len <= RECORD_PAYLOAD_LEN_MAX,
         "encoded record exceeds the payload limit"
     );
-    out[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    out[start..start + 4].copy_from_slice(&(body_len as u32).to_le_bytes());
     out[start + 4] = record_type as u8;
-    let crc = record_crc(
+    let crc = framing.codec.crc(
         &out[start..start + RECORD_CRC_OFFSET],
         &out[start + RECORD_HEADER_LEN..],
     );
@@ -190,8 +221,14 @@ fn frame(
 }
 
 /// Encodes a BeginTxn record without building a `WALEntry`.
-pub fn encode_begin(out: &mut Vec<u8>, txn_id: u64, run_id: RunId, timestamp: Timestamp) -> usize {
-    frame(out, RecordType::BeginTxn, |out| {
+pub fn encode_begin(
+    out: &mut Vec<u8>,
+    framing: Framing,
+    txn_id: u64,
+    run_id: RunId,
+    timestamp: Timestamp,
+) -> usize {
+    frame(out, framing, RecordType::BeginTxn, |out| {
         put_u64(out, txn_id);
         put_u64(out, run_id.0);
         put_u64(out, timestamp.0);
@@ -201,13 +238,14 @@ pub fn encode_begin(out: &mut Vec<u8>, txn_id: u64, run_id: RunId, timestamp: Ti
 /// Encodes a Write record from borrowed parts (the commit path never clones keys or values).
 pub fn encode_write(
     out: &mut Vec<u8>,
+    framing: Framing,
     txn_id: u64,
     run_id: RunId,
     key: &Key,
     value: &Value,
     version: u64,
 ) -> usize {
-    frame(out, RecordType::Write, |out| {
+    frame(out, framing, RecordType::Write, |out| {
         put_u64(out, txn_id);
         put_u64(out, run_id.0);
         put_u64(out, version);
@@ -219,12 +257,13 @@ pub fn encode_write(
 /// Encodes a Delete record from borrowed parts.
 pub fn encode_delete(
     out: &mut Vec<u8>,
+    framing: Framing,
     txn_id: u64,
     run_id: RunId,
     key: &Key,
     version: u64,
 ) -> usize {
-    frame(out, RecordType::Delete, |out| {
+    frame(out, framing, RecordType::Delete, |out| {
         put_u64(out, txn_id);
         put_u64(out, run_id.0);
         put_u64(out, version);
@@ -233,12 +272,18 @@ pub fn encode_delete(
 }
 
 /// Encodes a CommitTxn or AbortTxn record.
-pub fn encode_end(out: &mut Vec<u8>, record_type: RecordType, txn_id: u64, run_id: RunId) -> usize {
+pub fn encode_end(
+    out: &mut Vec<u8>,
+    framing: Framing,
+    record_type: RecordType,
+    txn_id: u64,
+    run_id: RunId,
+) -> usize {
     assert!(matches!(
         record_type,
         RecordType::CommitTxn | RecordType::AbortTxn
     ));
-    frame(out, record_type, |out| {
+    frame(out, framing, record_type, |out| {
         put_u64(out, txn_id);
         put_u64(out, run_id.0);
     })
@@ -333,7 +378,7 @@ mod tests {
     use super::decode::{BEGIN_PAYLOAD_LEN, END_PAYLOAD_LEN};
     use super::*;
     use crate::types::TypeTag;
-    use crate::wal::format::{inspect_frame, Frame};
+    use crate::wal::format::Frame;
     use std::sync::Arc;
 
     fn sample_entries() -> Vec<WALEntry> {
@@ -398,25 +443,41 @@ mod tests {
         ]
     }
 
+    /// Every entry round-trips through version 1 framing and through version 2 framing
+    /// (salted, with the synced offset, which comes back from the frame).
     #[test]
     fn every_entry_round_trips_through_a_frame() {
         let mut cache = NamespaceCache::default();
-        for entry in sample_entries() {
-            let bytes = entry.encode();
-            let Frame::Valid {
-                record_type,
-                payload_len,
-            } = inspect_frame(&bytes)
-            else {
-                panic!("frame of {entry:?} is not valid");
-            };
-            assert_eq!(payload_len + RECORD_HEADER_LEN, bytes.len());
-            let record_type = RecordType::from_byte(record_type).unwrap();
-            let decoded =
-                WALEntry::decode_payload(record_type, &bytes[RECORD_HEADER_LEN..], &mut cache)
-                    .unwrap();
-            assert_eq!(decoded, entry);
-            assert!(!decoded.to_string().is_empty());
+        let v2 = Framing {
+            codec: FrameCodec::v2(0x5eed),
+            synced_offset_bytes: 1000,
+        };
+        for framing in [Framing::V1, v2] {
+            for entry in sample_entries() {
+                let mut bytes = Vec::new();
+                let len = entry.encode_framed(&mut bytes, framing);
+                assert_eq!(len, bytes.len());
+                let Frame::Valid {
+                    record_type,
+                    payload_start,
+                    payload_len,
+                    synced_offset_bytes,
+                } = framing.codec.inspect(4096, &bytes)
+                else {
+                    panic!("frame of {entry:?} is not valid");
+                };
+                assert_eq!(payload_start + payload_len, bytes.len());
+                let expected_synced = framing
+                    .codec
+                    .carries_synced_offset()
+                    .then_some(framing.synced_offset_bytes);
+                assert_eq!(synced_offset_bytes, expected_synced);
+                let record_type = RecordType::from_byte(record_type).unwrap();
+                let payload = &bytes[payload_start..];
+                let decoded = WALEntry::decode_payload(record_type, payload, &mut cache).unwrap();
+                assert_eq!(decoded, entry);
+                assert!(!decoded.to_string().is_empty());
+            }
         }
     }
 
@@ -468,11 +529,11 @@ mod tests {
     #[test]
     fn fixed_payload_lengths_match_the_encoder() {
         let mut out = Vec::new();
-        let len = encode_begin(&mut out, 1, RunId(2), Timestamp(3));
+        let len = encode_begin(&mut out, Framing::V1, 1, RunId(2), Timestamp(3));
         assert_eq!(len, RECORD_HEADER_LEN + BEGIN_PAYLOAD_LEN);
         for kind in [RecordType::CommitTxn, RecordType::AbortTxn] {
             out.clear();
-            let len = encode_end(&mut out, kind, 1, RunId(2));
+            let len = encode_end(&mut out, Framing::V1, kind, 1, RunId(2));
             assert_eq!(len, RECORD_HEADER_LEN + END_PAYLOAD_LEN);
         }
     }

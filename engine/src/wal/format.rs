@@ -5,17 +5,31 @@
 //! ```text
 //! file   := header record*
 //! header := magic[8] "INMEMWAL" | format_version u32 LE | database_id u128 LE | header_crc u32 LE
-//! record := payload_len u32 LE | record_type u8 | crc u32 LE | payload[payload_len]
-//!           crc = crc32(payload_len bytes ++ record_type byte ++ payload)
+//! record := body_len u32 LE | record_type u8 | crc u32 LE | body[body_len]
+//! v1: body = payload;                         crc = crc32(len ++ type ++ body)
+//! v2: body = synced_offset LEB128 ++ payload; crc = crc32(len ++ type ++ body) ^ salt,
+//!     salt = crc32(database_id as 16 LE bytes)
 //! ```
+//!
+//! [`FrameCodec`] is the one place that knows the difference between the versions.
 
 use crate::error::EngineError;
 use std::path::Path;
 
 /// First eight bytes of every WAL file.
 pub const MAGIC: [u8; 8] = *b"INMEMWAL";
-/// The only format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes for new logs.
+pub const FORMAT_VERSION: u32 = FORMAT_VERSION_V2;
+/// Format version 1: unsalted checksums, no synced offset in records. Still read, and
+/// appended to in its own framing (a log never mixes versions).
+pub const FORMAT_VERSION_V1: u32 = 1;
+/// Format version 2: every record carries the synced offset known when it was written, and
+/// every checksum is salted with the database id (docs/format.md, "Format version 2").
+pub const FORMAT_VERSION_V2: u32 = 2;
+/// The versions this build reads, oldest first.
+pub const FORMAT_VERSIONS_SUPPORTED: [u32; 2] = [FORMAT_VERSION_V1, FORMAT_VERSION_V2];
+/// Longest LEB128 encoding of a u64 (the v2 synced offset).
+pub const SYNCED_OFFSET_LEN_MAX: usize = 10;
 
 pub const MAGIC_OFFSET: usize = 0;
 pub const MAGIC_LEN: usize = 8;
@@ -120,7 +134,7 @@ impl FileHeader {
             });
         }
         let format_version = read_u32(&bytes[VERSION_OFFSET..]);
-        if format_version != FORMAT_VERSION {
+        if !FORMAT_VERSIONS_SUPPORTED.contains(&format_version) {
             return Err(EngineError::UnsupportedFormatVersion {
                 path: path.to_path_buf(),
                 found: format_version,
@@ -140,7 +154,8 @@ pub(crate) fn read_u32(bytes: &[u8]) -> u32 {
     u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
-/// The checksum of a record: covers the length and type bytes, then the payload.
+/// The checksum of a format-version-1 record: covers the length and type bytes, then the
+/// payload. (Version 2 salts it: [`FrameCodec::crc`].)
 pub fn record_crc(len_and_type: &[u8], payload: &[u8]) -> u32 {
     debug_assert_eq!(len_and_type.len(), RECORD_LEN_LEN + RECORD_TYPE_LEN);
     // `Hasher::new` detects CPU features on every call (~110 instructions, as much as
@@ -152,61 +167,230 @@ pub fn record_crc(len_and_type: &[u8], payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// How the records of one log are framed: the format version's checksum and body layout.
+///
+/// Version 1: the body is the payload, the checksum plain crc32. Version 2: the body starts
+/// with the log's synced offset when the record was written (LEB128), and the checksum is
+/// XORed with a salt derived from the database id, so records of another database (or a
+/// value holding one) never pass for records of this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameCodec {
+    format_version: u32,
+    salt: u32,
+}
+
+impl FrameCodec {
+    /// Format version 1 framing.
+    pub const V1: FrameCodec = FrameCodec {
+        format_version: FORMAT_VERSION_V1,
+        salt: 0,
+    };
+
+    /// Format version 2 framing for the database `database_id`.
+    pub fn v2(database_id: u128) -> FrameCodec {
+        FrameCodec {
+            format_version: FORMAT_VERSION_V2,
+            salt: crc32fast::hash(&database_id.to_le_bytes()),
+        }
+    }
+
+    /// The framing a (validated) file header announces.
+    pub fn for_header(header: &FileHeader) -> FrameCodec {
+        match header.format_version {
+            FORMAT_VERSION_V1 => FrameCodec::V1,
+            version => {
+                assert_eq!(
+                    version, FORMAT_VERSION_V2,
+                    "header versions are validated on decode"
+                );
+                FrameCodec::v2(header.database_id)
+            }
+        }
+    }
+
+    /// The framing of the WAL image `image` (a whole file or at least its header), or
+    /// `None` when its header does not decode.
+    pub fn for_image(image: &[u8]) -> Option<FrameCodec> {
+        let header: &[u8; HEADER_LEN] = image.get(..HEADER_LEN)?.try_into().ok()?;
+        FileHeader::decode(header, Path::new(""))
+            .ok()
+            .map(|h| FrameCodec::for_header(&h))
+    }
+
+    pub fn format_version(&self) -> u32 {
+        self.format_version
+    }
+
+    /// True when records carry the synced offset (format version 2 on).
+    pub fn carries_synced_offset(&self) -> bool {
+        self.format_version >= FORMAT_VERSION_V2
+    }
+
+    /// The salt XORed into every checksum (0 for version 1).
+    pub fn salt(&self) -> u32 {
+        self.salt
+    }
+
+    /// The checksum stored in a record with these length-and-type bytes and this body.
+    #[inline]
+    pub fn crc(&self, len_and_type: &[u8], body: &[u8]) -> u32 {
+        record_crc(len_and_type, body) ^ self.salt
+    }
+
+    /// Bytes the body spends before the payload for a record written when the log was
+    /// synced up to `synced_offset_bytes`.
+    pub fn body_prefix_len(&self, synced_offset_bytes: u64) -> usize {
+        if self.carries_synced_offset() {
+            leb128_len(synced_offset_bytes)
+        } else {
+            0
+        }
+    }
+
+    /// Judges the frame that starts at `bytes[0]`, which lies at file offset
+    /// `offset_bytes`. `bytes` holds everything up to the end of the file that is currently
+    /// known, or at least one whole record.
+    #[inline]
+    pub fn inspect(&self, offset_bytes: u64, bytes: &[u8]) -> Frame {
+        if bytes.len() < RECORD_HEADER_LEN {
+            return Frame::Incomplete {
+                needed_bytes: RECORD_HEADER_LEN,
+            };
+        }
+        let body_len = read_u32(&bytes[RECORD_LEN_OFFSET..]) as usize;
+        let record_type = bytes[RECORD_TYPE_OFFSET];
+        if body_len > RECORD_PAYLOAD_LEN_MAX {
+            return Frame::Invalid {
+                reason: format!(
+                    "record length {body_len} exceeds the maximum {RECORD_PAYLOAD_LEN_MAX}"
+                ),
+            };
+        }
+        let total_len = RECORD_HEADER_LEN + body_len;
+        if bytes.len() < total_len {
+            return Frame::Incomplete {
+                needed_bytes: total_len,
+            };
+        }
+        let stored_crc = read_u32(&bytes[RECORD_CRC_OFFSET..]);
+        let body = &bytes[RECORD_HEADER_LEN..total_len];
+        let actual_crc = self.crc(&bytes[..RECORD_CRC_OFFSET], body);
+        if stored_crc != actual_crc {
+            return Frame::Invalid {
+                reason: format!(
+                    "record checksum mismatch (stored {stored_crc:#010x}, computed {actual_crc:#010x})"
+                ),
+            };
+        }
+        if record_type == RECORD_TYPE_RESERVED {
+            return Frame::Invalid {
+                reason: "record type 0 is reserved".to_string(),
+            };
+        }
+        if !self.carries_synced_offset() {
+            return Frame::Valid {
+                record_type,
+                payload_start: RECORD_HEADER_LEN,
+                payload_len: body_len,
+                synced_offset_bytes: None,
+            };
+        }
+        let Some((synced_offset_bytes, prefix_len)) = read_leb128(body) else {
+            return Frame::Invalid {
+                reason: "record's synced offset is not a valid LEB128 u64".to_string(),
+            };
+        };
+        // A checksummed record claiming a sync beyond its own start was written wrong; so
+        // was one claiming less than the header, which is synced when the file is created.
+        if synced_offset_bytes > offset_bytes || synced_offset_bytes < HEADER_LEN as u64 {
+            return Frame::Invalid {
+                reason: format!(
+                    "record at offset {offset_bytes} claims synced offset {synced_offset_bytes}, \
+                     outside [{HEADER_LEN}, {offset_bytes}]"
+                ),
+            };
+        }
+        Frame::Valid {
+            record_type,
+            payload_start: RECORD_HEADER_LEN + prefix_len,
+            payload_len: body_len - prefix_len,
+            synced_offset_bytes: Some(synced_offset_bytes),
+        }
+    }
+}
+
+/// Bytes of the LEB128 encoding of `value` (7 bits per byte, low first).
+pub fn leb128_len(value: u64) -> usize {
+    let bits = 64 - value.leading_zeros() as usize;
+    bits.div_ceil(7).max(1)
+}
+
+/// Appends the LEB128 encoding of `value`.
+pub fn put_leb128(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Reads a LEB128 u64 from the start of `bytes`: the value and the bytes it took, or
+/// `None` when the encoding runs off the end, is longer than 10 bytes or overflows.
+#[inline]
+pub fn read_leb128(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (idx, byte) in bytes.iter().take(SYNCED_OFFSET_LEN_MAX).enumerate() {
+        let low = u64::from(byte & 0x7f);
+        let shift = 7 * idx as u32;
+        if shift == 63 && low > 1 {
+            return None;
+        }
+        value |= low << shift;
+        if byte & 0x80 == 0 {
+            return Some((value, idx + 1));
+        }
+    }
+    None
+}
+
 /// What the bytes at one offset are, judged from the frame alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    /// A complete record whose checksum matches.
-    Valid { record_type: u8, payload_len: usize },
+    /// A complete record whose checksum matches. Its payload is
+    /// `bytes[payload_start..payload_start + payload_len]`; the record ends at
+    /// `payload_start + payload_len`.
+    Valid {
+        record_type: u8,
+        payload_start: usize,
+        payload_len: usize,
+        /// The synced offset the record carries (format version 2 on).
+        synced_offset_bytes: Option<u64>,
+    },
     /// The bytes end before the frame does (fewer than `needed_bytes` are available).
     Incomplete { needed_bytes: usize },
-    /// The frame is damaged: zero type, oversized length or checksum mismatch.
+    /// The frame is damaged: zero type, oversized length, checksum mismatch, or (version 2)
+    /// an impossible synced offset.
     Invalid { reason: String },
 }
 
-/// Judges the frame that starts at `bytes[0]`. `bytes` holds everything up to the end of
-/// the file that is currently known, or at least one whole record.
+impl Frame {
+    /// The whole record's length, when the frame is valid.
+    pub fn record_len(&self) -> Option<usize> {
+        match self {
+            Frame::Valid {
+                payload_start,
+                payload_len,
+                ..
+            } => Some(payload_start + payload_len),
+            _ => None,
+        }
+    }
+}
+
+/// Judges a format-version-1 frame at `bytes[0]` ([`FrameCodec::inspect`] with
+/// [`FrameCodec::V1`]). Tools and tests that build version 1 images use it.
 pub fn inspect_frame(bytes: &[u8]) -> Frame {
-    if bytes.len() < RECORD_HEADER_LEN {
-        return Frame::Incomplete {
-            needed_bytes: RECORD_HEADER_LEN,
-        };
-    }
-    let payload_len = read_u32(&bytes[RECORD_LEN_OFFSET..]) as usize;
-    let record_type = bytes[RECORD_TYPE_OFFSET];
-    if payload_len > RECORD_PAYLOAD_LEN_MAX {
-        return Frame::Invalid {
-            reason: format!(
-                "record length {payload_len} exceeds the maximum {RECORD_PAYLOAD_LEN_MAX}"
-            ),
-        };
-    }
-    let total_len = RECORD_HEADER_LEN + payload_len;
-    if bytes.len() < total_len {
-        return Frame::Incomplete {
-            needed_bytes: total_len,
-        };
-    }
-    let stored_crc = read_u32(&bytes[RECORD_CRC_OFFSET..]);
-    let actual_crc = record_crc(
-        &bytes[..RECORD_CRC_OFFSET],
-        &bytes[RECORD_HEADER_LEN..total_len],
-    );
-    if stored_crc != actual_crc {
-        return Frame::Invalid {
-            reason: format!(
-                "record checksum mismatch (stored {stored_crc:#010x}, computed {actual_crc:#010x})"
-            ),
-        };
-    }
-    if record_type == RECORD_TYPE_RESERVED {
-        return Frame::Invalid {
-            reason: "record type 0 is reserved".to_string(),
-        };
-    }
-    Frame::Valid {
-        record_type,
-        payload_len,
-    }
+    FrameCodec::V1.inspect(HEADER_LEN as u64, bytes)
 }
 
 #[cfg(test)]
@@ -241,18 +425,23 @@ mod tests {
         ));
 
         let future = FileHeader {
-            format_version: 2,
+            format_version: 3,
             database_id: 1,
         }
         .encode();
         assert!(matches!(
             FileHeader::decode(&future, path),
             Err(EngineError::UnsupportedFormatVersion {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: FORMAT_VERSION,
                 ..
             })
         ));
+        let old = FileHeader {
+            format_version: FORMAT_VERSION_V1,
+            database_id: 1,
+        };
+        assert_eq!(FileHeader::decode(&old.encode(), path).unwrap(), old);
     }
 
     #[test]
@@ -263,6 +452,56 @@ mod tests {
             inspect_frame(&zeros[..4]),
             Frame::Incomplete { .. }
         ));
+    }
+
+    #[test]
+    fn leb128_round_trips_and_rejects_overlong() {
+        for value in [0, 1, 127, 128, 300, 1 << 32, u64::MAX - 1, u64::MAX] {
+            let mut out = Vec::new();
+            put_leb128(&mut out, value);
+            assert_eq!(out.len(), leb128_len(value), "{value}");
+            assert_eq!(read_leb128(&out), Some((value, out.len())));
+            assert_eq!(read_leb128(&out[..out.len() - 1]), None, "cut short");
+        }
+        assert_eq!(read_leb128(&[0xff; 11]), None, "longer than 10 bytes");
+        let mut overflow = vec![0xff; 9];
+        overflow.push(0x02);
+        assert_eq!(read_leb128(&overflow), None, "more than 64 bits");
+    }
+
+    /// A version 2 checksum is salted by the database id: the same record framed for one
+    /// database is damage in another, and the v1 framing of it is damage in both.
+    #[test]
+    fn salted_checksums_tell_databases_apart() {
+        let (a, b) = (FrameCodec::v2(1), FrameCodec::v2(2));
+        assert_ne!(a.salt(), b.salt());
+        let mut record = vec![0u8; RECORD_HEADER_LEN];
+        put_leb128(&mut record, 32);
+        record.extend_from_slice(b"payload");
+        let body_len = (record.len() - RECORD_HEADER_LEN) as u32;
+        record[..4].copy_from_slice(&body_len.to_le_bytes());
+        record[4] = 2;
+        let crc = a.crc(&record[..5], &record[RECORD_HEADER_LEN..]);
+        record[5..9].copy_from_slice(&crc.to_le_bytes());
+        match a.inspect(100, &record) {
+            Frame::Valid {
+                payload_start,
+                payload_len,
+                synced_offset_bytes,
+                ..
+            } => {
+                assert_eq!(
+                    &record[payload_start..payload_start + payload_len],
+                    b"payload"
+                );
+                assert_eq!(synced_offset_bytes, Some(32));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(b.inspect(100, &record), Frame::Invalid { .. }));
+        assert!(matches!(inspect_frame(&record), Frame::Invalid { .. }));
+        // A synced offset beyond the record's own start is impossible.
+        assert!(matches!(a.inspect(31, &record), Frame::Invalid { .. }));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod entry;
 pub mod format;
 mod group_commit;
 pub mod reader;
+pub mod sidecar;
 pub mod storage;
 
 use std::path::{Path, PathBuf};
@@ -18,8 +19,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::durability::{DurabilityMode, RecoveryMode};
 use crate::error::{EngineError, Result};
-pub use entry::{DecodeError, NamespaceCache, WALEntry};
-pub use format::{FileHeader, RecordType, FORMAT_VERSION, HEADER_LEN, MAGIC, RECORD_HEADER_LEN};
+pub use entry::{DecodeError, Framing, NamespaceCache, WALEntry};
+pub use format::{
+    FileHeader, FrameCodec, RecordType, FORMAT_VERSION, HEADER_LEN, MAGIC, RECORD_HEADER_LEN,
+};
 use group_commit::SyncState;
 pub use reader::{ReadEnd, WalReader, WalRecord};
 pub use storage::{FileOpener, FileStorage, OpenedStorage, StorageOpener, SyncCadence, WalStorage};
@@ -43,6 +46,10 @@ pub struct WalOptions {
     /// length; recovery reads the zeros after the log as a zero-filled torn tail and cuts
     /// them, and [`WAL::trim_preallocated`] cuts them on close.
     pub preallocate_chunk_bytes: u64,
+    /// The format version a new file is created with ([`FORMAT_VERSION`] by default; an
+    /// existing file keeps the version its header carries). Version 1 exists so tests can
+    /// check that old logs keep working.
+    pub create_format_version: u32,
 }
 
 impl Default for WalOptions {
@@ -52,6 +59,7 @@ impl Default for WalOptions {
             database_id: None,
             opener: Arc::new(FileOpener),
             preallocate_chunk_bytes: 0,
+            create_format_version: FORMAT_VERSION,
         }
     }
 }
@@ -64,8 +72,7 @@ pub const DEFAULT_PREALLOCATE_CHUNK_BYTES: u64 = 1 << 20;
 /// The first preallocation step; each later step is as large as the file, up to the chunk.
 pub const PREALLOCATE_STEP_MIN_BYTES: u64 = 64 * 1024;
 
-/// Point-in-time recovery saves the bytes it cuts to `<wal file name><DROPPED_SUFFIX><offset>`.
-pub const DROPPED_SUFFIX: &str = ".dropped-";
+pub use sidecar::{DROPPED_SUFFIX, TORN_SIDECARS_KEPT, TORN_SUFFIX};
 
 /// What point-in-time recovery cut off.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +83,18 @@ pub struct CorruptionReport {
     pub dropped_bytes: u64,
     /// Where the dropped bytes were saved before the log was cut.
     pub saved_to: PathBuf,
+}
+
+/// What making the log end where reading ended did ([`WAL::accept_end`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AcceptedEnd {
+    /// Set when point-in-time recovery cut off damaged history.
+    pub corruption: Option<CorruptionReport>,
+    /// Where the non-zero bytes of a cut torn tail were saved, and how many (trailing zeros
+    /// are not copied).
+    pub torn_tail_saved_to: Option<(PathBuf, u64)>,
+    /// Old torn-tail sidecars removed to keep [`TORN_SIDECARS_KEPT`].
+    pub sidecars_removed: Vec<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -90,6 +109,9 @@ struct WriteState {
     allocated_end_bytes: u64,
     /// The storage said it does not preallocate ([`WalStorage::allocate`] returned false).
     allocation_unsupported: bool,
+    /// After a preallocation failed for lack of space: appends ending before this offset
+    /// grow the file with plain writes instead of trying again (0: no back-off).
+    allocation_retry_at_bytes: u64,
 }
 
 /// A write-ahead log file.
@@ -100,6 +122,8 @@ pub struct WAL {
     opener: Arc<dyn StorageOpener>,
     mode: DurabilityMode,
     database_id: u128,
+    /// How this log frames records (its format version, and the salt from version 2 on).
+    codec: FrameCodec,
     preallocate_chunk_bytes: u64,
     write: Mutex<WriteState>,
     written_offset_bytes: AtomicU64,
@@ -161,7 +185,16 @@ impl WAL {
         let unfinished_create = len_bytes < HEADER_LEN as u64
             || reader::region_is_all_zero(storage.as_ref(), 0, len_bytes)
                 .map_err(|e| io_err("reading", e))?;
-        let (database_id, end_offset_bytes, fresh) = if unfinished_create {
+        if !format::FORMAT_VERSIONS_SUPPORTED.contains(&options.create_format_version) {
+            return Err(EngineError::InvalidArgument {
+                reason: format!(
+                    "cannot create a WAL of format version {} (this build writes {:?})",
+                    options.create_format_version,
+                    format::FORMAT_VERSIONS_SUPPORTED
+                ),
+            });
+        }
+        let (header, end_offset_bytes, fresh) = if unfinished_create {
             // Only a crash while creating the file leaves fewer bytes than a header; such a
             // file holds no records. Anything that is not a prefix of our header is foreign.
             let mut existing = vec![0u8; len_bytes.min(HEADER_LEN as u64) as usize];
@@ -173,19 +206,18 @@ impl WAL {
             }
             let database_id = options.database_id.unwrap_or_else(rand::random::<u128>);
             let header = FileHeader {
-                format_version: FORMAT_VERSION,
+                format_version: options.create_format_version,
                 database_id,
-            }
-            .encode();
+            };
             storage.set_len(0).map_err(|e| io_err("truncating", e))?;
             storage
-                .write_at(0, &header)
+                .write_at(0, &header.encode())
                 .map_err(|e| io_err("writing the header of", e))?;
             storage.sync_data().map_err(|e| io_err("fdatasync of", e))?;
             storage
                 .sync_dir()
                 .map_err(|e| io_err("fsync of the directory of", e))?;
-            (database_id, HEADER_LEN as u64, true)
+            (header, HEADER_LEN as u64, true)
         } else {
             let mut bytes = [0u8; HEADER_LEN];
             reader::read_exact_at(storage.as_ref(), 0, &mut bytes)
@@ -208,12 +240,10 @@ impl WAL {
             storage
                 .sync_dir()
                 .map_err(|e| io_err("fsync of the directory of", e))?;
-            (
-                header.database_id,
-                len_bytes,
-                len_bytes == HEADER_LEN as u64,
-            )
+            (header, len_bytes, len_bytes == HEADER_LEN as u64)
         };
+        let database_id = header.database_id;
+        let codec = FrameCodec::for_header(&header);
         let synced_offset_bytes = if fresh {
             end_offset_bytes
         } else {
@@ -225,12 +255,14 @@ impl WAL {
             opener: options.opener,
             mode: options.mode,
             database_id,
+            codec,
             preallocate_chunk_bytes: options.preallocate_chunk_bytes,
             write: Mutex::new(WriteState {
                 end_offset_bytes,
                 tail_verified: fresh,
                 allocated_end_bytes: end_offset_bytes,
                 allocation_unsupported: false,
+                allocation_retry_at_bytes: 0,
             }),
             written_offset_bytes: AtomicU64::new(end_offset_bytes),
             appends: AtomicU64::new(0),
@@ -257,6 +289,27 @@ impl WAL {
         self.database_id
     }
 
+    /// The log's format version (from its header).
+    pub fn format_version(&self) -> u32 {
+        self.codec.format_version()
+    }
+
+    /// How this log frames records.
+    pub fn codec(&self) -> FrameCodec {
+        self.codec
+    }
+
+    /// The framing for records encoded now: this log's codec and the offset the last
+    /// completed fdatasync covered. Encode under the same lock that appends, or at least
+    /// after reading this, so the synced offset a record carries was really reached before
+    /// it was written.
+    pub fn framing(&self) -> Framing {
+        Framing {
+            codec: self.codec,
+            synced_offset_bytes: self.synced_offset_bytes(),
+        }
+    }
+
     /// How often appends are fdatasynced in this WAL's mode (tells the storage how to
     /// write into preallocated space).
     fn sync_cadence(&self) -> SyncCadence {
@@ -273,7 +326,12 @@ impl WAL {
 
     /// A streaming reader from the first record to the current end of the file.
     pub fn reader(&self) -> Result<WalReader<'_>> {
-        WalReader::new(self.storage.as_ref(), &self.path)
+        WalReader::with_codec(
+            self.storage.as_ref(),
+            &self.path,
+            self.codec,
+            reader::READ_BUFFER_LEN_DEFAULT,
+        )
     }
 
     /// Bytes handed to the OS so far (the offset where the next record goes).
@@ -319,7 +377,8 @@ impl WAL {
     /// the other modes only write (the background flusher belongs to `Database`).
     /// Returns the record's offset.
     pub fn append(&self, entry: &WALEntry) -> Result<u64> {
-        let bytes = entry.encode();
+        let mut bytes = Vec::with_capacity(64);
+        entry.encode_framed(&mut bytes, self.framing());
         let end = self.append_bytes(&bytes)?;
         if self.mode == DurabilityMode::Strict {
             self.sync_to(end)?;
@@ -341,6 +400,7 @@ impl WAL {
         if self.preallocate_chunk_bytes > 0
             && end > state.allocated_end_bytes
             && !state.allocation_unsupported
+            && end >= state.allocation_retry_at_bytes
         {
             self.preallocate(&mut state, end)?;
         }
@@ -383,6 +443,19 @@ impl WAL {
             Ok(true) => {}
             Ok(false) => {
                 state.allocation_unsupported = true;
+                return Ok(());
+            }
+            // A full disk may still hold this append (preallocation reserves up to a whole
+            // chunk ahead): no byte of the log was written, so nothing is poisoned. Appends
+            // grow the file with plain writes until the log has grown by another step,
+            // then preallocation is tried again. A failing write still poisons.
+            Err(e) if is_out_of_space(&e) => {
+                log::warn!(
+                    "WAL {}: preallocating from {from} to {to} failed ({e}); appending without \
+                     preallocation for now",
+                    self.path.display()
+                );
+                state.allocation_retry_at_bytes = needed_end_bytes + step;
                 return Ok(());
             }
             Err(e) => {
@@ -472,11 +545,10 @@ impl WAL {
     /// in point-in-time mode, saves and cuts everything from the damage on. Then syncs, so
     /// that what recovery read from the page cache is durable before anything builds on it
     /// (FAULTS.md P4).
-    pub fn accept_end(
-        &self,
-        end: &ReadEnd,
-        recovery_mode: RecoveryMode,
-    ) -> Result<Option<CorruptionReport>> {
+    ///
+    /// Non-zero bytes that are cut (a torn tail, or damaged history in point-in-time mode)
+    /// are first copied to a sidecar ([`sidecar`]), made durable before the truncation.
+    pub fn accept_end(&self, end: &ReadEnd, recovery_mode: RecoveryMode) -> Result<AcceptedEnd> {
         let mut state = lock(&self.write);
         self.accept_end_locked(&mut state, end, recovery_mode)
     }
@@ -486,7 +558,7 @@ impl WAL {
         state: &mut WriteState,
         end: &ReadEnd,
         recovery_mode: RecoveryMode,
-    ) -> Result<Option<CorruptionReport>> {
+    ) -> Result<AcceptedEnd> {
         // A sync started before the tail was cut targets offsets that may no longer exist;
         // let it finish, and keep new ones out until the synced offset is reset below, so
         // no later append is counted as synced by it.
@@ -499,7 +571,7 @@ impl WAL {
             .storage
             .len_bytes()
             .map_err(|e| io_err(format!("reading the length of {}", self.path.display()), e))?;
-        let mut report = None;
+        let mut accepted = AcceptedEnd::default();
         let valid_end = end.valid_end_offset_bytes();
         match end {
             ReadEnd::Clean { .. } => {}
@@ -509,16 +581,31 @@ impl WAL {
                 zero_filled,
                 ..
             } => {
-                if *zero_filled && self.preallocate_chunk_bytes > 0 {
+                if *zero_filled {
                     log::info!(
-                        "WAL {}: log ends at offset {offset_bytes}; cutting {torn_bytes} zero bytes (preallocated space)",
+                        "WAL {}: log ends at offset {offset_bytes}; cutting {torn_bytes} zero bytes",
                         self.path.display()
                     );
-                } else {
+                } else if *offset_bytes < file_len {
+                    let saved = sidecar::save(
+                        self.opener.as_ref(),
+                        self.storage.as_ref(),
+                        &self.path,
+                        sidecar::Cut::TornTail,
+                        *offset_bytes,
+                        file_len,
+                    )?;
                     log::warn!(
-                        "WAL {}: cutting a torn tail of {torn_bytes} bytes at offset {offset_bytes}",
-                        self.path.display()
+                        "WAL {}: cutting a torn tail of {torn_bytes} bytes at offset {offset_bytes} ({end}){}",
+                        self.path.display(),
+                        match &saved {
+                            Some((path, len)) =>
+                                format!("; its {len} bytes saved to {}", path.display()),
+                            None => String::new(),
+                        }
                     );
+                    accepted.sidecars_removed = sidecar::prune(self.opener.as_ref(), &self.path)?;
+                    accepted.torn_tail_saved_to = saved;
                 }
             }
             ReadEnd::Corruption {
@@ -535,14 +622,23 @@ impl WAL {
                         ),
                     });
                 }
-                let saved_to = self.save_dropped_bytes(*offset_bytes, file_len)?;
+                let saved_to = sidecar::save(
+                    self.opener.as_ref(),
+                    self.storage.as_ref(),
+                    &self.path,
+                    sidecar::Cut::PointInTime,
+                    *offset_bytes,
+                    file_len,
+                )?
+                .map(|(path, _)| path)
+                .unwrap_or_default();
                 log::warn!(
                     "WAL {}: point-in-time recovery drops {} bytes from offset {offset_bytes} ({reason}); saved to {}",
                     self.path.display(),
                     file_len - offset_bytes,
                     saved_to.display()
                 );
-                report = Some(CorruptionReport {
+                accepted.corruption = Some(CorruptionReport {
                     offset_bytes: *offset_bytes,
                     next_valid_offset_bytes: *next_valid_offset_bytes,
                     reason: reason.clone(),
@@ -576,76 +672,38 @@ impl WAL {
             .store(valid_end, Ordering::Release);
         sync.set_synced_offset(valid_end);
         self.synced_offset_bytes.store(valid_end, Ordering::Release);
-        Ok(report)
+        Ok(accepted)
     }
+}
 
-    fn save_dropped_bytes(&self, offset_bytes: u64, file_len: u64) -> Result<PathBuf> {
-        let mut name = self
-            .path
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default();
-        name.push(format!("{DROPPED_SUFFIX}{offset_bytes}"));
-        // An earlier point-in-time recovery may have saved bytes at the same offset: never
-        // overwrite them (recovery destroys nothing that is not redundant, R7).
-        let mut saved_to = self.path.with_file_name(&name);
-        let mut copy_idx = 1u32;
-        while saved_to.exists() {
-            let mut numbered = name.clone();
-            numbered.push(format!(".{copy_idx}"));
-            saved_to = self.path.with_file_name(numbered);
-            copy_idx += 1;
-        }
-        let io_err = |what: &str, e| EngineError::io(format!("{what} {}", saved_to.display()), e);
-        let mut bytes = vec![0u8; (file_len - offset_bytes) as usize];
-        reader::read_exact_at(self.storage.as_ref(), offset_bytes, &mut bytes).map_err(|e| {
-            EngineError::io(
-                format!("reading the damaged tail of {}", self.path.display()),
-                e,
-            )
-        })?;
-        let opened = self
-            .opener
-            .open(&saved_to)
-            .map_err(|e| io_err("creating", e))?;
-        opened
-            .storage
-            .set_len(0)
-            .map_err(|e| io_err("truncating", e))?;
-        opened
-            .storage
-            .write_at(0, &bytes)
-            .map_err(|e| io_err("writing", e))?;
-        opened
-            .storage
-            .sync_data()
-            .map_err(|e| io_err("fdatasync of", e))?;
-        opened
-            .storage
-            .sync_dir()
-            .map_err(|e| io_err("fsync of the directory of", e))?;
-        Ok(saved_to)
-    }
+/// ENOSPC or EDQUOT: the file system has no room (for this user).
+fn is_out_of_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// The highest txn id and version in any checksum-valid record found anywhere in `bytes`
 /// (records are looked for at every offset, so damage between them does not hide them).
 /// Used on the bytes point-in-time recovery cut off: they may hold acknowledged commits,
 /// whose ids and versions must never be handed out again (R4).
-pub fn max_ids_in_records(bytes: &[u8]) -> (u64, u64) {
+///
+/// `base_offset_bytes` is the file offset `bytes` came from (version 2 records are checked
+/// against their own offset).
+pub fn max_ids_in_records(bytes: &[u8], codec: FrameCodec, base_offset_bytes: u64) -> (u64, u64) {
     let (mut max_txn_id, mut max_version) = (0u64, 0u64);
     let mut namespaces = NamespaceCache::default();
     let mut offset = 0;
     while offset + RECORD_HEADER_LEN <= bytes.len() {
         let format::Frame::Valid {
             record_type,
+            payload_start,
             payload_len,
-        } = format::inspect_frame(&bytes[offset..])
+            ..
+        } = codec.inspect(base_offset_bytes + offset as u64, &bytes[offset..])
         else {
             offset += 1;
             continue;
         };
-        let payload = &bytes[offset + RECORD_HEADER_LEN..][..payload_len];
+        let payload = &bytes[offset + payload_start..][..payload_len];
         let entry = RecordType::from_byte(record_type)
             .and_then(|kind| WALEntry::decode_payload(kind, payload, &mut namespaces).ok());
         let Some(entry) = entry else {
@@ -656,7 +714,7 @@ pub fn max_ids_in_records(bytes: &[u8]) -> (u64, u64) {
         if let WALEntry::Write { version, .. } | WALEntry::Delete { version, .. } = entry {
             max_version = max_version.max(version);
         }
-        offset += RECORD_HEADER_LEN + payload_len;
+        offset += payload_start + payload_len;
     }
     (max_txn_id, max_version)
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::entry::{DecodeError, NamespaceCache, WALEntry};
 use super::format::{
-    inspect_frame, read_u32, Frame, RecordType, HEADER_LEN, RECORD_HEADER_LEN,
+    read_u32, FileHeader, Frame, FrameCodec, RecordType, HEADER_LEN, RECORD_HEADER_LEN,
     RECORD_PAYLOAD_LEN_MAX, RECORD_TYPE_OFFSET,
 };
 use super::storage::WalStorage;
@@ -40,7 +40,25 @@ pub struct FrameRef<'a> {
     /// Length of the whole record, frame header included.
     pub len_bytes: u64,
     pub kind: RecordType,
+    /// The synced offset the record carries (format version 2 on).
+    pub synced_offset_bytes: Option<u64>,
     pub payload: &'a [u8],
+}
+
+/// A valid frame at the read position: its type, where its payload starts within the
+/// record, the payload's length and the synced offset it carries.
+#[derive(Debug, Clone, Copy)]
+struct ValidFrame {
+    kind: RecordType,
+    payload_start: usize,
+    payload_len: usize,
+    synced_offset_bytes: Option<u64>,
+}
+
+impl ValidFrame {
+    fn record_len(&self) -> usize {
+        self.payload_start + self.payload_len
+    }
 }
 
 /// Why reading stopped.
@@ -50,14 +68,20 @@ pub enum ReadEnd {
     Clean { end_offset_bytes: u64 },
     /// The bytes from `offset_bytes` to the end of the file are not a complete valid record
     /// and no valid record follows them: the expected aftermath of a crash mid-append.
+    ///
+    /// From format version 2 on, valid records may follow the damage: a power loss keeps
+    /// unsynced pages in any order. They are part of the torn tail when none of them
+    /// carries a synced offset beyond the damage (`valid_records_after` counts them).
     TornTail {
         offset_bytes: u64,
         torn_bytes: u64,
         zero_filled: bool,
         reason: String,
+        valid_records_after: u64,
     },
     /// The record at `offset_bytes` is damaged and a valid record follows at
-    /// `next_valid_offset_bytes`: committed history is damaged.
+    /// `next_valid_offset_bytes` (format version 2: one whose synced offset proves the
+    /// damaged bytes had been synced): committed history is damaged.
     Corruption {
         offset_bytes: u64,
         next_valid_offset_bytes: u64,
@@ -100,11 +124,20 @@ impl std::fmt::Display for ReadEnd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ReadEnd::Clean { end_offset_bytes } => write!(f, "clean end at offset {end_offset_bytes}"),
-            ReadEnd::TornTail { offset_bytes, torn_bytes, zero_filled, reason } => write!(
-                f,
-                "torn tail at offset {offset_bytes}: {torn_bytes} bytes{} ({reason})",
-                if *zero_filled { ", all zero" } else { "" }
-            ),
+            ReadEnd::TornTail { offset_bytes, torn_bytes, zero_filled, reason, valid_records_after } => {
+                write!(
+                    f,
+                    "torn tail at offset {offset_bytes}: {torn_bytes} bytes{} ({reason})",
+                    if *zero_filled { ", all zero" } else { "" }
+                )?;
+                if *valid_records_after > 0 {
+                    write!(
+                        f,
+                        "; {valid_records_after} valid records after it, none written after a sync that covered it"
+                    )?;
+                }
+                Ok(())
+            }
             ReadEnd::Corruption { offset_bytes, next_valid_offset_bytes, reason } => write!(
                 f,
                 "corruption at offset {offset_bytes}: {reason}; a valid record follows at offset {next_valid_offset_bytes}"
@@ -118,6 +151,7 @@ impl std::fmt::Display for ReadEnd {
 pub struct WalReader<'a> {
     storage: &'a dyn WalStorage,
     path: PathBuf,
+    codec: FrameCodec,
     file_len_bytes: u64,
     buf: Vec<u8>,
     buf_offset_bytes: u64,
@@ -128,7 +162,8 @@ pub struct WalReader<'a> {
 }
 
 impl<'a> WalReader<'a> {
-    /// A reader over `storage` from the first record to the file's current length.
+    /// A reader over `storage` from the first record to the file's current length. The
+    /// file's header is read and validated first; it says how records are framed.
     pub fn new(storage: &'a dyn WalStorage, path: &Path) -> Result<WalReader<'a>> {
         WalReader::with_buffer_len(storage, path, READ_BUFFER_LEN_DEFAULT)
     }
@@ -138,6 +173,20 @@ impl<'a> WalReader<'a> {
     pub fn with_buffer_len(
         storage: &'a dyn WalStorage,
         path: &Path,
+        buffer_len: usize,
+    ) -> Result<WalReader<'a>> {
+        let mut header = [0u8; HEADER_LEN];
+        read_exact_at(storage, 0, &mut header)
+            .map_err(|e| EngineError::io(format!("reading the header of {}", path.display()), e))?;
+        let codec = FrameCodec::for_header(&FileHeader::decode(&header, path)?);
+        WalReader::with_codec(storage, path, codec, buffer_len)
+    }
+
+    /// A reader that frames records with `codec` (the caller validated the header).
+    pub fn with_codec(
+        storage: &'a dyn WalStorage,
+        path: &Path,
+        codec: FrameCodec,
         buffer_len: usize,
     ) -> Result<WalReader<'a>> {
         assert!(
@@ -150,6 +199,7 @@ impl<'a> WalReader<'a> {
         Ok(WalReader {
             storage,
             path: path.to_path_buf(),
+            codec,
             file_len_bytes,
             buf: vec![0u8; buffer_len],
             buf_offset_bytes: HEADER_LEN as u64,
@@ -158,6 +208,11 @@ impl<'a> WalReader<'a> {
             namespaces: NamespaceCache::default(),
             end: None,
         })
+    }
+
+    /// How this log frames its records.
+    pub fn codec(&self) -> FrameCodec {
+        self.codec
     }
 
     /// Length of the file when the reader was created.
@@ -212,12 +267,13 @@ impl<'a> WalReader<'a> {
     /// Errors are reserved for what recovery must not paper over: I/O failures and a
     /// checksummed record of a type this build does not know.
     pub fn next_record(&mut self) -> Result<Option<WalRecord>> {
-        let Some((kind, payload_len)) = self.next_valid_frame()? else {
+        let Some(frame) = self.next_valid_frame()? else {
             return Ok(None);
         };
+        let (kind, payload_len) = (frame.kind, frame.payload_len);
         let offset_bytes = self.buf_offset_bytes + self.pos as u64;
-        let start = self.pos + RECORD_HEADER_LEN;
-        let len_bytes = (RECORD_HEADER_LEN + payload_len) as u64;
+        let start = self.pos + frame.payload_start;
+        let len_bytes = frame.record_len() as u64;
         let payload = &self.buf[start..start + payload_len];
         match WALEntry::decode_payload(kind, payload, &mut self.namespaces) {
             Ok(entry) => {
@@ -245,24 +301,25 @@ impl<'a> WalReader<'a> {
     /// and nothing after that record may be used.
     #[inline]
     pub fn next_frame(&mut self) -> Result<Option<FrameRef<'_>>> {
-        let Some((kind, payload_len)) = self.next_valid_frame()? else {
+        let Some(frame) = self.next_valid_frame()? else {
             return Ok(None);
         };
         let offset_bytes = self.buf_offset_bytes + self.pos as u64;
-        let start = self.pos + RECORD_HEADER_LEN;
-        self.pos = start + payload_len;
+        let start = self.pos + frame.payload_start;
+        self.pos = start + frame.payload_len;
         Ok(Some(FrameRef {
             offset_bytes,
-            len_bytes: (RECORD_HEADER_LEN + payload_len) as u64,
-            kind,
-            payload: &self.buf[start..start + payload_len],
+            len_bytes: frame.record_len() as u64,
+            kind: frame.kind,
+            synced_offset_bytes: frame.synced_offset_bytes,
+            payload: &self.buf[start..start + frame.payload_len],
         }))
     }
 
     /// Positions at the next valid frame and returns its type and payload length, or sets
     /// the end and returns `None`.
     #[inline]
-    fn next_valid_frame(&mut self) -> Result<Option<(RecordType, usize)>> {
+    fn next_valid_frame(&mut self) -> Result<Option<ValidFrame>> {
         match self.buffered_valid_record() {
             Some(frame) => Ok(Some(frame)),
             None => self.next_valid_frame_slow(),
@@ -273,7 +330,7 @@ impl<'a> WalReader<'a> {
     /// already buffered and its frame is valid; `None` sends the caller to the slow path,
     /// which judges the same bytes again (and reads, classifies damage, reports errors).
     #[inline]
-    fn buffered_valid_record(&self) -> Option<(RecordType, usize)> {
+    fn buffered_valid_record(&self) -> Option<ValidFrame> {
         if self.end.is_some() {
             return None;
         }
@@ -281,21 +338,19 @@ impl<'a> WalReader<'a> {
         if buffered.len() < RECORD_HEADER_LEN {
             return None;
         }
-        let payload_len = read_u32(buffered) as usize;
-        if payload_len > buffered.len() - RECORD_HEADER_LEN {
+        let body_len = read_u32(buffered) as usize;
+        if body_len > buffered.len() - RECORD_HEADER_LEN {
             return None;
         }
-        match inspect_frame(&buffered[..RECORD_HEADER_LEN + payload_len]) {
-            Frame::Valid {
-                record_type,
-                payload_len,
-            } => Some((RecordType::from_byte(record_type)?, payload_len)),
-            _ => None,
-        }
+        let offset_bytes = self.buf_offset_bytes + self.pos as u64;
+        valid_frame(
+            self.codec
+                .inspect(offset_bytes, &buffered[..RECORD_HEADER_LEN + body_len]),
+        )
     }
 
     #[inline(never)]
-    fn next_valid_frame_slow(&mut self) -> Result<Option<(RecordType, usize)>> {
+    fn next_valid_frame_slow(&mut self) -> Result<Option<ValidFrame>> {
         if self.end.is_some() {
             return Ok(None);
         }
@@ -324,22 +379,18 @@ impl<'a> WalReader<'a> {
             if payload_len <= RECORD_PAYLOAD_LEN_MAX {
                 self.fill(RECORD_HEADER_LEN + payload_len)?;
             }
-            inspect_frame(&self.buf[self.pos..self.filled])
+            self.codec
+                .inspect(offset_bytes, &self.buf[self.pos..self.filled])
         };
         match frame {
-            Frame::Valid {
-                record_type,
-                payload_len,
-            } => {
-                let Some(kind) = RecordType::from_byte(record_type) else {
-                    return Err(EngineError::UnknownRecordType {
-                        path: self.path.clone(),
-                        offset_bytes,
-                        record_type,
-                    });
-                };
-                Ok(Some((kind, payload_len)))
-            }
+            Frame::Valid { record_type, .. } => match valid_frame(frame.clone()) {
+                Some(valid) => Ok(Some(valid)),
+                None => Err(EngineError::UnknownRecordType {
+                    path: self.path.clone(),
+                    offset_bytes,
+                    record_type,
+                }),
+            },
             Frame::Incomplete { needed_bytes } => {
                 let reason = format!(
                     "record needs {needed_bytes} bytes, the file ends {} bytes after its start",
@@ -356,32 +407,80 @@ impl<'a> WalReader<'a> {
     }
 
     fn classify_damage(&self, offset_bytes: u64, reason: String) -> Result<ReadEnd> {
-        let scan = scan_after_damage(self.storage, &self.path, offset_bytes, self.file_len_bytes)?;
-        Ok(match scan.next_valid_offset_bytes {
-            Some(next_valid_offset_bytes) => ReadEnd::Corruption {
+        let scan = scan_after_damage(
+            self.storage,
+            &self.path,
+            self.codec,
+            offset_bytes,
+            self.file_len_bytes,
+        )?;
+        Ok(match scan.proof {
+            Some(proof) => ReadEnd::Corruption {
                 offset_bytes,
-                next_valid_offset_bytes,
-                reason,
+                next_valid_offset_bytes: proof.offset_bytes,
+                reason: match proof.synced_offset_bytes {
+                    Some(synced) => format!(
+                        "{reason}; the valid record at offset {} was written after a sync had \
+                         covered {synced} bytes, so the damaged bytes were synced",
+                        proof.offset_bytes
+                    ),
+                    None => reason,
+                },
             },
             None => ReadEnd::TornTail {
                 offset_bytes,
                 torn_bytes: self.file_len_bytes - offset_bytes,
                 zero_filled: scan.all_zero,
                 reason,
+                valid_records_after: scan.valid_records_after,
             },
         })
     }
 }
 
-struct DamageScan {
-    next_valid_offset_bytes: Option<u64>,
-    all_zero: bool,
+/// The frame's type, payload position and synced offset when it is valid and of a type
+/// this build knows.
+#[inline]
+fn valid_frame(frame: Frame) -> Option<ValidFrame> {
+    match frame {
+        Frame::Valid {
+            record_type,
+            payload_start,
+            payload_len,
+            synced_offset_bytes,
+        } => Some(ValidFrame {
+            kind: RecordType::from_byte(record_type)?,
+            payload_start,
+            payload_len,
+            synced_offset_bytes,
+        }),
+        _ => None,
+    }
 }
 
-/// Looks for a valid, decodable record starting anywhere after `damage_offset_bytes`.
+/// A valid record after damage that proves the damaged bytes were part of committed
+/// history: any valid record in format version 1; in version 2, one whose synced offset
+/// lies beyond the damage.
+struct DamageProof {
+    offset_bytes: u64,
+    synced_offset_bytes: Option<u64>,
+}
+
+struct DamageScan {
+    proof: Option<DamageProof>,
+    all_zero: bool,
+    /// Valid records after the damage that prove nothing (version 2): unsynced pages that
+    /// reached the disk while earlier ones did not.
+    valid_records_after: u64,
+}
+
+/// Looks for a valid, decodable record starting anywhere after `damage_offset_bytes` that
+/// proves the damage lies in synced history (see [`DamageProof`]). In format version 2 the
+/// scan goes on after a record that proves nothing, from the end of that record.
 fn scan_after_damage(
     storage: &dyn WalStorage,
     path: &Path,
+    codec: FrameCodec,
     damage_offset_bytes: u64,
     file_len_bytes: u64,
 ) -> Result<DamageScan> {
@@ -400,11 +499,13 @@ fn scan_after_damage(
         .map_err(|e| read_err(damage_offset_bytes, e))?
     {
         return Ok(DamageScan {
-            next_valid_offset_bytes: None,
+            proof: None,
             all_zero: true,
+            valid_records_after: 0,
         });
     }
     let mut all_zero = true;
+    let mut valid_records_after = 0u64;
     let mut window = Vec::new();
     let mut window_start = damage_offset_bytes;
     let mut namespaces = NamespaceCache::default();
@@ -444,18 +545,35 @@ fn scan_after_damage(
                 owned = v;
                 &owned
             };
-            if let Frame::Valid {
-                record_type,
-                payload_len,
-            } = inspect_frame(bytes)
-            {
-                let kind = RecordType::from_byte(record_type).expect("type checked above");
-                let payload = &bytes[RECORD_HEADER_LEN..RECORD_HEADER_LEN + payload_len];
-                if WALEntry::decode_payload(kind, payload, &mut namespaces).is_ok() {
-                    return Ok(DamageScan {
-                        next_valid_offset_bytes: Some(candidate),
-                        all_zero: false,
-                    });
+            if let Some(frame) = valid_frame(codec.inspect(candidate, bytes)) {
+                let payload = &bytes[frame.payload_start..frame.payload_start + frame.payload_len];
+                if WALEntry::decode_payload(frame.kind, payload, &mut namespaces).is_ok() {
+                    let proves_synced = match frame.synced_offset_bytes {
+                        None => true,
+                        Some(synced) => synced > damage_offset_bytes,
+                    };
+                    if proves_synced {
+                        return Ok(DamageScan {
+                            proof: Some(DamageProof {
+                                offset_bytes: candidate,
+                                synced_offset_bytes: frame.synced_offset_bytes,
+                            }),
+                            all_zero: false,
+                            valid_records_after,
+                        });
+                    }
+                    // An unsynced record that reached the disk: part of the torn tail. Go
+                    // on after it (bytes inside it are not records of their own).
+                    valid_records_after += 1;
+                    all_zero = false;
+                    candidate += frame.record_len() as u64;
+                    if candidate > zero_checked_to {
+                        zero_checked_to = candidate;
+                        // Refill from the next candidate on.
+                        window.clear();
+                        window_start = candidate;
+                    }
+                    continue;
                 }
             }
         }
@@ -468,8 +586,9 @@ fn scan_after_damage(
         all_zero &= rest.iter().all(|b| *b == 0);
     }
     Ok(DamageScan {
-        next_valid_offset_bytes: None,
+        proof: None,
         all_zero,
+        valid_records_after,
     })
 }
 

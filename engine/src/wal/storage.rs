@@ -65,10 +65,56 @@ pub enum SyncCadence {
     Deferred,
 }
 
-/// Opens (creating if needed) the storage for a WAL path.
+/// The engine's file-system seam: every file and directory operation the engine performs
+/// goes through it, each as a named method, so a fault layer can record the sequence of
+/// operations of a whole open, commit or recovery, and fail or undo any of them.
+/// Reads and writes of an opened file go through its [`WalStorage`].
+///
+/// The directory operations have default bodies that perform the real operation, so a
+/// layer that only wraps [`StorageOpener::open`] keeps the real behaviour for the rest.
 pub trait StorageOpener: Send + Sync + Debug {
-    /// Opens `path`, creating it if missing; `created` reports whether it was created.
+    /// Opens `path` for reading and writing, creating it if missing; `created` reports
+    /// whether it was created. (The new directory entry is durable only after
+    /// [`StorageOpener::sync_dir`] of its directory.)
     fn open(&self, path: &Path) -> io::Result<OpenedStorage>;
+
+    /// Creates one directory level (`mkdir`); `AlreadyExists` if it exists.
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir(path)
+    }
+
+    /// Makes the entries of directory `dir` durable (open + fsync of the directory).
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        sync_directory(dir)
+    }
+
+    /// Renames `from` to `to`, replacing `to` (`rename`; durable after a directory fsync).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    /// Removes a file (`unlink`; durable after a directory fsync).
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    /// The length of the file at `path`, or `None` when there is no such file (`stat`).
+    fn file_len(&self, path: &Path) -> io::Result<Option<u64>> {
+        match std::fs::metadata(path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The whole content of the file at `path`, or `None` when there is no such file.
+    fn read_file(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// A storage handle and whether opening it created the file.

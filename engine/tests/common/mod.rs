@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use engine::database::identity;
-use engine::wal::format::{FileHeader, FORMAT_VERSION, HEADER_LEN};
+use engine::wal::format::{put_leb128, FileHeader, FrameCodec, FORMAT_VERSION, HEADER_LEN};
+use engine::wal::Framing;
 use engine::wal::{FileOpener, OpenedStorage, StorageOpener, WalStorage};
 use engine::{
     Database, DatabaseOptions, DurabilityMode, Key, Namespace, RunId, Timestamp, Value, WALEntry,
@@ -42,9 +43,9 @@ pub fn fast_tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("create a temporary directory")
 }
 
-/// Frames a payload by hand (so it can be anything: an undecodable payload, an unknown
-/// record type) with a valid checksum: length u32 LE, type, crc32 over length + type +
-/// payload, payload.
+/// Frames a payload by hand in format version 1 (so it can be anything: an undecodable
+/// payload, an unknown record type) with a valid checksum: length u32 LE, type, crc32 over
+/// length + type + payload, payload. [`WalImage::hand_frame`] frames for an image's format.
 pub fn hand_frame(record_type: u8, payload: &[u8]) -> Vec<u8> {
     let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
     frame.push(record_type);
@@ -57,28 +58,77 @@ pub fn hand_frame(record_type: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Builds WAL bytes record by record and remembers where each record starts and ends.
+///
+/// In format version 2 every record says how far the log was synced when it was written;
+/// an image models a log whose every record was synced before the next was written (each
+/// record carries its own start as the synced offset), unless [`WalImage::set_synced`]
+/// pins the synced offset (a run of records written after the last sync).
 #[derive(Debug, Clone)]
 pub struct WalImage {
     pub bytes: Vec<u8>,
     pub records: Vec<(u64, u64, WALEntry)>,
+    pub codec: FrameCodec,
+    synced_pinned: Option<u64>,
 }
 
 impl WalImage {
+    /// An image in the current format version.
     pub fn new(database_id: u128) -> WalImage {
+        WalImage::with_version(database_id, FORMAT_VERSION)
+    }
+
+    /// An image in format version 1 (the golden fixtures, compatibility tests).
+    pub fn v1(database_id: u128) -> WalImage {
+        WalImage::with_version(database_id, 1)
+    }
+
+    pub fn with_version(database_id: u128, format_version: u32) -> WalImage {
         let header = FileHeader {
-            format_version: FORMAT_VERSION,
+            format_version,
             database_id,
         };
         WalImage {
             bytes: header.encode().to_vec(),
             records: Vec::new(),
+            codec: FrameCodec::for_header(&header),
+            synced_pinned: None,
         }
+    }
+
+    /// From now on, records carry `synced_offset_bytes` (None: each its own start).
+    pub fn set_synced(&mut self, synced_offset_bytes: Option<u64>) {
+        self.synced_pinned = synced_offset_bytes;
+    }
+
+    fn framing(&self) -> Framing {
+        Framing {
+            codec: self.codec,
+            synced_offset_bytes: self.synced_pinned.unwrap_or(self.bytes.len() as u64),
+        }
+    }
+
+    /// A frame of `record_type` around `payload` (anything: undecodable, an unknown
+    /// type) with a valid checksum in this image's format, as the next record would be.
+    pub fn hand_frame(&self, record_type: u8, payload: &[u8]) -> Vec<u8> {
+        if !self.codec.carries_synced_offset() {
+            return hand_frame(record_type, payload);
+        }
+        let mut body = Vec::new();
+        put_leb128(&mut body, self.framing().synced_offset_bytes);
+        body.extend_from_slice(payload);
+        let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+        frame.push(record_type);
+        let crc = self.codec.crc(&frame, &body);
+        frame.extend_from_slice(&crc.to_le_bytes());
+        frame.extend_from_slice(&body);
+        frame
     }
 
     /// Appends one record; returns its start offset.
     pub fn push(&mut self, entry: WALEntry) -> u64 {
         let start = self.bytes.len() as u64;
-        entry.encode_into(&mut self.bytes);
+        let framing = self.framing();
+        entry.encode_framed(&mut self.bytes, framing);
         let end = self.bytes.len() as u64;
         self.records.push((start, end, entry));
         start
@@ -134,7 +184,7 @@ impl WalImage {
 /// `database_id`, as if a database had written them. Returns the directory path.
 pub fn install_wal(dir: &Path, database_id: u128, wal_bytes: &[u8]) -> PathBuf {
     std::fs::create_dir_all(dir).expect("create database directory");
-    identity::create(dir, database_id).expect("write IDENTITY");
+    identity::create(&engine::wal::FileOpener, dir, database_id).expect("write IDENTITY");
     std::fs::write(dir.join(WAL_FILE_NAME), wal_bytes).expect("write wal.log");
     dir.to_path_buf()
 }

@@ -78,6 +78,19 @@ fn error_messages_say_what_and_where() {
             &["/data/db/wal.log", "4242", "bad crc", "PointInTime"],
         ),
         (
+            EngineError::Corruption {
+                path: path.clone(),
+                offset_bytes: 0,
+                reason: "file header checksum mismatch".into(),
+            },
+            &[
+                "/data/db/wal.log",
+                "offset 0",
+                "checksum mismatch",
+                "restore",
+            ],
+        ),
+        (
             EngineError::Locked { path: path.clone() },
             &["/data/db/wal.log", "locked"],
         ),
@@ -95,9 +108,13 @@ fn error_messages_say_what_and_where() {
             EngineError::UnsupportedFormatVersion {
                 path: path.clone(),
                 found: 9,
-                supported: 1,
+                supported: 2,
             },
-            &["version 9", "version 1"],
+            &["version 9", "versions 1 to 2"],
+        ),
+        (
+            EngineError::WalMissing { path: path.clone() },
+            &["/data/db/wal.log", "missing", "IDENTITY"],
         ),
         (
             EngineError::UnknownRecordType {
@@ -124,6 +141,16 @@ fn error_messages_say_what_and_where() {
     ];
     for (err, needles) in cases {
         let text = err.to_string();
+        // Advice must work: point-in-time recovery cannot help a damaged header.
+        if matches!(
+            err,
+            EngineError::Corruption {
+                offset_bytes: 0,
+                ..
+            }
+        ) {
+            assert!(!text.contains("PointInTime"), "{text}");
+        }
         for needle in needles {
             assert!(text.contains(needle), "{text:?} lacks {needle:?}");
         }
@@ -142,6 +169,7 @@ fn read_end_messages_and_valid_end() {
         torn_bytes: 10,
         zero_filled: true,
         reason: "short".into(),
+        valid_records_after: 0,
     };
     let corrupt = ReadEnd::Corruption {
         offset_bytes: 50,
@@ -243,7 +271,7 @@ fn appending_to_an_unreplayed_wal_cuts_its_torn_tail_first() {
     assert_eq!(
         wal.verify_tail().unwrap(),
         ReadEnd::Clean {
-            end_offset_bytes: valid_len + 25
+            end_offset_bytes: wal.written_offset_bytes()
         }
     );
     drop(wal);

@@ -189,7 +189,7 @@ fn default_options_preallocate_and_the_zeros_never_outlive_the_handle_or_a_recov
 #[derive(Debug, Default)]
 struct Flaky {
     inner: Option<Arc<dyn WalStorage>>,
-    fail_allocate: bool,
+    fail_allocate: Option<i32>,
     sync_delay: Duration,
     syncs: Arc<AtomicU64>,
 }
@@ -213,8 +213,8 @@ impl WalStorage for Flaky {
         len_bytes: u64,
         cadence: SyncCadence,
     ) -> io::Result<bool> {
-        if self.fail_allocate {
-            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        if let Some(errno) = self.fail_allocate {
+            return Err(io::Error::from_raw_os_error(errno));
         }
         self.inner().allocate(offset_bytes, len_bytes, cadence)
     }
@@ -237,7 +237,8 @@ impl Flaky {
 /// Opens `wal.log` as a [`Flaky`] over the real file (other files: plain).
 #[derive(Debug)]
 struct FlakyOpener {
-    fail_allocate: bool,
+    /// Every `allocate` fails with this errno.
+    fail_allocate: Option<i32>,
     sync_delay: Duration,
     syncs: Arc<AtomicU64>,
 }
@@ -260,11 +261,13 @@ impl StorageOpener for FlakyOpener {
     }
 }
 
+/// A preallocation that fails with an I/O error (not for lack of space) poisons, like a
+/// failed write: the disk's state is unknown.
 #[test]
 fn a_failed_preallocation_poisons_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let opener = FlakyOpener {
-        fail_allocate: true,
+        fail_allocate: Some(libc::EIO),
         sync_delay: Duration::ZERO,
         syncs: Arc::default(),
     };
@@ -294,6 +297,63 @@ fn a_failed_preallocation_poisons_the_database() {
     assert_eq!(db.recovery_stats().txns_applied, 0);
 }
 
+/// E4 near a full disk: preallocation reserves up to a chunk ahead, so it fails with
+/// ENOSPC while the commit itself still fits. Nothing was written, so nothing is
+/// poisoned: the commit goes through as a plain append, in every mode, and so does every
+/// later one (the database stays usable on that disk, before and after a reopen). Pins the
+/// finding that one failed 1 MiB preallocation poisoned a database with room left.
+#[test]
+fn preallocation_out_of_space_falls_back_to_plain_appends() {
+    for mode in [DurabilityMode::Strict, DurabilityMode::Async] {
+        let dir = tempfile::tempdir().unwrap();
+        let full_disk = || FlakyOpener {
+            fail_allocate: Some(libc::ENOSPC),
+            sync_delay: Duration::ZERO,
+            syncs: Arc::default(),
+        };
+        let db = DatabaseOptions::new()
+            .durability(mode)
+            .storage_opener(Arc::new(full_disk()))
+            .open(dir.path())
+            .unwrap();
+        for i in 0..50 {
+            commit_one(&db, &format!("k{i}"))
+                .unwrap_or_else(|e| panic!("{mode:?} commit {i}: {e}"));
+        }
+        let log_end = db.wal().written_offset_bytes();
+        assert_eq!(
+            std::fs::metadata(dir.path().join(WAL_FILE_NAME))
+                .unwrap()
+                .len(),
+            log_end,
+            "{mode:?}: no space was preallocated"
+        );
+        db.close().unwrap();
+        let db = DatabaseOptions::new()
+            .durability(mode)
+            .storage_opener(Arc::new(full_disk()))
+            .open(dir.path())
+            .unwrap();
+        assert_eq!(db.recovery_stats().txns_applied, 50);
+        commit_one(&db, "after-reopen").unwrap();
+        drop(db);
+        // With room again, preallocation resumes.
+        let db = DatabaseOptions::new()
+            .durability(mode)
+            .open(dir.path())
+            .unwrap();
+        assert_eq!(db.recovery_stats().txns_applied, 51);
+        commit_one(&db, "with-room").unwrap();
+        assert!(
+            std::fs::metadata(dir.path().join(WAL_FILE_NAME))
+                .unwrap()
+                .len()
+                > db.wal().written_offset_bytes(),
+            "{mode:?}: preallocation is tried again"
+        );
+    }
+}
+
 #[test]
 fn strict_group_commit_gathers_every_committer_into_one_sync() {
     const THREADS: u64 = 4;
@@ -303,7 +363,7 @@ fn strict_group_commit_gathers_every_committer_into_one_sync() {
     // A slow disk: each committer finishes its next commit long before a sync ends, so
     // the groups' sizes depend only on when leaders start syncing.
     let opener = FlakyOpener {
-        fail_allocate: false,
+        fail_allocate: None,
         sync_delay: Duration::from_millis(4),
         syncs: syncs.clone(),
     };

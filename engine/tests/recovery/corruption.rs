@@ -15,7 +15,7 @@ use engine::{
     WAL_FILE_NAME,
 };
 
-use crate::common::{hand_frame, install_wal, key, MemStorage, WalImage, RUN};
+use crate::common::{install_wal, key, MemStorage, WalImage, RUN};
 use crate::{open, state};
 
 const DATABASE_ID: u128 = 0xc0_44u128 << 64;
@@ -205,7 +205,8 @@ fn undecodable_record_with_valid_checksum_is_corruption() {
     let start = image.len_bytes();
     // A CommitTxn frame with a one-byte payload: framing and checksum are valid, the
     // payload is too short for the txn id.
-    image.bytes.extend_from_slice(&hand_frame(4, &[7u8]));
+    let frame = image.hand_frame(4, &[7u8]);
+    image.bytes.extend_from_slice(&frame);
     let root = tempfile::tempdir().unwrap();
     let dir = install_wal(root.path(), DATABASE_ID, &image.bytes);
     let err = Database::open(&dir).unwrap_err();
@@ -399,7 +400,13 @@ fn long_zero_runs_are_classified_across_scan_windows() {
         txn_id: 1,
         run_id: RUN,
     }
-    .encode_into(&mut record_after);
+    .encode_framed(
+        &mut record_after,
+        engine::wal::Framing {
+            codec: image.codec,
+            synced_offset_bytes: next,
+        },
+    );
     assert!(matches!(
         read_end(record_after),
         ReadEnd::Corruption { offset_bytes, next_valid_offset_bytes, .. }

@@ -11,7 +11,7 @@ use engine::wal::format::FileHeader;
 use engine::wal::{RecordType, WalOptions};
 use engine::{Database, DurabilityMode, EngineError, Value, WAL, WAL_FILE_NAME};
 
-use crate::common::{hand_frame, install_wal, key, WalImage, RUN};
+use crate::common::{install_wal, key, WalImage, RUN};
 use crate::open;
 
 fn commit_one(db: &Database, name: &str) {
@@ -93,7 +93,7 @@ fn o5_future_format_version_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let id = 0x0f_u128;
     let header = FileHeader {
-        format_version: 2,
+        format_version: engine::wal::FORMAT_VERSION + 1,
         database_id: id,
     };
     let dir = install_wal(root.path(), id, &header.encode());
@@ -102,14 +102,14 @@ fn o5_future_format_version_is_refused() {
         matches!(
             err,
             EngineError::UnsupportedFormatVersion {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("format version 2"), "{err}");
+    assert!(err.to_string().contains("format version 3"), "{err}");
 }
 
 /// O5: a record with a valid checksum but a type this build does not know is refused, in
@@ -124,7 +124,8 @@ fn o5_unknown_record_type_is_refused() {
         image.commit(1);
         let offset = image.len_bytes();
         // A validly checksummed frame of type 9, which no format version defines.
-        image.bytes.extend_from_slice(&hand_frame(9, &[0xabu8; 16]));
+        let frame = image.hand_frame(9, &[0xabu8; 16]);
+        image.bytes.extend_from_slice(&frame);
         if !last {
             image.begin(2, 2);
             image.commit(2);
@@ -265,4 +266,99 @@ fn r9_lock_is_exclusive_across_processes() {
     assert!(holder.wait().unwrap().success());
     assert!(matches!(err, EngineError::Locked { .. }), "{err:?}");
     open(root.path());
+}
+
+/// A directory whose IDENTITY names a database but whose `wal.log` is gone is refused with
+/// `WalMissing`, never opened as an empty database (pins the finding that a deleted log
+/// opened empty with nothing in the result saying so). Nothing is created.
+#[test]
+fn identity_without_wal_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("db");
+    let db = open(&dir);
+    commit_one(&db, "x");
+    db.close().unwrap();
+    std::fs::remove_file(dir.join(WAL_FILE_NAME)).unwrap();
+    let err = Database::open(&dir).unwrap_err();
+    assert!(
+        matches!(&err, EngineError::WalMissing { path } if *path == dir.join(WAL_FILE_NAME)),
+        "{err:?}"
+    );
+    assert!(
+        !dir.join(WAL_FILE_NAME).exists(),
+        "no empty log was created"
+    );
+}
+
+/// A crash during the very first open leaves, depending on how far it got and which
+/// directory entries the power loss kept: nothing; a WAL cut inside its header, or all
+/// zeros (size extended, data never written); a whole header; a header and a stray
+/// `IDENTITY.tmp`. Every one opens as a new, empty database whose IDENTITY matches its
+/// WAL header, and accepts commits that survive a reopen.
+#[test]
+fn a_crash_during_the_first_open_recovers_as_a_fresh_database() {
+    let header = FileHeader {
+        format_version: engine::wal::FORMAT_VERSION,
+        database_id: 0xabc,
+    }
+    .encode();
+    let states: [(&str, Option<Vec<u8>>, bool); 6] = [
+        ("nothing", None, false),
+        ("empty wal", Some(Vec::new()), false),
+        ("torn header", Some(header[..13].to_vec()), false),
+        ("zeroed header", Some(vec![0u8; header.len()]), false),
+        ("whole header", Some(header.to_vec()), false),
+        ("header and tmp", Some(header.to_vec()), true),
+    ];
+    for (what, wal, tmp) in states {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("db");
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some(bytes) = &wal {
+            std::fs::write(dir.join(WAL_FILE_NAME), bytes).unwrap();
+        }
+        if tmp {
+            std::fs::write(dir.join("IDENTITY.tmp"), b"half").unwrap();
+        }
+        let db = Database::open(&dir).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(db.storage().len(), 0, "{what}");
+        let id = identity::read(&engine::wal::FileOpener, &dir).unwrap();
+        assert_eq!(id, Some(db.wal().database_id()), "{what}");
+        if what.starts_with("whole") || what.starts_with("header") {
+            assert_eq!(
+                db.wal().database_id(),
+                0xabc,
+                "{what}: the header's id is kept"
+            );
+        }
+        commit_one(&db, "first");
+        drop(db);
+        let db = open(&dir);
+        assert_eq!(db.recovery_stats().txns_applied, 1, "{what}");
+    }
+}
+
+/// An empty path is an invalid argument, refused before anything is created (pins the
+/// finding that `Database::open("")` created IDENTITY, LOCK and wal.log in the current
+/// directory, then failed naming an empty path).
+#[test]
+fn an_empty_path_is_refused_before_anything_is_created() {
+    let before: Vec<_> = std::fs::read_dir(".")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let err = Database::open("").unwrap_err();
+    assert!(
+        matches!(err, EngineError::InvalidArgument { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("empty"), "{err}");
+    let after: Vec<_> = std::fs::read_dir(".")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        before, after,
+        "nothing was created in the current directory"
+    );
 }

@@ -20,6 +20,7 @@ mod corruption;
 mod durability;
 mod identity;
 mod io_errors;
+mod power_loss;
 mod stories;
 mod torn;
 

@@ -292,7 +292,8 @@ fn t4_t5_interrupted_and_repeated_recovery_is_idempotent() {
             opener
                 .faults
                 .failing_set_len_call
-                .store(1, Ordering::SeqCst);
+                // Call 1 gives the torn tail's sidecar its length; call 2 cuts the log.
+                .store(2, Ordering::SeqCst);
             let err = DatabaseOptions::new()
                 .storage_opener(Arc::new(opener))
                 .open(&dir)
@@ -355,7 +356,7 @@ fn r7_interrupted_point_in_time_recovery_is_idempotent() {
             .storage_opener(Arc::new(opener))
             .open(&dir)
     };
-    // Call 1 empties the sidecar before writing it; call 2 cuts the log.
+    // Call 1 gives the sidecar its length (trailing zeros as a hole); call 2 cuts the log.
     let err = open_pit(2).unwrap_err();
     assert!(matches!(err, EngineError::Io { .. }), "{err:?}");
     assert_eq!(std::fs::read(dir.join(WAL_FILE_NAME)).unwrap(), bytes);
