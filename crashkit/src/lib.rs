@@ -9,6 +9,7 @@
 //! Architecture invariant: every random choice derives from a printed seed through ChaCha8.
 
 pub mod bench;
+pub mod bench_check;
 pub mod campaign;
 pub mod case;
 pub mod checker;
@@ -26,5 +27,6 @@ pub mod regressions;
 pub mod seam;
 pub mod selftest;
 pub mod shrink;
+pub mod space;
 pub mod workload;
 pub mod wrong_engine;
