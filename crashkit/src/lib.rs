@@ -19,6 +19,7 @@ pub mod coverage;
 pub mod cycle;
 pub mod finding;
 pub mod inspect;
+pub mod merge;
 pub mod oracle;
 pub mod plan;
 pub mod power_loss;

@@ -65,6 +65,10 @@ enum Command {
     /// The engine's performance checks.
     #[command(after_help = EXIT_CODES_HELP)]
     Bench(BenchArgs),
+    /// Merge the JSON Lines of several `torture run --json` outputs into one summary
+    /// (exit 1 when any run had findings, 3 when a run never printed its summary).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Report(ReportArgs),
     /// Internal: the child writer / recoverer process.
     #[command(hide = true)]
     Child {
@@ -251,6 +255,16 @@ struct InspectArgs {
 }
 
 #[derive(Debug, Args)]
+struct ReportArgs {
+    /// Files written by `torture run --json` (several runs may share one file).
+    #[arg(required = true, value_name = "FILE.jsonl")]
+    files: Vec<PathBuf>,
+    /// One JSON object on stdout (`type` = `report`) instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 struct BenchArgs {
     #[command(flatten)]
     options: crashkit::bench::BenchOptions,
@@ -358,6 +372,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect(args),
         Command::Selftest { seed, json } => selftest(seed, json),
         Command::Bench(args) => bench(args),
+        Command::Report(args) => report(args),
         Command::Child { .. } => unreachable!("handled above"),
     };
     ExitCode::from(code)
@@ -652,6 +667,47 @@ fn inspect(args: InspectArgs) -> u8 {
             EXIT_USAGE
         }
         Err(e) => harness_failure("inspect failed", e),
+    }
+}
+
+fn report(args: ReportArgs) -> u8 {
+    let mut merged = crashkit::merge::Merged::default();
+    for path in &args.files {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("torture report: cannot read {}: {e}", path.display());
+                return EXIT_USAGE;
+            }
+        };
+        if let Err(e) = merged.add_json_lines(&path.display().to_string(), &text) {
+            eprintln!("torture report: {e}");
+            return EXIT_USAGE;
+        }
+    }
+    let merged = merged.finish();
+    if merged.runs == 0 && merged.incomplete_runs == 0 {
+        eprintln!("torture report: no run summary in the given files");
+        return EXIT_USAGE;
+    }
+    if args.json {
+        let mut v = serde_json::to_value(&merged).unwrap_or_default();
+        v["type"] = "report".into();
+        json_line(&v);
+    } else {
+        print!("{merged}");
+    }
+    if merged.incomplete_runs > 0 {
+        // As for `run` itself: a run that failed proves nothing, whatever the others found.
+        eprintln!(
+            "torture report: {} run(s) without a summary (harness failure or killed)",
+            merged.incomplete_runs
+        );
+        EXIT_HARNESS
+    } else if merged.summary.findings > 0 {
+        EXIT_FINDINGS
+    } else {
+        EXIT_CLEAN
     }
 }
 

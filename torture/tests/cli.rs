@@ -608,3 +608,89 @@ fn check_script_writes_its_test_log_under_cargo_target_dir() {
         "nothing under ./target"
     );
 }
+
+#[test]
+fn report_merges_runs_into_one_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |seed: &str, cycles: &str| {
+        let out = torture()
+            .args([
+                "run",
+                "--cycles",
+                cycles,
+                "--seed",
+                seed,
+                "--json",
+                "--artifacts",
+            ])
+            .arg(dir.path().join("artifacts"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let path = dir.path().join(format!("{seed}.jsonl"));
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
+    };
+    let (a, b) = (run("0x1", "12"), run("0x2", "6"));
+    let out = torture()
+        .arg("report")
+        .args([&a, &b])
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 1);
+    let report = &lines[0];
+    assert_eq!(report["type"], "report");
+    assert_eq!(report["runs"], 2);
+    assert_eq!(report["summary"]["cycles"], 18);
+    assert_eq!(report["summary"]["findings"], 0);
+    let combos = report["summary"]["per_mode_kill"].as_object().unwrap();
+    let per_combo: u64 = combos.values().map(|c| c["cycles"].as_u64().unwrap()).sum();
+    assert_eq!(per_combo, 18, "every cycle is in one mode/kill row");
+    assert_eq!(combos["strict/offset"]["cycles"], 2, "one from each run");
+    let rates = report["cycles_per_s_by_mode_kill"].as_object().unwrap();
+    assert_eq!(rates.len(), combos.len());
+    assert!(rates.values().all(|r| r.as_f64().unwrap() > 0.0));
+
+    let human = torture().arg("report").args([&a, &b]).output().unwrap();
+    let text = String::from_utf8(human.stdout).unwrap();
+    assert!(text.starts_with("2 runs merged"), "{text}");
+    assert!(text.contains("cycles/s per mode/kill"), "{text}");
+
+    // A run that began and never summarised (a harness failure) makes the merge exit 3.
+    let broken = dir.path().join("broken.jsonl");
+    std::fs::write(&broken, "{\"type\":\"begin\",\"base_seed\":\"0x3\"}\n").unwrap();
+    let out = torture()
+        .arg("report")
+        .args([&a, &broken])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    // A run with a finding makes the merge exit 1.
+    let found = dir.path().join("found.jsonl");
+    let with_finding = std::fs::read_to_string(&b)
+        .unwrap()
+        .replace("\"findings\":0", "\"findings\":1");
+    std::fs::write(&found, with_finding).unwrap();
+    let out = torture().arg("report").args([&a, &found]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = torture()
+        .args(["report", "/nonexistent.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = torture().arg("report").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "at least one file");
+}
