@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# Honour CARGO_TARGET_DIR (CI sets it to share a build cache); the test log goes there too.
+target_dir=${CARGO_TARGET_DIR:-target}
+mkdir -p "$target_dir"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
@@ -10,6 +13,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== crash smoke (matrix: 3 modes x 4 kill kinds, 60 cycles each)"
 bash ci/crash-matrix.sh 60 0x5eed
 echo "== tests"
-cargo test --workspace 2>&1 | tee target/ci-test.log
+cargo test --workspace 2>&1 | tee "$target_dir/ci-test.log"
 # Repeat the test runner's totals as the last line, so CI's summary is the test outcome.
-awk '/^test result:/ { split($0, a, /[ ;]+/); for (i = 1; i <= NF; i++) { if ($i ~ /passed/) p += $(i-1); if ($i ~ /failed/) f += $(i-1); if ($i ~ /ignored/) s += $(i-1) } } END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' target/ci-test.log
+awk '/^test result:/ { split($0, a, /[ ;]+/); for (i = 1; i <= NF; i++) { if ($i ~ /passed/) p += $(i-1); if ($i ~ /failed/) f += $(i-1); if ($i ~ /ignored/) s += $(i-1) } } END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$target_dir/ci-test.log"

@@ -10,8 +10,10 @@ cycles=${1:-40}
 seed=${2:-0x5eed}
 profile=${3:-}
 cargo build -q $profile -p torture
-bin=target/$([[ $profile == --release ]] && echo release || echo debug)/torture
-artifacts=${ARTIFACTS_DIR:-target/crash-artifacts}
+# Honour CARGO_TARGET_DIR (CI sets it to share a build cache): the binary is where cargo put it.
+target_dir=${CARGO_TARGET_DIR:-target}
+bin=$target_dir/$([[ $profile == --release ]] && echo release || echo debug)/torture
+artifacts=${ARTIFACTS_DIR:-$target_dir/crash-artifacts}
 echo "crash matrix: $cycles cycles per cell, base seed $seed, artifacts under $artifacts"
 for mode in strict batched async; do
   for kill in offset watch time io-error; do

@@ -46,6 +46,12 @@ pub struct CampaignOptions {
     /// (index, count): this shard runs cycle indexes `index, index + count, ...`.
     pub shard: (u64, u64),
     pub limits: Limits,
+    /// Before the campaign and before every cycle, the work directory's file system must
+    /// have this much free space, or the campaign stops with a harness error (0: never
+    /// check). Running out of space mid-cycle would otherwise look like an engine bug.
+    pub free_space_min_bytes: u64,
+    /// Report [`Progress::Heartbeat`] this often while the campaign runs (`None`: never).
+    pub heartbeat: Option<Duration>,
 }
 
 /// The case of cycle `index`: mode and kill kind rotate through every combination so that
@@ -234,10 +240,47 @@ impl fmt::Display for Summary {
 pub enum Progress<'a> {
     Cycle(&'a CycleOutcome),
     Finding(&'a Finding),
+    /// Every `CampaignOptions::heartbeat`, whether or not a cycle completed since.
+    Heartbeat(Heartbeat),
+}
+
+/// A periodic sign of life: the counts so far.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Heartbeat {
+    pub cycles: u64,
+    pub findings: u64,
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for Heartbeat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        write!(
+            f,
+            "{} cycles, {} findings, {:.0}s elapsed ({:.1} cycles/s)",
+            self.cycles,
+            self.findings,
+            secs,
+            if secs > 0.0 {
+                self.cycles as f64 / secs
+            } else {
+                0.0
+            }
+        )
+    }
+}
+
+fn free_space_error(source: std::io::Error) -> HarnessError {
+    HarnessError::Io {
+        context: "checking free space before a cycle".to_string(),
+        source,
+    }
 }
 
 /// Runs a campaign until its cycle count or duration is reached, or `stop` is set (cycles
-/// in flight finish first). The first harness error stops every worker and is returned.
+/// in flight finish first). The first harness error stops every worker and is returned;
+/// so does too little free space in the work directory, checked before the first cycle
+/// and before every other one.
 pub fn run_campaign(
     opts: &CampaignOptions,
     env: &CycleEnv,
@@ -252,6 +295,8 @@ pub fn run_campaign(
         opts.shard.1 > 0 && opts.shard.0 < opts.shard.1,
         "invalid shard"
     );
+    crate::space::ensure_free(&env.work_dir, opts.free_space_min_bytes)
+        .map_err(free_space_error)?;
     let started = Instant::now();
     let deadline = opts.duration.map(|d| started + d);
     let next = AtomicU64::new(0);
@@ -261,42 +306,87 @@ pub fn run_campaign(
     });
     let failure: Mutex<Option<HarnessError>> = Mutex::new(None);
     let halt = AtomicBool::new(false);
+    let workers_done = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        for _ in 0..opts.jobs.max(1) {
-            scope.spawn(|| loop {
-                if stop.load(Ordering::Acquire) || halt.load(Ordering::Acquire) {
-                    return;
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return;
-                }
-                let k = next.fetch_add(1, Ordering::AcqRel);
-                if opts.cycles.is_some_and(|n| k >= n) {
-                    return;
-                }
-                let index = shard_index(opts.shard, k);
-                let case = case_for_index(opts, index);
-                match run_cycle(&case, env) {
-                    Ok(outcome) => {
-                        summary
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .record(&outcome);
-                        if let Some(f) = &outcome.finding {
-                            on_progress(Progress::Finding(f));
-                        }
-                        on_progress(Progress::Cycle(&outcome));
+        if let Some(interval) = opts.heartbeat.filter(|d| !d.is_zero()) {
+            let (summary, workers_done) = (&summary, &workers_done);
+            scope.spawn(move || {
+                // Sleeps in short steps so that the campaign ends without waiting for a
+                // whole interval.
+                let step = interval.min(Duration::from_millis(100));
+                let mut next_beat = started + interval;
+                while !workers_done.load(Ordering::Acquire) {
+                    std::thread::sleep(step);
+                    if Instant::now() < next_beat {
+                        continue;
                     }
-                    Err(e) => {
+                    next_beat += interval;
+                    let (cycles, findings) = {
+                        let s = summary.lock().unwrap_or_else(|p| p.into_inner());
+                        (s.cycles, s.findings)
+                    };
+                    on_progress(Progress::Heartbeat(Heartbeat {
+                        cycles,
+                        findings,
+                        elapsed: started.elapsed(),
+                    }));
+                }
+            });
+        }
+        let workers: Vec<_> = (0..opts.jobs.max(1))
+            .map(|_| {
+                scope.spawn(|| loop {
+                    if stop.load(Ordering::Acquire) || halt.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return;
+                    }
+                    let k = next.fetch_add(1, Ordering::AcqRel);
+                    if opts.cycles.is_some_and(|n| k >= n) {
+                        return;
+                    }
+                    if let Err(e) =
+                        crate::space::ensure_free(&env.work_dir, opts.free_space_min_bytes)
+                    {
                         halt.store(true, Ordering::Release);
                         failure
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(e);
+                            .get_or_insert(free_space_error(e));
                         return;
                     }
-                }
-            });
+                    let index = shard_index(opts.shard, k);
+                    let case = case_for_index(opts, index);
+                    match run_cycle(&case, env) {
+                        Ok(outcome) => {
+                            summary
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .record(&outcome);
+                            if let Some(f) = &outcome.finding {
+                                on_progress(Progress::Finding(f));
+                            }
+                            on_progress(Progress::Cycle(&outcome));
+                        }
+                        Err(e) => {
+                            halt.store(true, Ordering::Release);
+                            failure
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(e);
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let panicked: Vec<_> = workers.into_iter().filter_map(|w| w.join().err()).collect();
+        // The heartbeat thread ends once the workers have, even when one of them panicked
+        // (its panic is raised again here, as the scope would have).
+        workers_done.store(true, Ordering::Release);
+        if let Some(panic) = panicked.into_iter().next() {
+            std::panic::resume_unwind(panic);
         }
     });
     if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
@@ -339,6 +429,8 @@ mod tests {
             generations_max: 2,
             shard: (0, 1),
             limits: Limits::default(),
+            free_space_min_bytes: 0,
+            heartbeat: None,
         };
         let cases: Vec<Case> = (0..12).map(|i| case_for_index(&opts, i)).collect();
         let combos: BTreeSet<_> = cases.iter().map(|c| (c.mode, c.kill)).collect();
@@ -357,5 +449,46 @@ mod tests {
             .iter()
             .filter(|c| c.kill == KillKind::IoError)
             .all(|c| c.writer_threads() == 1));
+    }
+
+    #[test]
+    fn too_little_free_space_stops_the_campaign_before_any_cycle() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = CycleEnv {
+            work_dir: dir.path().to_path_buf(),
+            artifacts_dir: dir.path().join("artifacts"),
+            // Never started: the check comes first.
+            child: crate::cycle::ChildCommand {
+                program: "/nonexistent/torture".into(),
+                args_prefix: Vec::new(),
+            },
+            wrong: None,
+        };
+        let opts = CampaignOptions {
+            base_seed: 1,
+            cycles: Some(5),
+            duration: None,
+            jobs: 1,
+            modes: vec![ModeName::Strict],
+            kills: vec![KillKind::Offset],
+            power_loss: Frequency::Never,
+            recovery_crash: Frequency::Never,
+            corrupt: Frequency::Never,
+            threads_max: 1,
+            generations_max: 1,
+            shard: (0, 1),
+            limits: Limits::default(),
+            free_space_min_bytes: u64::MAX,
+            heartbeat: Some(Duration::from_millis(1)),
+        };
+        let cycles = AtomicU64::new(0);
+        let result = run_campaign(&opts, &env, &AtomicBool::new(false), &|p| {
+            if let Progress::Cycle(_) = p {
+                cycles.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let err = result.expect_err("u64::MAX bytes are never free");
+        assert!(err.to_string().contains("MiB free in"), "{err}");
+        assert_eq!(cycles.load(Ordering::Relaxed), 0, "no cycle ran");
     }
 }

@@ -1,5 +1,5 @@
 //! The checker: reopens a crashed database and proves its state is one a correct engine
-//! may produce (DESIGN.md R1-R5, R7), then that it accepts commits that survive a restart.
+//! may produce (docs/recovery-contract.md R1-R5, R7), then that it accepts commits that survive a restart.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -146,7 +146,7 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
     if any_failure && ledger.done && ledger.close_error.is_none() {
         return Err(Violation::new(
             FindingKind::AckedAfterError,
-            "close() returned Ok although an earlier commit, flush or fsync failed (FAULTS.md E3)",
+            "close() returned Ok although an earlier commit, flush or fsync failed (docs/faults.md E3)",
         ));
     }
     let wal_path = dir.join(engine::WAL_FILE_NAME);

@@ -1,7 +1,7 @@
 //! The `corrupt` fault: a bit flip in committed history (a record with a valid record after
 //! it). Default recovery must refuse to open, name the damaged record's offset and change
 //! nothing on disk; point-in-time recovery (on a copy) must open at the last good record
-//! with exactly the commits before it (DESIGN.md R6, FAULTS.md C1-C3).
+//! with exactly the commits before it (docs/recovery-contract.md R6, docs/faults.md C1-C3).
 
 use std::path::Path;
 

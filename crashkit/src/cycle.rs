@@ -45,12 +45,14 @@ impl ChildCommand {
 }
 
 /// Where scratch directories for cycles go by default: `/dev/shm` when it is a writable
-/// tmpfs, else the system temporary directory. The checker never relies on the medium
-/// (a SIGKILL keeps the page cache, and power loss is simulated by the harness), so a RAM
-/// disk changes no verdict; it only makes fdatasync free, which triples cycles per second.
+/// tmpfs with room (`space::SHM_MIN_FREE_BYTES`: a stock container's is 64 MiB), else the
+/// system temporary directory. The checker never relies on the medium (a SIGKILL keeps
+/// the page cache, and power loss is simulated by the harness), so a RAM disk changes no
+/// verdict; it only makes fdatasync free, which triples cycles per second.
 pub fn default_work_root() -> PathBuf {
     let shm = Path::new("/dev/shm");
     let writable = shm.is_dir()
+        && crate::space::free_bytes(shm).is_ok_and(|b| b >= crate::space::SHM_MIN_FREE_BYTES)
         && tempfile::Builder::new()
             .prefix(".torture-probe-")
             .tempfile_in(shm)

@@ -40,7 +40,7 @@ pub enum FindingKind {
     UnexpectedExit,
     /// Reopening the crashed database failed.
     RecoveryFailed,
-    /// Recovery accepted log bytes it never made durable (FAULTS.md P4): a power loss
+    /// Recovery accepted log bytes it never made durable (docs/faults.md P4): a power loss
     /// after recovery could take back what the reopened database already served.
     RecoveryNotDurable,
 }

@@ -9,8 +9,9 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use engine::wal::format::{FileHeader, HEADER_LEN};
-use engine::wal::{WALEntry, WalReader, WalStorage};
+use engine::wal::format::{FileHeader, HEADER_LEN, MAGIC};
+use engine::wal::{ReadEnd, WALEntry, WalReader, WalRecord, WalStorage};
+use engine::EngineError;
 
 use crate::finding::describe_value;
 
@@ -49,43 +50,103 @@ impl WalStorage for ReadOnlyFile {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum InspectError {
-    Io {
-        path: PathBuf,
-        source: io::Error,
-    },
-    /// The header is not a valid header of this engine.
-    Header {
-        path: PathBuf,
-        reason: String,
-    },
-    /// The engine's reader refused a record (I/O error or unknown record type).
-    Reader {
-        path: PathBuf,
-        reason: String,
-    },
+    /// The path does not exist (a usage error: nothing to inspect).
+    NotFound { path: PathBuf },
+    /// The path exists but is not a WAL (or a directory without one): a usage error.
+    NotAWal { path: PathBuf, reason: String },
+    /// Reading failed (an environment failure, not a verdict on the WAL).
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl InspectError {
+    /// Whether the caller named something that is not a WAL (as opposed to an I/O
+    /// failure while reading one): `torture inspect` exits 2 for these.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            InspectError::NotFound { .. } | InspectError::NotAWal { .. }
+        )
+    }
 }
 
 impl fmt::Display for InspectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            InspectError::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            InspectError::Header { path, reason } => {
-                write!(f, "{}: bad header: {reason}", path.display())
+            InspectError::NotFound { path } => {
+                write!(f, "{}: no such file or directory", path.display())
             }
-            InspectError::Reader { path, reason } => write!(f, "{}: {reason}", path.display()),
+            InspectError::NotAWal { path, reason } => {
+                write!(f, "{}: not a WAL: {reason}", path.display())
+            }
+            InspectError::Io { path, source } => write!(f, "{}: {source}", path.display()),
         }
     }
 }
 
 impl std::error::Error for InspectError {}
 
-/// Prints the WAL at `path` (a WAL file, or a database directory holding `wal.log`).
-pub fn dump(path: &Path, out: &mut dyn Write) -> Result<(), InspectError> {
-    let wal_path = if path.is_dir() {
-        path.join(engine::WAL_FILE_NAME)
-    } else {
-        path.to_path_buf()
-    };
+/// What reading the whole WAL found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Every byte is a valid record: reading ended exactly at the end of the file.
+    Clean,
+    /// Reading stopped early: a torn tail, corruption, an incomplete or damaged header, or
+    /// a record the engine refuses (recovery would cut or refuse something).
+    Damaged { reason: String },
+}
+
+/// The file a path names: a WAL file itself, or `<dir>/wal.log` for a database directory.
+fn wal_path_of(path: &Path) -> Result<PathBuf, InspectError> {
+    let metadata = std::fs::metadata(path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => InspectError::NotFound {
+            path: path.to_path_buf(),
+        },
+        _ => InspectError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
+    if metadata.is_dir() {
+        let wal = path.join(engine::WAL_FILE_NAME);
+        if !wal.is_file() {
+            return Err(InspectError::NotAWal {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "a directory without {}, so not a database directory",
+                    engine::WAL_FILE_NAME
+                ),
+            });
+        }
+        return Ok(wal);
+    }
+    if !metadata.is_file() {
+        return Err(InspectError::NotAWal {
+            path: path.to_path_buf(),
+            reason: "not a regular file".to_string(),
+        });
+    }
+    Ok(path.to_path_buf())
+}
+
+/// Whether a file shorter than a header can be a WAL torn while it was being created:
+/// its bytes so far are the start of the magic (a power loss may also leave zeros), or it
+/// carries the WAL's name (`wal.log`, and the harness's `wal.log.crashed` image). An empty
+/// `LOCK` or a 28-byte `IDENTITY` is neither.
+fn short_file_is_wal(wal_path: &Path, bytes: &[u8]) -> bool {
+    let named_like_wal = wal_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(engine::WAL_FILE_NAME));
+    let n_magic = bytes.len().min(MAGIC.len());
+    let starts_like_wal = !bytes.is_empty() && bytes[..n_magic] == MAGIC[..n_magic];
+    named_like_wal || starts_like_wal
+}
+
+/// Prints the WAL at `path` (a WAL file, or a database directory holding `wal.log`) record
+/// by record, then where and why reading stopped, and returns that verdict.
+pub fn dump(path: &Path, out: &mut dyn Write) -> Result<Verdict, InspectError> {
+    let wal_path = wal_path_of(path)?;
     let io_err = |source| InspectError::Io {
         path: wal_path.clone(),
         source,
@@ -94,16 +155,42 @@ pub fn dump(path: &Path, out: &mut dyn Write) -> Result<(), InspectError> {
     let storage = ReadOnlyFile(file);
     let len = storage.len_bytes().map_err(io_err)?;
     let w = |out: &mut dyn Write, s: String| writeln!(out, "{s}").map_err(io_err);
-    w(out, format!("file {} ({len} bytes)", wal_path.display()))?;
     if len < HEADER_LEN as u64 {
-        return w(out, format!("header: incomplete ({len} of {HEADER_LEN} bytes): a crash while creating the file; recovery rewrites it"));
+        let mut bytes = vec![0u8; len as usize];
+        storage.0.read_exact_at(&mut bytes, 0).map_err(io_err)?;
+        if !short_file_is_wal(&wal_path, &bytes) {
+            return Err(InspectError::NotAWal {
+                path: wal_path.clone(),
+                reason: format!(
+                    "{len} bytes, shorter than a WAL header ({HEADER_LEN} bytes), and neither \
+                     named {} nor starting with its magic",
+                    engine::WAL_FILE_NAME
+                ),
+            });
+        }
+        w(out, format!("file {} ({len} bytes)", wal_path.display()))?;
+        let reason = format!("header incomplete ({len} of {HEADER_LEN} bytes): a crash while creating the file; recovery rewrites it");
+        w(out, reason.clone())?;
+        return Ok(Verdict::Damaged { reason });
     }
     let mut header = [0u8; HEADER_LEN];
     storage.0.read_exact_at(&mut header, 0).map_err(io_err)?;
-    let decoded = FileHeader::decode(&header, &wal_path).map_err(|e| InspectError::Header {
-        path: wal_path.clone(),
-        reason: e.to_string(),
-    })?;
+    let decoded = match FileHeader::decode(&header, &wal_path) {
+        Ok(decoded) => decoded,
+        Err(EngineError::NotAWal { .. }) => {
+            return Err(InspectError::NotAWal {
+                path: wal_path.clone(),
+                reason: "it does not start with the WAL magic".to_string(),
+            })
+        }
+        Err(e) => {
+            w(out, format!("file {} ({len} bytes)", wal_path.display()))?;
+            let reason = format!("header damaged: {e}");
+            w(out, reason.clone())?;
+            return Ok(Verdict::Damaged { reason });
+        }
+    };
+    w(out, format!("file {} ({len} bytes)", wal_path.display()))?;
     w(
         out,
         format!(
@@ -111,65 +198,84 @@ pub fn dump(path: &Path, out: &mut dyn Write) -> Result<(), InspectError> {
             decoded.format_version, decoded.database_id
         ),
     )?;
-    let mut reader = WalReader::new(&storage, &wal_path).map_err(|e| InspectError::Reader {
+    let reader_io_err = |e: EngineError| InspectError::Io {
         path: wal_path.clone(),
-        reason: e.to_string(),
-    })?;
+        source: io::Error::other(e.to_string()),
+    };
+    let mut reader = WalReader::new(&storage, &wal_path).map_err(reader_io_err)?;
     let mut n_records = 0u64;
     loop {
-        let record = reader.next_record().map_err(|e| InspectError::Reader {
-            path: wal_path.clone(),
-            reason: format!("after {n_records} records: {e}"),
-        })?;
-        let Some(record) = record else { break };
-        n_records += 1;
-        let detail = match &record.entry {
-            WALEntry::BeginTxn {
-                txn_id,
-                run_id,
-                timestamp,
-            } => {
-                format!("txn {txn_id} {run_id} ts {}", timestamp.0)
-            }
-            WALEntry::Write {
-                txn_id,
-                key,
-                value,
-                version,
-                ..
-            } => {
-                format!(
-                    "txn {txn_id} key {key} = {}",
-                    describe_value(value, *version)
-                )
-            }
-            WALEntry::Delete {
-                txn_id,
-                key,
-                version,
-                ..
-            } => {
-                format!("txn {txn_id} key {key} @v{version}")
-            }
-            WALEntry::CommitTxn { txn_id, .. } | WALEntry::AbortTxn { txn_id, .. } => {
-                format!("txn {txn_id}")
+        let record = match reader.next_record() {
+            Ok(record) => record,
+            Err(e @ EngineError::Io { .. }) => return Err(reader_io_err(e)),
+            // A record the engine refuses (an unknown type): recovery would refuse too.
+            Err(e) => {
+                let reason = format!("refused after {n_records} records: {e}");
+                w(out, format!("{n_records} records; stopped: {reason}"))?;
+                return Ok(Verdict::Damaged { reason });
             }
         };
-        w(
-            out,
-            format!(
-                "{:>10} {:>7}B {:<9} {detail}",
-                record.offset_bytes,
-                record.len_bytes,
-                record.entry.record_type().name()
-            ),
-        )?;
+        let Some(record) = record else { break };
+        n_records += 1;
+        w(out, describe_record(&record))?;
     }
-    let end = reader
-        .end()
-        .map(|e| e.to_string())
-        .unwrap_or_else(|| "unknown".to_string());
-    w(out, format!("{n_records} records; stopped: {end}"))
+    let (end, verdict) = match reader.end() {
+        Some(end @ ReadEnd::Clean { .. }) => (end.to_string(), Verdict::Clean),
+        Some(end) => (
+            end.to_string(),
+            Verdict::Damaged {
+                reason: end.to_string(),
+            },
+        ),
+        None => {
+            let reason = "the reader did not say why it stopped".to_string();
+            (reason.clone(), Verdict::Damaged { reason })
+        }
+    };
+    w(out, format!("{n_records} records; stopped: {end}"))?;
+    Ok(verdict)
+}
+
+/// One line per record: offset, length, type and what it says.
+fn describe_record(record: &WalRecord) -> String {
+    let detail = match &record.entry {
+        WALEntry::BeginTxn {
+            txn_id,
+            run_id,
+            timestamp,
+        } => {
+            format!("txn {txn_id} {run_id} ts {}", timestamp.0)
+        }
+        WALEntry::Write {
+            txn_id,
+            key,
+            value,
+            version,
+            ..
+        } => {
+            format!(
+                "txn {txn_id} key {key} = {}",
+                describe_value(value, *version)
+            )
+        }
+        WALEntry::Delete {
+            txn_id,
+            key,
+            version,
+            ..
+        } => {
+            format!("txn {txn_id} key {key} @v{version}")
+        }
+        WALEntry::CommitTxn { txn_id, .. } | WALEntry::AbortTxn { txn_id, .. } => {
+            format!("txn {txn_id}")
+        }
+    };
+    format!(
+        "{:>10} {:>7}B {:<9} {detail}",
+        record.offset_bytes,
+        record.len_bytes,
+        record.entry.record_type().name()
+    )
 }
 
 #[cfg(test)]
@@ -192,7 +298,11 @@ mod tests {
         bytes.extend_from_slice(&[7, 0, 0]);
         std::fs::write(&wal, &bytes).unwrap();
         let mut out = Vec::new();
-        dump(dir.path(), &mut out).unwrap();
+        let verdict = dump(dir.path(), &mut out).unwrap();
+        assert!(
+            matches!(verdict, Verdict::Damaged { ref reason } if reason.contains("torn tail")),
+            "{verdict:?}"
+        );
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("BeginTxn"), "{text}");
         assert!(

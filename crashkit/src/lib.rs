@@ -9,6 +9,7 @@
 //! Architecture invariant: every random choice derives from a printed seed through ChaCha8.
 
 pub mod bench;
+pub mod bench_check;
 pub mod campaign;
 pub mod case;
 pub mod checker;
@@ -18,6 +19,7 @@ pub mod coverage;
 pub mod cycle;
 pub mod finding;
 pub mod inspect;
+pub mod merge;
 pub mod oracle;
 pub mod plan;
 pub mod power_loss;
@@ -26,5 +28,6 @@ pub mod regressions;
 pub mod seam;
 pub mod selftest;
 pub mod shrink;
+pub mod space;
 pub mod workload;
 pub mod wrong_engine;

@@ -102,7 +102,7 @@ impl FaultPlan {
             let mut rng = case.rng(Purpose::RecoveryCrash);
             // A recovery makes a handful of storage calls (length, header, record reads,
             // truncate, fdatasync); draws past the last call let recovery finish and the
-            // process exit before any new write (FAULTS.md T4).
+            // process exit before any new write (docs/faults.md T4).
             plan.recovery_kill_call = Some(rng.gen_range(1..=12));
         }
         plan

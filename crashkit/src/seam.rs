@@ -192,7 +192,7 @@ pub enum FailOp {
 }
 
 /// Fails the `nth` (1-based) write or fsync of records; every later call succeeds again,
-/// as a flaky disk would (the engine must stay poisoned anyway: FAULTS.md E1).
+/// as a flaky disk would (the engine must stay poisoned anyway: docs/faults.md E1).
 #[derive(Debug)]
 pub struct FailingIo {
     inner: Arc<dyn WalStorage>,

@@ -42,6 +42,8 @@ fn every_mode_and_kill(base_seed: u64, cycles: u64) -> CampaignOptions {
         generations_max: 2,
         shard: (0, 1),
         limits: Limits::default(),
+        free_space_min_bytes: 0,
+        heartbeat: None,
     }
 }
 

@@ -5,7 +5,7 @@
 //! transactions, flushes and reopens in every durability mode leave the database equal to
 //! a `BTreeMap` model after every step: same keys, values and versions, the txn ids and
 //! versions the model predicts, and after each reopen the recovery stats the model counts.
-//! Property 2 (FAULTS.md C5): the reader and the payload decoder fed arbitrary bytes, or a
+//! Property 2 (docs/faults.md C5): the reader and the payload decoder fed arbitrary bytes, or a
 //! valid log with random damage, return an error or an end, never panic; they yield only
 //! records that precede the first damaged byte; truncation is never called corruption.
 //! How: proptest-state-machine's `ReferenceStateMachine` / `StateMachineTest`, and

@@ -2,7 +2,7 @@
 //!
 //! Exit codes: 0 clean, 1 findings, 2 usage error, 3 harness or environment failure.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,11 +18,22 @@ const EXIT_FINDINGS: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_HARNESS: u8 = 3;
 
+/// The exit codes, shown under every `--help` (docs/recovery-contract.md has the same table).
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  clean: every cycle recovered correctly (inspect: the WAL reads to a clean end)
+  1  findings: a recovery broke the contract (inspect: the WAL is damaged, a torn tail or
+     corruption; bench --check: a figure missed its target)
+  2  usage error: bad arguments, or a path that does not exist or is not a WAL
+  3  harness or environment failure (a child could not start, the work directory is short
+     of free space, an I/O error outside the engine): nothing was proven either way";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "torture",
     version,
-    about = "Crash-torture the engine: kill writers mid-WAL, recover, check against a model"
+    about = "Crash-torture the engine: kill writers mid-WAL, recover, check against a model",
+    after_help = EXIT_CODES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,20 +43,32 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run crash cycles over all (or the chosen) modes and kill kinds.
+    #[command(after_help = EXIT_CODES_HELP)]
     Run(RunArgs),
     /// Rerun one case deterministically (and optionally shrink it).
+    #[command(after_help = EXIT_CODES_HELP)]
     Repro(ReproArgs),
-    /// Print a WAL record by record, and where and why reading stopped.
+    /// Print a WAL record by record, and where and why reading stopped (exit 1 when it
+    /// stopped at damage: a torn tail or corruption).
+    #[command(after_help = EXIT_CODES_HELP)]
     Inspect(InspectArgs),
     /// Prove the checker can fail: run it against deliberately wrong engines.
+    #[command(after_help = EXIT_CODES_HELP)]
     Selftest {
+        /// Base seed of the wrong-engine cycles (decimal or 0x hex).
         #[arg(long, value_parser = parse_seed, default_value = "1")]
         seed: u64,
+        /// One JSON object (`type` = `selftest`) on stdout instead of the report.
         #[arg(long)]
         json: bool,
     },
     /// The engine's performance checks.
-    Bench(crashkit::bench::BenchOptions),
+    #[command(after_help = EXIT_CODES_HELP)]
+    Bench(BenchArgs),
+    /// Merge the JSON Lines of several `torture run --json` outputs into one summary
+    /// (exit 1 when any run had findings, 3 when a run never printed its summary).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Report(ReportArgs),
     /// Internal: the child writer / recoverer process.
     #[command(hide = true)]
     Child {
@@ -60,6 +83,20 @@ enum ModeArg {
     Batched,
     Async,
     All,
+}
+
+/// Whether `repro` applies an optional fault. A bare flag means `always`, as with `run`,
+/// so the reproduce lines findings print (`--power-loss`) paste as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Toggle {
+    Never,
+    Always,
+}
+
+impl Toggle {
+    fn on(self) -> bool {
+        self == Toggle::Always
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -96,29 +133,37 @@ impl WorkloadArgs {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// How long to run, e.g. 30s, 5m, 1h (default 30s unless --cycles is given).
+    /// How long to run, e.g. 30s, 5m, 1h (default 30s unless --cycles is given); more
+    /// than zero.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
-    /// How many cycles to run (of this shard).
-    #[arg(long)]
+    /// How many cycles to run (of this shard), at least 1; with --duration, whichever
+    /// ends first.
+    #[arg(long, value_parser = parse_count::<u64>)]
     cycles: Option<u64>,
-    /// Parallel child workers.
-    #[arg(long, default_value_t = 2)]
+    /// Parallel child workers, at least 1.
+    #[arg(long, default_value_t = 2, value_parser = parse_count::<usize>)]
     jobs: usize,
     /// Base seed (decimal or 0x hex); each cycle's seed derives from it and its index.
     #[arg(long, value_parser = parse_seed)]
     seed: Option<u64>,
+    /// Durability mode the writers open the database with; `all` rotates through the three.
     #[arg(long, value_enum, default_value_t = ModeArg::All)]
     mode: ModeArg,
+    /// How writers are stopped: `offset` (the writer SIGKILLs itself after exactly K WAL
+    /// bytes), `watch` (SIGKILL once wal.log reaches K bytes), `time` (SIGKILL after a
+    /// random delay), `io-error` (the n-th write or fsync fails); `all` rotates.
     #[arg(long, value_enum, default_value_t = KillArg::All)]
     kill: KillArg,
-    /// Damage the unsynced WAL after the kill, as a power loss could.
+    /// Damage the unsynced WAL after the kill, as a power loss could (a bare flag means
+    /// `always`).
     #[arg(long, value_enum, default_value_t = Frequency::Sometimes, num_args = 0..=1, default_missing_value = "always")]
     power_loss: Frequency,
-    /// Kill a first recovery attempt, then recover again.
+    /// Kill a first recovery attempt, then recover again (a bare flag means `always`).
     #[arg(long, value_enum, default_value_t = Frequency::Sometimes, num_args = 0..=1, default_missing_value = "always")]
     recovery_crash: Frequency,
-    /// Flip a bit in committed history before recovery; it must be refused.
+    /// Flip a bit in committed history before recovery; it must be refused (a bare flag
+    /// means `always`).
     #[arg(long, value_enum, default_value_t = Frequency::Sometimes, num_args = 0..=1, default_missing_value = "always")]
     corrupt: Frequency,
     /// Each cycle's writer commits from 1..=N threads at once (io-error cycles use one).
@@ -131,9 +176,18 @@ struct RunArgs {
     #[arg(long, default_value = "artifacts")]
     artifacts: PathBuf,
     /// Scratch directory for cycles (default: a fresh temporary directory, on /dev/shm
-    /// when available).
+    /// when it has at least 256 MiB free, else in the system temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Stop with exit 3 when the work directory has less free space than this, checked
+    /// before the run and before every cycle (0: never check). A full disk would
+    /// otherwise surface as a `recovery-failed` finding.
+    #[arg(long, default_value_t = 64)]
+    min_free_mib: u64,
+    /// When stderr is not a terminal (no progress bar), print a line with the cycles,
+    /// findings and elapsed time this often (0: never).
+    #[arg(long, default_value_t = 10)]
+    heartbeat_secs: u64,
     /// JSON Lines on stdout: begin, finding and summary objects.
     #[arg(long)]
     json: bool,
@@ -149,16 +203,22 @@ struct ReproArgs {
     /// The cycle seed printed with the finding.
     #[arg(long, value_parser = parse_seed)]
     seed: u64,
+    /// Durability mode: strict, batched or async.
     #[arg(long, default_value = "strict")]
     mode: ModeName,
+    /// Kill kind: offset, watch, time or io-error (see `torture run --help`).
     #[arg(long, default_value = "offset")]
     kill: KillKind,
-    #[arg(long)]
-    power_loss: bool,
-    #[arg(long)]
-    recovery_crash: bool,
-    #[arg(long)]
-    corrupt: bool,
+    /// Damage the unsynced WAL after the kill, as a power loss could. A bare flag means
+    /// `always` (the spelling reproduce lines print, and the same as `run`'s).
+    #[arg(long, value_enum, default_value_t = Toggle::Never, num_args = 0..=1, default_missing_value = "always")]
+    power_loss: Toggle,
+    /// Kill a first recovery attempt, then recover again (a bare flag means `always`).
+    #[arg(long, value_enum, default_value_t = Toggle::Never, num_args = 0..=1, default_missing_value = "always")]
+    recovery_crash: Toggle,
+    /// Flip a bit in committed history before recovery (a bare flag means `always`).
+    #[arg(long, value_enum, default_value_t = Toggle::Never, num_args = 0..=1, default_missing_value = "always")]
+    corrupt: Toggle,
     /// Writer threads.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
     threads: u8,
@@ -179,16 +239,43 @@ struct ReproArgs {
     /// Append the (shrunk) failing case to this regression list.
     #[arg(long)]
     save_regression: Option<PathBuf>,
+    /// Where a finding keeps its data directory and crashed WAL.
     #[arg(long, default_value = "artifacts")]
     artifacts: PathBuf,
+    /// One JSON object on stdout: `type` = `finding` (the finding, as `run --json` prints
+    /// it) or `clean` (the case, acknowledged commits, recovered prefix, kill site).
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Debug, Args)]
 struct InspectArgs {
-    /// A database directory or a WAL file.
+    /// A WAL file, or a database directory (then its wal.log is read).
     path: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Files written by `torture run --json` (several runs may share one file).
+    #[arg(required = true, value_name = "FILE.jsonl")]
+    files: Vec<PathBuf>,
+    /// One JSON object on stdout (`type` = `report`) instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    options: crashkit::bench::BenchOptions,
+    /// Judge the figures against their targets (the `target >= ...` beside them) and exit
+    /// 1 when any is missed. Needs the commit figures (not with --replay-only).
+    #[arg(long)]
+    check: bool,
+    /// With --check: judge the saved output of an earlier `torture bench` (table or
+    /// --json) instead of measuring.
+    #[arg(long, requires = "check", value_name = "FILE")]
+    from: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -210,7 +297,22 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
             ))
         }
     };
-    Ok(Duration::from_secs_f64(secs))
+    let duration = Duration::from_secs_f64(secs);
+    if duration.is_zero() {
+        return Err(format!("duration {s:?} is zero: the run would do nothing"));
+    }
+    Ok(duration)
+}
+
+/// A count that must be at least 1 (`--cycles 0` or `--jobs 0` would run nothing).
+fn parse_count<T: std::str::FromStr + Default + PartialEq>(s: &str) -> Result<T, String> {
+    let n: T = s
+        .parse()
+        .map_err(|_| format!("invalid count {s:?}: expected a whole number"))?;
+    if n == T::default() {
+        return Err("must be at least 1: zero would run nothing".to_string());
+    }
+    Ok(n)
 }
 
 fn parse_shard(s: &str) -> Result<(u64, u64), String> {
@@ -225,21 +327,26 @@ fn parse_shard(s: &str) -> Result<(u64, u64), String> {
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_sigint(_: libc::c_int) {
+extern "C" fn on_stop_signal(signal: libc::c_int) {
     if INTERRUPTED.swap(true, Ordering::SeqCst) {
-        // A second Ctrl-C: stop now.
+        // A second Ctrl-C (or SIGTERM): stop now, with the shell's code for the signal.
         // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(130) };
+        unsafe { libc::_exit(128 + signal) };
     }
 }
 
-fn install_sigint_handler() {
-    // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe.
-    unsafe {
-        libc::signal(
-            libc::SIGINT,
-            on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
+/// The first SIGINT or SIGTERM asks the campaign to stop: cycles in flight finish, the
+/// summary is printed, and the exit code says what was found.
+fn install_stop_handlers() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only touches an atomic and calls _exit, both
+        // async-signal-safe.
+        unsafe {
+            libc::signal(
+                signal,
+                on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
+        }
     }
 }
 
@@ -264,13 +371,8 @@ fn main() -> ExitCode {
         Command::Repro(args) => repro(args),
         Command::Inspect(args) => inspect(args),
         Command::Selftest { seed, json } => selftest(seed, json),
-        Command::Bench(opts) => match crashkit::bench::run_command(&opts) {
-            Ok(()) => EXIT_CLEAN,
-            Err(e) => {
-                eprintln!("torture bench: {e}");
-                EXIT_HARNESS
-            }
-        },
+        Command::Bench(args) => bench(args),
+        Command::Report(args) => report(args),
         Command::Child { .. } => unreachable!("handled above"),
     };
     ExitCode::from(code)
@@ -311,6 +413,16 @@ fn run(args: RunArgs) -> u8 {
         .work_dir
         .clone()
         .unwrap_or_else(|| temp.as_ref().expect("created above").path().to_path_buf());
+    if let Err(e) = std::fs::create_dir_all(&work_dir) {
+        return harness_failure(
+            &format!("cannot create the work directory {}", work_dir.display()),
+            e,
+        );
+    }
+    // The progress bar draws only on a terminal; elsewhere (CI logs, pipes) a heartbeat
+    // line shows the run is alive.
+    let heartbeat = (!std::io::stderr().is_terminal() && args.heartbeat_secs > 0)
+        .then(|| Duration::from_secs(args.heartbeat_secs));
     let base_seed = args.seed.unwrap_or_else(|| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -326,7 +438,7 @@ fn run(args: RunArgs) -> u8 {
         } else {
             None
         }),
-        jobs: args.jobs.max(1),
+        jobs: args.jobs,
         modes: match args.mode {
             ModeArg::Strict => vec![ModeName::Strict],
             ModeArg::Batched => vec![ModeName::Batched],
@@ -347,6 +459,8 @@ fn run(args: RunArgs) -> u8 {
         generations_max: args.generations,
         shard: args.shard,
         limits: args.workload.limits(),
+        free_space_min_bytes: args.min_free_mib.saturating_mul(1024 * 1024),
+        heartbeat,
     };
     let env = CycleEnv {
         work_dir,
@@ -373,7 +487,7 @@ fn run(args: RunArgs) -> u8 {
             opts.kills.iter().map(|k| k.name()).collect::<Vec<_>>()
         );
     }
-    install_sigint_handler();
+    install_stop_handlers();
     let bar = progress_bar(&opts);
     let started = std::time::Instant::now();
     let counts = std::sync::Mutex::new((0u64, 0u64));
@@ -405,6 +519,7 @@ fn run(args: RunArgs) -> u8 {
                 None => bar.set_position(c.0),
             }
         }
+        Progress::Heartbeat(beat) => eprintln!("torture: heartbeat: {beat}"),
     });
     bar.finish_and_clear();
     let summary = match result {
@@ -469,9 +584,9 @@ fn repro(args: ReproArgs) -> u8 {
         seed: args.seed,
         mode: args.mode,
         kill: args.kill,
-        power_loss: args.power_loss,
-        recovery_crash: args.recovery_crash,
-        corrupt: args.corrupt,
+        power_loss: args.power_loss.on(),
+        recovery_crash: args.recovery_crash.on(),
+        corrupt: args.corrupt.on(),
         threads: args.threads,
         generations: args.generations,
         limits: args.workload.limits(),
@@ -545,8 +660,153 @@ fn repro(args: ReproArgs) -> u8 {
 fn inspect(args: InspectArgs) -> u8 {
     let mut out = std::io::stdout().lock();
     match crashkit::inspect::dump(&args.path, &mut out) {
-        Ok(()) => EXIT_CLEAN,
+        Ok(crashkit::inspect::Verdict::Clean) => EXIT_CLEAN,
+        Ok(_) => EXIT_FINDINGS,
+        Err(e) if e.is_usage() => {
+            eprintln!("torture inspect: {e}");
+            EXIT_USAGE
+        }
         Err(e) => harness_failure("inspect failed", e),
+    }
+}
+
+fn report(args: ReportArgs) -> u8 {
+    let mut merged = crashkit::merge::Merged::default();
+    for path in &args.files {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("torture report: cannot read {}: {e}", path.display());
+                return EXIT_USAGE;
+            }
+        };
+        if let Err(e) = merged.add_json_lines(&path.display().to_string(), &text) {
+            eprintln!("torture report: {e}");
+            return EXIT_USAGE;
+        }
+    }
+    let merged = merged.finish();
+    if merged.runs == 0 && merged.incomplete_runs == 0 {
+        eprintln!("torture report: no run summary in the given files");
+        return EXIT_USAGE;
+    }
+    if args.json {
+        let mut v = serde_json::to_value(&merged).unwrap_or_default();
+        v["type"] = "report".into();
+        json_line(&v);
+    } else {
+        print!("{merged}");
+    }
+    if merged.incomplete_runs > 0 {
+        // As for `run` itself: a run that failed proves nothing, whatever the others found.
+        eprintln!(
+            "torture report: {} run(s) without a summary (harness failure or killed)",
+            merged.incomplete_runs
+        );
+        EXIT_HARNESS
+    } else if merged.summary.findings > 0 {
+        EXIT_FINDINGS
+    } else {
+        EXIT_CLEAN
+    }
+}
+
+fn bench(args: BenchArgs) -> u8 {
+    if !args.check || args.options.recover_only.is_some() {
+        return match crashkit::bench::run_command(&args.options) {
+            Ok(()) => EXIT_CLEAN,
+            Err(e) => harness_failure("bench", e),
+        };
+    }
+    let output = match &args.from {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("torture bench: cannot read {}: {e}", path.display());
+                return EXIT_USAGE;
+            }
+        },
+        None => {
+            if args.options.replay_only {
+                eprintln!("torture bench: --check judges the commit figures; drop --replay-only");
+                return EXIT_USAGE;
+            }
+            match measure_bench(&args.options) {
+                Ok(output) => output,
+                Err(code) => return code,
+            }
+        }
+    };
+    let checks = match crashkit::bench_check::checks_from_output(&output) {
+        Ok(checks) => checks,
+        Err(e) => {
+            eprintln!("torture bench: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if checks.is_empty() {
+        eprintln!("torture bench: no figure with a target in the bench output");
+        return EXIT_USAGE;
+    }
+    let missed = checks.iter().filter(|c| !c.met()).count();
+    if args.options.json {
+        let targets: Vec<_> = checks
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "label": c.label, "measured": c.measured,
+                    "target_min": c.target_min, "met": c.met(),
+                })
+            })
+            .collect();
+        json_line(&serde_json::json!({
+            "type": "check", "targets": targets, "missed": missed,
+        }));
+    } else {
+        println!("\ntargets:");
+        for c in &checks {
+            println!("  {c}");
+        }
+    }
+    if missed > 0 {
+        eprintln!("torture bench: {missed} of {} targets missed", checks.len());
+        EXIT_FINDINGS
+    } else {
+        EXIT_CLEAN
+    }
+}
+
+/// Runs the bench in a child `torture bench` (it prints its report itself and returns no
+/// figures), passes its output through, and returns it for judging.
+fn measure_bench(options: &crashkit::bench::BenchOptions) -> Result<String, u8> {
+    let exe = std::env::current_exe()
+        .map_err(|e| harness_failure("cannot locate the torture executable", e))?;
+    let mut command = std::process::Command::new(exe);
+    command.arg("bench");
+    if options.json {
+        command.arg("--json");
+    }
+    if options.quick {
+        command.arg("--quick");
+    }
+    if let Some(dir) = &options.dir {
+        command.arg("--dir").arg(dir);
+    }
+    let output = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| harness_failure("cannot start the bench", e))?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    print!("{text}");
+    let _ = std::io::stdout().flush();
+    match output.status.code() {
+        Some(0) => Ok(text),
+        code => {
+            eprintln!("torture bench: the measuring run failed ({:?})", code);
+            Err(code
+                .and_then(|c| u8::try_from(c).ok())
+                .unwrap_or(EXIT_HARNESS))
+        }
     }
 }
 

@@ -1,12 +1,20 @@
 //! The `torture` command-line contract: exit codes (0 clean, 1 findings, 2 usage error,
-//! 3 harness failure), the `--json` JSON Lines schema of `run`, deterministic `repro`, and
-//! `inspect` on a real database.
+//! 3 harness failure), the `--json` JSON Lines schema of `run`, deterministic `repro`,
+//! `inspect` on real and damaged databases, `bench --check`, the heartbeat, the free-space
+//! guard, a graceful stop on SIGINT/SIGTERM, and the CI scripts under CARGO_TARGET_DIR.
 //!
 //! How: run the built binary (CARGO_BIN_EXE_torture) with real arguments and parse its
 //! output. Pins: clap errors exiting 1 (indistinguishable from findings), JSON objects
-//! without a `type`, and a repro that depends on anything but its arguments.
+//! without a `type`, a repro that depends on anything but its arguments, runs of zero
+//! cycles exiting 0, undocumented options, printed repro lines that `repro` rejects,
+//! `inspect` exiting 0 on a damaged WAL and 3 on a missing path, a bench that misses its
+//! targets and exits 0, silent long runs in CI, a full disk reported as a finding,
+//! Ctrl-C turning children into `child-crashed` findings, and CI scripts that assumed
+//! `target/`.
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn torture() -> Command {
     Command::new(env!("CARGO_BIN_EXE_torture"))
@@ -21,6 +29,15 @@ fn usage_errors_exit_2() {
         vec!["run", "--duration", "10 parsecs"],
         vec!["repro"],
         vec!["frobnicate"],
+        // Runs that would do nothing and exit 0, as if clean.
+        vec!["run", "--duration", "0s"],
+        vec!["run", "--duration", "0ms", "--cycles", "5"],
+        vec!["run", "--cycles", "0"],
+        vec!["run", "--jobs", "0", "--cycles", "5"],
+        // A repro replays one case: a fault is on or off, never "sometimes".
+        vec!["repro", "--seed", "1", "--power-loss", "sometimes"],
+        vec!["bench", "--check", "--replay-only"],
+        vec!["bench", "--from", "bench.txt"],
     ] {
         let out = torture().args(&args).output().unwrap();
         assert_eq!(
@@ -128,9 +145,552 @@ fn inspect_prints_records_and_where_reading_stopped() {
     assert!(text.contains("header: format version 2"), "{text}");
     assert!(text.contains("answer = I64(42) @v1"), "{text}");
     assert!(text.contains("3 records; stopped: clean end"), "{text}");
+}
+
+fn commit_two_txns(dir: &Path) {
+    use engine::{Database, Key, Namespace, RunId, Value};
+    let db = Database::open(dir).unwrap();
+    let ns = std::sync::Arc::new(Namespace::new("t", "a", "g", RunId(1)));
+    for (k, v) in [("first", 1), ("second", 2)] {
+        let mut t = db.begin(RunId(1));
+        t.put(Key::kv(ns.clone(), k), Value::I64(v)).unwrap();
+        t.commit().unwrap();
+    }
+    drop(db);
+}
+
+/// (offset, length) of the first record of `record_type` in `torture inspect`'s listing.
+fn record_span(listing: &str, record_type: &str) -> (u64, u64) {
+    listing
+        .lines()
+        .find_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields.get(2) == Some(&record_type)).then(|| {
+                let len = fields[1].trim_end_matches('B');
+                (fields[0].parse().unwrap(), len.parse().unwrap())
+            })
+        })
+        .unwrap_or_else(|| panic!("no {record_type} record in\n{listing}"))
+}
+
+#[test]
+fn inspect_exits_1_on_damage_and_2_on_what_is_not_a_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    commit_two_txns(dir.path());
+    let wal = dir.path().join("wal.log");
+    let clean = torture().arg("inspect").arg(&wal).output().unwrap();
+    let listing = String::from_utf8(clean.stdout).unwrap();
+    assert_eq!(clean.status.code(), Some(0), "{listing}");
+    let original = std::fs::read(&wal).unwrap();
+
+    // A torn tail: half a record after the last one.
+    let mut torn = original.clone();
+    torn.extend_from_slice(&[9, 0, 0]);
+    std::fs::write(&wal, &torn).unwrap();
+    let out = torture().arg("inspect").arg(dir.path()).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("stopped: torn tail"), "{text}");
+    assert_eq!(std::fs::read(&wal).unwrap(), torn, "inspect never writes");
+
+    // Corruption: the first Write's last payload byte flipped, valid records after it.
+    let (offset, len) = record_span(&listing, "Write");
+    let mut corrupt = original.clone();
+    corrupt[(offset + len - 1) as usize] ^= 0x40;
+    std::fs::write(&wal, &corrupt).unwrap();
+    let out = torture().arg("inspect").arg(&wal).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("corruption"), "{text}");
+
+    // Not a WAL: the 0-byte LOCK beside it, IDENTITY, a directory without wal.log.
+    for not_a_wal in [dir.path().join("LOCK"), dir.path().join("IDENTITY")] {
+        assert!(not_a_wal.is_file(), "{}", not_a_wal.display());
+        let out = torture().arg("inspect").arg(&not_a_wal).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: {stderr}",
+            not_a_wal.display()
+        );
+        assert!(stderr.contains("not a WAL"), "{stderr}");
+        assert!(
+            out.stdout.is_empty(),
+            "nothing dumped for a file that is not a WAL"
+        );
+    }
+    let empty_dir = tempfile::tempdir().unwrap();
+    let out = torture()
+        .arg("inspect")
+        .arg(empty_dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without wal.log"));
+
+    // A missing path is a usage error, not a harness failure.
     let missing = torture()
         .args(["inspect", "/nonexistent/wal.log"])
         .output()
         .unwrap();
-    assert_eq!(missing.status.code(), Some(3));
+    assert_eq!(missing.status.code(), Some(2));
+
+    // An empty wal.log is a WAL torn while it was being created: damage, not "not a WAL".
+    std::fs::write(&wal, b"").unwrap();
+    let out = torture().arg("inspect").arg(&wal).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("header incomplete"), "{text}");
+}
+
+#[test]
+fn help_documents_options_and_exit_codes() {
+    let help = |args: &[&str]| {
+        let out = torture().args(args).arg("--help").output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for args in [&[][..], &["run"], &["repro"], &["inspect"], &["bench"]] {
+        let text = help(args);
+        for code in ["0  clean", "1  findings", "2  usage error", "3  harness"] {
+            assert!(
+                text.contains(code),
+                "{args:?} --help lacks {code:?}:\n{text}"
+            );
+        }
+    }
+    let run = help(&["run"]);
+    assert!(run.contains("Durability mode the writers open"), "{run}");
+    assert!(run.contains("How writers are stopped"), "{run}");
+    assert!(run.contains("--heartbeat-secs"), "{run}");
+    assert!(run.contains("--min-free-mib"), "{run}");
+    let repro = help(&["repro"]);
+    assert!(
+        repro.contains("Durability mode: strict, batched or async"),
+        "{repro}"
+    );
+    assert!(
+        repro.contains("Kill kind: offset, watch, time or io-error"),
+        "{repro}"
+    );
+    assert!(repro.contains("One JSON object on stdout"), "{repro}");
+    assert!(help(&["bench"]).contains("exit 1 when any is missed"));
+}
+
+fn repro_json(args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = torture()
+        .arg("repro")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stderr}"));
+    (out.status.code(), value)
+}
+
+#[test]
+fn printed_repro_lines_paste_into_repro_and_fault_flags_match_run() {
+    use crashkit::case::{Case, KillKind, Limits, ModeName};
+    let mut case = Case::new(0x5eed, ModeName::Batched, KillKind::Offset);
+    case.power_loss = true;
+    case.recovery_crash = true;
+    case.corrupt = true;
+    case.generations = 2;
+    case.limits = Limits {
+        txns_max: Some(6),
+        ops_max: Some(3),
+        value_len_max: Some(100),
+    };
+    case.kill_offset_bytes = Some(300);
+    let line = case.repro_args();
+    let args: Vec<&str> = line.split_whitespace().collect();
+    let (code, v) = repro_json(&args);
+    assert!(matches!(code, Some(0 | 1)), "{line}: exit {code:?}");
+    let replayed: Case = serde_json::from_value(v["case"].clone()).unwrap();
+    assert_eq!(
+        replayed, case,
+        "`repro {line}` replays exactly the printed case"
+    );
+
+    // `--power-loss` bare and `--power-loss always` are the same case, in repro as in run.
+    let base = ["--seed", "0x77", "--mode", "async", "--kill", "offset"];
+    let bare = repro_json(&[&base[..], &["--power-loss"]].concat());
+    let spelled = repro_json(&[&base[..], &["--power-loss", "always"]].concat());
+    assert_eq!(bare.1["case"]["power_loss"], true);
+    assert_eq!(bare, spelled);
+    let never = repro_json(&[&base[..], &["--power-loss", "never"]].concat());
+    assert_eq!(never.1["case"]["power_loss"], false);
+    let dir = tempfile::tempdir().unwrap();
+    for spelling in [&["--power-loss"][..], &["--power-loss", "always"]] {
+        let out = torture()
+            .args([
+                "run",
+                "--cycles",
+                "2",
+                "--seed",
+                "1",
+                "--json",
+                "--artifacts",
+            ])
+            .arg(dir.path())
+            .args(spelling)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "run {spelling:?}");
+    }
+}
+
+fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect()
+}
+
+#[test]
+fn run_prints_a_heartbeat_on_stderr_when_it_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = torture()
+        .args([
+            "run",
+            "--duration",
+            "2500ms",
+            "--jobs",
+            "1",
+            "--heartbeat-secs",
+            "1",
+            "--json",
+            "--artifacts",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let beats: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("heartbeat:"))
+        .collect();
+    assert!(beats.len() >= 2, "a beat a second for 2.5 s:\n{stderr}");
+    for beat in &beats {
+        assert!(beat.contains(" cycles, "), "{beat}");
+        assert!(beat.contains(" findings, "), "{beat}");
+        assert!(beat.contains("s elapsed"), "{beat}");
+    }
+    // stdout stays pure JSON Lines.
+    assert!(json_lines(&out.stdout)
+        .iter()
+        .all(|l| l["type"].is_string()));
+}
+
+#[test]
+fn too_little_free_space_is_an_environment_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = torture()
+        .args(["run", "--cycles", "4", "--json", "--min-free-mib"])
+        .arg((1u64 << 40).to_string())
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .arg("--artifacts")
+        .arg(dir.path().join("artifacts"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("MiB free in"), "{stderr}");
+    assert!(
+        stderr.contains("--min-free-mib"),
+        "names the knob: {stderr}"
+    );
+    let lines = json_lines(&out.stdout);
+    assert!(
+        lines.iter().all(|l| l["type"] != "finding"),
+        "a full disk is not a finding: {lines:?}"
+    );
+}
+
+/// Starts a long JSON run in its own process group, lets it work, sends `signal` to the
+/// group (as a terminal's Ctrl-C does) or to the parent alone, and returns its exit code
+/// and JSON lines.
+fn stop_a_long_run(signal: libc::c_int, to_group: bool) -> (Option<i32>, Vec<serde_json::Value>) {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = torture()
+        .args([
+            "run",
+            "--duration",
+            "120s",
+            "--jobs",
+            "2",
+            "--seed",
+            "0x51",
+            "--json",
+        ])
+        .arg("--artifacts")
+        .arg(dir.path())
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: plain kill(2) on a process (group) this test started.
+    let rc = unsafe { libc::kill(if to_group { -pid } else { pid }, signal) };
+    assert_eq!(rc, 0);
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "torture did not stop after the signal"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), json_lines(&out.stdout))
+}
+
+#[test]
+fn sigint_and_sigterm_stop_the_run_with_a_summary() {
+    for (signal, to_group) in [(libc::SIGINT, true), (libc::SIGTERM, false)] {
+        let (code, lines) = stop_a_long_run(signal, to_group);
+        let summary = lines.last().expect("some output");
+        assert_eq!(summary["type"], "summary", "signal {signal}: {lines:?}");
+        assert_eq!(summary["interrupted"], true);
+        assert!(summary["cycles"].as_u64().unwrap() > 0);
+        assert_eq!(
+            summary["findings"], 0,
+            "signal {signal} to the group must not kill children into findings: {lines:?}"
+        );
+        assert_eq!(code, Some(0), "clean and interrupted exits 0");
+    }
+}
+
+#[test]
+fn bench_check_exits_1_when_a_target_is_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = torture()
+            .args(["bench", "--check", "--from"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let missed = "strict 1 thread / plain loop: 1.25x (target >= 1.3x)\n\
+                  strict 8 threads / 1 thread: 6.00x (target >= 5x)\n";
+    let (code, text) = check("missed.txt", missed);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("strict 1 thread / plain loop: 1.25x, target >= 1.3x: MISSED"),
+        "{text}"
+    );
+    let (code, text) = check("met.txt", &missed.replace("1.25x", "1.35x"));
+    assert_eq!(code, Some(0), "{text}");
+    let json =
+        r#"{"type":"summary","strict_1t_to_plain_ratio":1.5,"strict_group_commit_ratio":4.0}"#;
+    assert_eq!(check("missed.jsonl", json).0, Some(1));
+    assert_eq!(check("none.txt", "no targets\n").0, Some(2));
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A copy of `ci/<script>` in a fresh tree, with a `cargo` on PATH that only logs its
+/// arguments (and prints one test result line for `cargo test`), so that the script runs
+/// without building.
+fn ci_sandbox(scripts: &[&str]) -> tempfile::TempDir {
+    let sandbox = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(sandbox.path().join("ci")).unwrap();
+    std::fs::create_dir_all(sandbox.path().join("bin")).unwrap();
+    for script in scripts {
+        std::fs::copy(
+            repo_root().join("ci").join(script),
+            sandbox.path().join("ci").join(script),
+        )
+        .unwrap();
+    }
+    let cargo = sandbox.path().join("bin/cargo");
+    std::fs::write(
+        &cargo,
+        "#!/bin/sh\necho \"cargo $*\" >> \"$(dirname \"$0\")/cargo.log\"\n\
+         [ \"$1\" = test ] && echo 'test result: ok. 3 passed; 0 failed; 1 ignored'\nexit 0\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    sandbox
+}
+
+fn path_with(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn crash_matrix_runs_the_binary_under_cargo_target_dir() {
+    let sandbox = ci_sandbox(&["crash-matrix.sh"]);
+    let target = sandbox.path().join("elsewhere");
+    std::fs::create_dir_all(target.join("debug")).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_torture"), target.join("debug/torture"))
+        .unwrap();
+    let out = Command::new("bash")
+        .arg(sandbox.path().join("ci/crash-matrix.sh"))
+        .args(["1", "0x5eed"])
+        .env("CARGO_TARGET_DIR", &target)
+        .env("PATH", path_with(&sandbox.path().join("bin")))
+        .env_remove("ARTIFACTS_DIR")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches("== mode=").count(), 12, "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "artifacts under {}",
+            target.join("crash-artifacts").display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        !sandbox.path().join("target").exists(),
+        "nothing under ./target"
+    );
+}
+
+#[test]
+fn check_script_writes_its_test_log_under_cargo_target_dir() {
+    let sandbox = ci_sandbox(&["check.sh"]);
+    // The crash smoke is the other test's subject; here it only has to succeed.
+    std::fs::write(sandbox.path().join("ci/crash-matrix.sh"), "exit 0\n").unwrap();
+    let target = sandbox.path().join("elsewhere");
+    let out = Command::new("bash")
+        .arg(sandbox.path().join("ci/check.sh"))
+        .env("CARGO_TARGET_DIR", &target)
+        .env("PATH", path_with(&sandbox.path().join("bin")))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("3 passed, 0 failed, 1 skipped"),
+        "{stdout}"
+    );
+    assert!(target.join("ci-test.log").is_file());
+    assert!(
+        !sandbox.path().join("target").exists(),
+        "nothing under ./target"
+    );
+}
+
+#[test]
+fn report_merges_runs_into_one_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |seed: &str, cycles: &str| {
+        let out = torture()
+            .args([
+                "run",
+                "--cycles",
+                cycles,
+                "--seed",
+                seed,
+                "--json",
+                "--artifacts",
+            ])
+            .arg(dir.path().join("artifacts"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let path = dir.path().join(format!("{seed}.jsonl"));
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
+    };
+    let (a, b) = (run("0x1", "12"), run("0x2", "6"));
+    let out = torture()
+        .arg("report")
+        .args([&a, &b])
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 1);
+    let report = &lines[0];
+    assert_eq!(report["type"], "report");
+    assert_eq!(report["runs"], 2);
+    assert_eq!(report["summary"]["cycles"], 18);
+    assert_eq!(report["summary"]["findings"], 0);
+    let combos = report["summary"]["per_mode_kill"].as_object().unwrap();
+    let per_combo: u64 = combos.values().map(|c| c["cycles"].as_u64().unwrap()).sum();
+    assert_eq!(per_combo, 18, "every cycle is in one mode/kill row");
+    assert_eq!(combos["strict/offset"]["cycles"], 2, "one from each run");
+    let rates = report["cycles_per_s_by_mode_kill"].as_object().unwrap();
+    assert_eq!(rates.len(), combos.len());
+    assert!(rates.values().all(|r| r.as_f64().unwrap() > 0.0));
+
+    let human = torture().arg("report").args([&a, &b]).output().unwrap();
+    let text = String::from_utf8(human.stdout).unwrap();
+    assert!(text.starts_with("2 runs merged"), "{text}");
+    assert!(text.contains("cycles/s per mode/kill"), "{text}");
+
+    // A run that began and never summarised (a harness failure) makes the merge exit 3.
+    let broken = dir.path().join("broken.jsonl");
+    std::fs::write(&broken, "{\"type\":\"begin\",\"base_seed\":\"0x3\"}\n").unwrap();
+    let out = torture()
+        .arg("report")
+        .args([&a, &broken])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    // A run with a finding makes the merge exit 1.
+    let found = dir.path().join("found.jsonl");
+    let with_finding = std::fs::read_to_string(&b)
+        .unwrap()
+        .replace("\"findings\":0", "\"findings\":1");
+    std::fs::write(&found, with_finding).unwrap();
+    let out = torture().arg("report").args([&a, &found]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = torture()
+        .args(["report", "/nonexistent.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = torture().arg("report").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "at least one file");
 }

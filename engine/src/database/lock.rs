@@ -1,7 +1,7 @@
 //! The directory lock: one open handle per database directory, across processes.
 //!
 //! `flock` locks belong to an open file description, so a second `open` in the same
-//! process fails too (FAULTS.md / DESIGN.md R9). The lock is released when the handle is
+//! process fails too (docs/faults.md / docs/recovery-contract.md R9). The lock is released when the handle is
 //! dropped or the process dies, so a killed writer never leaves a stale lock behind.
 //!
 //! One catch: a process that forks (another thread spawning a child) gives the child a copy

@@ -339,7 +339,7 @@ impl Database {
     }
 
     /// Stops the flusher, syncs, and closes. Returns an error (and never claims success)
-    /// if any write or sync failed during the handle's life (FAULTS.md E3).
+    /// if any write or sync failed during the handle's life (docs/faults.md E3).
     pub fn close(mut self) -> Result<()> {
         self.stop_flusher();
         let result = self

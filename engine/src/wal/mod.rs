@@ -102,7 +102,7 @@ struct WriteState {
     /// Offset where the next record goes.
     end_offset_bytes: u64,
     /// False until the log has been read to its end and any torn tail cut off; appending
-    /// before that could put new records after garbage (FAULTS.md T3).
+    /// before that could put new records after garbage (docs/faults.md T3).
     tail_verified: bool,
     /// Length of the file as this WAL made it: bytes from `end_offset_bytes` up to here are
     /// zeros written by preallocation (or, before the tail is verified, unknown).
@@ -544,7 +544,7 @@ impl WAL {
     /// Makes the log end where reading ended: cuts a torn tail (truncate + fdatasync) or,
     /// in point-in-time mode, saves and cuts everything from the damage on. Then syncs, so
     /// that what recovery read from the page cache is durable before anything builds on it
-    /// (FAULTS.md P4).
+    /// (docs/faults.md P4).
     ///
     /// Non-zero bytes that are cut (a torn tail, or damaged history in point-in-time mode)
     /// are first copied to a sidecar ([`sidecar`]), made durable before the truncation.

@@ -4,7 +4,7 @@
 //! the length of the log. When a record cannot be read, the reader decides between a torn
 //! tail and corruption by looking for any valid record after the damaged one: a crash can
 //! only tear the end of the log, so a valid record after the damage means committed
-//! history was damaged (FAULTS.md C1-C3), and nothing after the damage is ever yielded.
+//! history was damaged (docs/faults.md C1-C3), and nothing after the damage is ever yielded.
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! Edges of the public API that recovery and the harness rely on: limits refused before
 //! anything is written, errors that say what and where, the WAL used directly (append to a
-//! log that was never replayed must first cut its torn tail, FAULTS.md T3), the first
+//! log that was never replayed must first cut its torn tail, docs/faults.md T3), the first
 //! poison reason kept, and an fdatasync failure during recovery failing the open (P4).
 
 use std::sync::atomic::Ordering;

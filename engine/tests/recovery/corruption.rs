@@ -1,4 +1,4 @@
-//! Damage to committed history (FAULTS.md C1-C3) and record sizes across read-buffer
+//! Damage to committed history (docs/faults.md C1-C3) and record sizes across read-buffer
 //! boundaries (C4).
 //!
 //! A damaged record followed by valid records is refused by default with

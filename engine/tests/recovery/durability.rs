@@ -1,4 +1,4 @@
-//! Durability modes as DESIGN.md's table states them, observed through `CommitInfo`,
+//! Durability modes as docs/recovery-contract.md's table states them, observed through `CommitInfo`,
 //! `WAL::synced_offset_bytes` and a storage layer that counts fdatasyncs; and concurrent
 //! Strict commits from 8 threads: all recovered, versions unique, log order == version
 //! order (the bug pinned: versions allocated outside the append lock let a later version

@@ -1,4 +1,4 @@
-//! Identity and ownership (FAULTS.md O4, O5; DESIGN.md R8, R9): a WAL from another
+//! Identity and ownership (docs/faults.md O4, O5; docs/recovery-contract.md R8, R9): a WAL from another
 //! database, a WAL without an IDENTITY file, a future format version, an unknown record
 //! type, a foreign file and a damaged header are refused with clear errors; a second open
 //! of a directory that is open (here or in another process) fails with `Locked`.

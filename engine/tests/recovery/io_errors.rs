@@ -1,4 +1,4 @@
-//! fsync and write failures (FAULTS.md E1-E4): the failing commit errs, the database is
+//! fsync and write failures (docs/faults.md E1-E4): the failing commit errs, the database is
 //! poisoned so that no later commit, flush or close claims success (even though later
 //! fsyncs would "succeed"), nothing partial becomes visible, and reopening recovers.
 //! Faults are injected through `DatabaseOptions::storage_opener`, the WAL's I/O seam.

@@ -8,7 +8,7 @@
 //! How: hand-built WAL images with known record offsets, reopened in temporary directories
 //! and compared with the expected state and `ReplayStats` field by field.
 //! Bugs pinned: the original stories (incomplete, aborted and orphaned records applied;
-//! versions reallocated on replay), and the FAULTS.md catalogue T1-T3, C1-C4, O1-O5, E1-E4
+//! versions reallocated on replay), and the docs/faults.md catalogue T1-T3, C1-C4, O1-O5, E1-E4
 //! and R9 (see each module).
 
 #[path = "../common/mod.rs"]

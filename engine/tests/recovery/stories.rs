@@ -1,4 +1,4 @@
-//! The original design's recovery stories, plus O1-O3 of FAULTS.md: hand-crafted histories
+//! The original design's recovery stories, plus O1-O3 of docs/faults.md: hand-crafted histories
 //! appended through `db.wal().append(..)` (or `WAL::open` + `append`), then reopened.
 
 use std::collections::BTreeMap;

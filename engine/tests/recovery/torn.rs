@@ -1,4 +1,4 @@
-//! Torn tails (FAULTS.md T1-T3): a log cut at any byte, or whose unsynced end was replaced
+//! Torn tails (docs/faults.md T1-T3): a log cut at any byte, or whose unsynced end was replaced
 //! by zeros or garbage, recovers exactly the transactions whose CommitTxn record is whole;
 //! the damaged bytes are reported as a torn tail (never as corruption), cut off before
 //! anything new is appended, and new commits then survive another reopen.
