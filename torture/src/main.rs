@@ -9,14 +9,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+mod bench;
+mod report;
 use crashkit::campaign::{self, CampaignOptions, Frequency, Progress};
 use crashkit::case::{parse_seed, Case, KillKind, Limits, ModeName};
 use crashkit::cycle::{ChildCommand, CycleEnv};
 
-const EXIT_CLEAN: u8 = 0;
-const EXIT_FINDINGS: u8 = 1;
-const EXIT_USAGE: u8 = 2;
-const EXIT_HARNESS: u8 = 3;
+pub(crate) const EXIT_CLEAN: u8 = 0;
+pub(crate) const EXIT_FINDINGS: u8 = 1;
+pub(crate) const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_HARNESS: u8 = 3;
 
 /// The exit codes, shown under every `--help` (docs/recovery-contract.md has the same table).
 const EXIT_CODES_HELP: &str = "\
@@ -64,11 +67,11 @@ enum Command {
     },
     /// The engine's performance checks.
     #[command(after_help = EXIT_CODES_HELP)]
-    Bench(BenchArgs),
+    Bench(bench::BenchArgs),
     /// Merge the JSON Lines of several `torture run --json` outputs into one summary
     /// (exit 1 when any run had findings, 3 when a run never printed its summary).
     #[command(after_help = EXIT_CODES_HELP)]
-    Report(ReportArgs),
+    Report(report::ReportArgs),
     /// Internal: the child writer / recoverer process.
     #[command(hide = true)]
     Child {
@@ -254,30 +257,6 @@ struct InspectArgs {
     path: PathBuf,
 }
 
-#[derive(Debug, Args)]
-struct ReportArgs {
-    /// Files written by `torture run --json` (several runs may share one file).
-    #[arg(required = true, value_name = "FILE.jsonl")]
-    files: Vec<PathBuf>,
-    /// One JSON object on stdout (`type` = `report`) instead of the table.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Args)]
-struct BenchArgs {
-    #[command(flatten)]
-    options: crashkit::bench::BenchOptions,
-    /// Judge the figures against their targets (the `target >= ...` beside them) and exit
-    /// 1 when any is missed. Needs the commit figures (not with --replay-only).
-    #[arg(long)]
-    check: bool,
-    /// With --check: judge the saved output of an earlier `torture bench` (table or
-    /// --json) instead of measuring.
-    #[arg(long, requires = "check", value_name = "FILE")]
-    from: Option<PathBuf>,
-}
-
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(
         s.find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -371,14 +350,14 @@ fn main() -> ExitCode {
         Command::Repro(args) => repro(args),
         Command::Inspect(args) => inspect(args),
         Command::Selftest { seed, json } => selftest(seed, json),
-        Command::Bench(args) => bench(args),
-        Command::Report(args) => report(args),
+        Command::Bench(args) => bench::bench(args),
+        Command::Report(args) => report::report(args),
         Command::Child { .. } => unreachable!("handled above"),
     };
     ExitCode::from(code)
 }
 
-fn harness_failure(what: &str, e: impl std::fmt::Display) -> u8 {
+pub(crate) fn harness_failure(what: &str, e: impl std::fmt::Display) -> u8 {
     eprintln!("torture: {what}: {e}");
     EXIT_HARNESS
 }
@@ -388,7 +367,7 @@ fn child_command() -> Result<ChildCommand, u8> {
         .map_err(|e| harness_failure("cannot locate the torture executable", e))
 }
 
-fn json_line(value: &serde_json::Value) {
+pub(crate) fn json_line(value: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{value}");
     let _ = out.flush();
@@ -667,146 +646,6 @@ fn inspect(args: InspectArgs) -> u8 {
             EXIT_USAGE
         }
         Err(e) => harness_failure("inspect failed", e),
-    }
-}
-
-fn report(args: ReportArgs) -> u8 {
-    let mut merged = crashkit::merge::Merged::default();
-    for path in &args.files {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) => {
-                eprintln!("torture report: cannot read {}: {e}", path.display());
-                return EXIT_USAGE;
-            }
-        };
-        if let Err(e) = merged.add_json_lines(&path.display().to_string(), &text) {
-            eprintln!("torture report: {e}");
-            return EXIT_USAGE;
-        }
-    }
-    let merged = merged.finish();
-    if merged.runs == 0 && merged.incomplete_runs == 0 {
-        eprintln!("torture report: no run summary in the given files");
-        return EXIT_USAGE;
-    }
-    if args.json {
-        let mut v = serde_json::to_value(&merged).unwrap_or_default();
-        v["type"] = "report".into();
-        json_line(&v);
-    } else {
-        print!("{merged}");
-    }
-    if merged.incomplete_runs > 0 {
-        // As for `run` itself: a run that failed proves nothing, whatever the others found.
-        eprintln!(
-            "torture report: {} run(s) without a summary (harness failure or killed)",
-            merged.incomplete_runs
-        );
-        EXIT_HARNESS
-    } else if merged.summary.findings > 0 {
-        EXIT_FINDINGS
-    } else {
-        EXIT_CLEAN
-    }
-}
-
-fn bench(args: BenchArgs) -> u8 {
-    if !args.check || args.options.recover_only.is_some() {
-        return match crashkit::bench::run_command(&args.options) {
-            Ok(()) => EXIT_CLEAN,
-            Err(e) => harness_failure("bench", e),
-        };
-    }
-    let output = match &args.from {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) => {
-                eprintln!("torture bench: cannot read {}: {e}", path.display());
-                return EXIT_USAGE;
-            }
-        },
-        None => {
-            if args.options.replay_only {
-                eprintln!("torture bench: --check judges the commit figures; drop --replay-only");
-                return EXIT_USAGE;
-            }
-            match measure_bench(&args.options) {
-                Ok(output) => output,
-                Err(code) => return code,
-            }
-        }
-    };
-    let checks = match crashkit::bench_check::checks_from_output(&output) {
-        Ok(checks) => checks,
-        Err(e) => {
-            eprintln!("torture bench: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    if checks.is_empty() {
-        eprintln!("torture bench: no figure with a target in the bench output");
-        return EXIT_USAGE;
-    }
-    let missed = checks.iter().filter(|c| !c.met()).count();
-    if args.options.json {
-        let targets: Vec<_> = checks
-            .iter()
-            .map(|c| {
-                serde_json::json!({
-                    "label": c.label, "measured": c.measured,
-                    "target_min": c.target_min, "met": c.met(),
-                })
-            })
-            .collect();
-        json_line(&serde_json::json!({
-            "type": "check", "targets": targets, "missed": missed,
-        }));
-    } else {
-        println!("\ntargets:");
-        for c in &checks {
-            println!("  {c}");
-        }
-    }
-    if missed > 0 {
-        eprintln!("torture bench: {missed} of {} targets missed", checks.len());
-        EXIT_FINDINGS
-    } else {
-        EXIT_CLEAN
-    }
-}
-
-/// Runs the bench in a child `torture bench` (it prints its report itself and returns no
-/// figures), passes its output through, and returns it for judging.
-fn measure_bench(options: &crashkit::bench::BenchOptions) -> Result<String, u8> {
-    let exe = std::env::current_exe()
-        .map_err(|e| harness_failure("cannot locate the torture executable", e))?;
-    let mut command = std::process::Command::new(exe);
-    command.arg("bench");
-    if options.json {
-        command.arg("--json");
-    }
-    if options.quick {
-        command.arg("--quick");
-    }
-    if let Some(dir) = &options.dir {
-        command.arg("--dir").arg(dir);
-    }
-    let output = command
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| harness_failure("cannot start the bench", e))?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    print!("{text}");
-    let _ = std::io::stdout().flush();
-    match output.status.code() {
-        Some(0) => Ok(text),
-        code => {
-            eprintln!("torture bench: the measuring run failed ({:?})", code);
-            Err(code
-                .and_then(|c| u8::try_from(c).ok())
-                .unwrap_or(EXIT_HARNESS))
-        }
     }
 }
 
