@@ -115,7 +115,10 @@ impl StoredKey {
 }
 
 impl Ord for StoredKey {
-    #[inline]
+    /// The common case (shared namespace, both user keys inline) inlined into sorts, merges
+    /// and tree inserts; anything else out of line (as for `cmp_probe`): as one function
+    /// it stayed a call per comparison, ~15% of a random-order replay.
+    #[inline(always)]
     fn cmp(&self, other: &StoredKey) -> Ordering {
         if Arc::ptr_eq(&self.namespace, &other.namespace) {
             if let (
@@ -141,6 +144,13 @@ impl Ord for StoredKey {
                 );
             }
         }
+        self.cmp_general(other)
+    }
+}
+
+impl StoredKey {
+    #[inline(never)]
+    fn cmp_general(&self, other: &StoredKey) -> Ordering {
         self.cmp_parts(&other.namespace, other.type_tag(), other.user_key())
     }
 }

@@ -21,9 +21,13 @@
 //! below a quarter full is merged with a neighbour when the two fit in one. Lookups stay
 //! correct whatever the fill; fill only affects memory.
 
+mod bulk;
+
 use std::cmp::Ordering;
 use std::fmt;
 use std::ops::ControlFlow;
+
+pub(crate) use bulk::IntoSorted;
 
 /// Entries per leaf. 64 keeps a leaf's keys (32 bytes each in the store) within 2 KiB, so a
 /// binary search touches a handful of cache lines, and keeps a mid-leaf insert's shift short.
@@ -177,19 +181,22 @@ impl<K: Ord + Clone, V> OrderedMap<K, V> {
         match inserted {
             Inserted::Replaced(old) => return Some(old),
             Inserted::Fits => {}
-            Inserted::Split { sep, right } => {
-                let left = std::mem::replace(&mut self.root, Node::Leaf(Leaf::new()));
-                let mut children = Vec::with_capacity(CHILDREN_MAX + 1);
-                children.push(left);
-                children.push(right);
-                self.root = Node::Internal(Internal {
-                    seps: vec![sep],
-                    children,
-                });
-            }
+            Inserted::Split { sep, right } => self.grow_root(sep, right),
         }
         self.len += 1;
         None
+    }
+
+    /// Makes the root split into (root, `right`) the two children of a new root.
+    fn grow_root(&mut self, sep: K, right: Node<K, V>) {
+        let left = std::mem::replace(&mut self.root, Node::Leaf(Leaf::new()));
+        let mut children = Vec::with_capacity(CHILDREN_MAX + 1);
+        children.push(left);
+        children.push(right);
+        self.root = Node::Internal(Internal {
+            seps: vec![sep],
+            children,
+        });
     }
 
     /// Removes the entry whose key compares `Equal` under `cmp`.
@@ -442,7 +449,7 @@ fn repair_child<K, V>(internal: &mut Internal<K, V>, idx: usize) {
 #[cfg(test)]
 impl<K: Ord + Clone + fmt::Debug, V> OrderedMap<K, V> {
     /// Asserts every invariant in the module comment.
-    fn check_invariants(&self) {
+    pub(crate) fn check_invariants(&self) {
         fn walk<K: Ord + fmt::Debug, V>(
             node: &Node<K, V>,
             depth: usize,
