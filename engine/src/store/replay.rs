@@ -138,6 +138,12 @@ impl<'a> ReplayApplier<'a> {
             }
             ReplayOp::Delete { key, version } => {
                 self.version_max = self.version_max.max(version);
+                if self.pending.is_empty() && self.runs.is_empty() {
+                    // Nothing buffered: deleting now keeps logs of ascending puts and
+                    // deletes on the append path instead of buffering from here on.
+                    self.contents.map.remove_by(|stored| stored.cmp(&key));
+                    return;
+                }
                 (key, None)
             }
         };

@@ -107,13 +107,7 @@ fn build_parents<K, V>(children: Vec<(K, Node<K, V>)>) -> Vec<(K, Node<K, V>)> {
             nodes.push(node);
         }
         let first = first.expect("every parent takes at least one child");
-        parents.push((
-            first,
-            Node::Internal(Internal {
-                seps,
-                children: nodes,
-            }),
-        ));
+        parents.push((first, Node::Internal(Box::new(Internal::new(seps, nodes)))));
     }
     parents
 }
