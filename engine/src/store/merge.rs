@@ -22,6 +22,19 @@ const RUN_SHRINK_EVERY: usize = 1024;
 /// One operation of a run: `Some(value)` stores, `None` deletes.
 pub(crate) type RunEntry<K, V> = (K, Option<V>);
 
+/// Bytes of a key's integer form (`RunKey::sort_bytes`).
+pub(crate) const SORT_BYTES_LEN: usize = 24;
+
+/// Keys that runs can mostly sort without calling `Ord::cmp`: within one class (for stored
+/// keys, one namespace allocation and type tag), keys whose `sort_bytes` differ order as
+/// those bytes do (compared as unsigned bytes, left to right).
+pub(crate) trait RunKey: Ord {
+    type Class: Copy + Eq;
+    fn class(&self) -> Self::Class;
+    /// `None` for keys without such a form (long user keys).
+    fn sort_bytes(&self) -> Option<[u8; SORT_BYTES_LEN]>;
+}
+
 /// Collects operations in the order they are applied, until they are sorted into a run.
 ///
 /// The sort orders 4-byte positions, not the 88-byte operations (a stable sort of the
@@ -30,10 +43,18 @@ pub(crate) type RunEntry<K, V> = (K, Option<V>);
 /// itself becomes the run, so sealing allocates nothing but the positions: replay's peak
 /// is the runs plus one run being filled (sorting into a second buffer put a 100K-operation
 /// replay's peak at 1.46x its store).
+///
+/// When every key of a run has an integer form in one class (replay's common case: one
+/// namespace, short user keys), the positions are sorted by that form, a comparison of
+/// plain words, instead of through `Ord::cmp` on the operations.
 #[derive(Debug)]
-pub(crate) struct RunBuilder<K, V> {
+pub(crate) struct RunBuilder<K: RunKey, V> {
     ops: Vec<RunEntry<K, V>>,
     order: Vec<u32>,
+    /// The class of the first key, and whether every key since shares it and has an
+    /// integer form.
+    class: Option<K::Class>,
+    uniform: bool,
     /// Operations a run usually gets: the buffer is allocated at this size at once.
     run_len: usize,
 }
@@ -41,12 +62,14 @@ pub(crate) struct RunBuilder<K, V> {
 /// Marks a position of `RunBuilder::order` whose operation is in place.
 const PLACED: u32 = u32::MAX;
 
-impl<K: Ord, V> RunBuilder<K, V> {
+impl<K: RunKey, V> RunBuilder<K, V> {
     /// A builder that allocates nothing until the first push.
     pub(crate) fn new(run_len: usize) -> RunBuilder<K, V> {
         RunBuilder {
             ops: Vec::new(),
             order: Vec::new(),
+            class: None,
+            uniform: true,
             run_len,
         }
     }
@@ -64,6 +87,10 @@ impl<K: Ord, V> RunBuilder<K, V> {
         if self.ops.capacity() == 0 {
             self.ops.reserve_exact(self.run_len);
         }
+        if self.uniform {
+            let class = key.class();
+            self.uniform = *self.class.get_or_insert(class) == class && key.sort_bytes().is_some();
+        }
         self.ops.push((key, val));
     }
 
@@ -77,11 +104,29 @@ impl<K: Ord, V> RunBuilder<K, V> {
         );
         let ops = &mut self.ops;
         self.order.clear();
-        self.order.extend(0..n_ops as u32);
         // Descending key order and, among equal keys, latest first: the first of each key
-        // is the one that stays. Positions are distinct, so the unstable sort is exact.
-        self.order
-            .sort_unstable_by(|&a, &b| ops[b as usize].0.cmp(&ops[a as usize].0).then(b.cmp(&a)));
+        // is the one that stays. Positions are distinct, so the unstable sorts are exact.
+        if self.uniform && n_ops > 1 {
+            let (skip, words) = distinguishing_words(ops);
+            let mut sorted: Vec<(u64, u32)> = words.zip(0..n_ops as u32).collect();
+            // Keys that share `skip` bytes and differ in the next 8 order by those 8 bytes;
+            // only keys equal there are compared whole.
+            debug_assert!(skip <= SORT_BYTES_LEN);
+            sorted.sort_unstable_by(|a, b| {
+                b.0.cmp(&a.0)
+                    .then_with(|| ops[b.1 as usize].0.cmp(&ops[a.1 as usize].0))
+                    .then(b.1.cmp(&a.1))
+            });
+            self.order
+                .extend(sorted.iter().map(|&(_, position)| position));
+        } else {
+            self.order.extend(0..n_ops as u32);
+            self.order.sort_unstable_by(|&a, &b| {
+                ops[b as usize].0.cmp(&ops[a as usize].0).then(b.cmp(&a))
+            });
+        }
+        self.class = None;
+        self.uniform = true;
         // Slot `at` must receive the operation at `order[at]`: follow each cycle of the
         // permutation, swapping every operation into place once.
         for start in 0..n_ops {
@@ -108,6 +153,31 @@ impl<K: Ord, V> RunBuilder<K, V> {
     }
 }
 
+/// For the keys of a uniform run (one class, every key with sort bytes): how many leading
+/// sort bytes all of them share, and for each key the next 8 bytes as a big-endian word
+/// (zero past the end). Skipping the shared prefix matters: replay's keys often share
+/// several bytes (`key_` and more), and a word of them would decide almost nothing.
+fn distinguishing_words<K: RunKey, V>(
+    ops: &[RunEntry<K, V>],
+) -> (usize, impl Iterator<Item = u64> + '_) {
+    let bytes_of = |key: &K| key.sort_bytes().expect("a uniform run");
+    let first = bytes_of(&ops[0].0);
+    let mut skip = SORT_BYTES_LEN;
+    for (key, _) in &ops[1..] {
+        let bytes = bytes_of(key);
+        skip = skip.min(first.iter().zip(&bytes).take_while(|(a, b)| a == b).count());
+    }
+    let words = ops.iter().map(move |(key, _)| {
+        let bytes = bytes_of(key);
+        let mut word = [0u8; 8];
+        let tail = &bytes[skip.min(SORT_BYTES_LEN)..];
+        let n = tail.len().min(8);
+        word[..n].copy_from_slice(&tail[..n]);
+        u64::from_be_bytes(word)
+    });
+    (skip, words)
+}
+
 /// Operations sorted by key, at most one per key (the last one applied).
 #[derive(Debug)]
 pub(crate) struct Run<K, V> {
@@ -116,9 +186,9 @@ pub(crate) struct Run<K, V> {
     popped_since_shrink: usize,
 }
 
-impl<K: Ord, V> Run<K, V> {
+#[cfg(test)]
+impl<K: RunKey, V> Run<K, V> {
     /// The run of `ops`, given in the order they were applied.
-    #[cfg(test)]
     pub(crate) fn from_ops(ops: Vec<RunEntry<K, V>>) -> Run<K, V> {
         let mut builder = RunBuilder::new(ops.len());
         for (key, val) in ops {
@@ -126,7 +196,9 @@ impl<K: Ord, V> Run<K, V> {
         }
         builder.seal()
     }
+}
 
+impl<K: Ord, V> Run<K, V> {
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
@@ -292,6 +364,32 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
+
+    /// Keys from 250 on have no integer form, so runs holding one take the general sort.
+    impl RunKey for u16 {
+        type Class = ();
+        fn class(&self) {}
+        fn sort_bytes(&self) -> Option<[u8; SORT_BYTES_LEN]> {
+            let mut bytes = [0u8; SORT_BYTES_LEN];
+            // Big-endian in the middle: shared leading zeros are skipped, and bytes after
+            // the word leave some keys equal in it (decided by the full comparison).
+            bytes[7..9].copy_from_slice(&self.to_be_bytes());
+            (*self < 250).then_some(bytes)
+        }
+    }
+
+    /// Runs of keys of one parity sort by their bytes; mixed runs take the general sort.
+    impl RunKey for u32 {
+        type Class = bool;
+        fn class(&self) -> bool {
+            self.is_multiple_of(2)
+        }
+        fn sort_bytes(&self) -> Option<[u8; SORT_BYTES_LEN]> {
+            let mut bytes = [0u8; SORT_BYTES_LEN];
+            bytes[..4].copy_from_slice(&self.to_be_bytes());
+            Some(bytes)
+        }
+    }
 
     /// Operations as replay produces them: keys from a small range (so runs hold duplicate
     /// keys, and runs overlap each other and the map), a third of them deletes.
