@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use engine::{DatabaseOptions, DurabilityMode, Key, RunId};
 
-use super::replay::{namespace, user_key, value};
+use super::replay::{namespace, KeyOrder};
 use super::{BenchError, Plan};
 
 /// Commits between two clock reads in a commit loop (keeps `Instant::now` off the profile).
@@ -116,9 +116,9 @@ fn run_cell(
                         }
                         // Keys and values are built before `begin`, as a caller would.
                         let idx = ((thread_idx as u64) << 40) | commits;
-                        let key = Key::kv(ns.clone(), user_key(idx));
+                        let key = Key::kv(ns.clone(), KeyOrder::Ascending.user_key(idx));
                         let mut txn = db.begin(RunId(1));
-                        txn.put(key, value(idx))
+                        txn.put(key, KeyOrder::Ascending.value(idx))
                             .map_err(|e| BenchError::engine("buffering a put", e))?;
                         txn.commit()
                             .map_err(|e| BenchError::engine("committing", e))?;
@@ -231,14 +231,22 @@ fn one_txn_len_bytes() -> usize {
     use engine::wal::entry::{encode_begin, encode_end, encode_write};
     use engine::wal::RecordType;
     let mut out = Vec::new();
-    let key = Key::kv(namespace(), user_key(0));
+    let key = Key::kv(namespace(), KeyOrder::Ascending.user_key(0));
     // A Strict log's typical record: synced up to a few hundred KiB (3-byte offset).
     let framing = engine::wal::Framing {
         codec: engine::wal::FrameCodec::v2(0),
         synced_offset_bytes: 1 << 18,
     };
     encode_begin(&mut out, framing, 1, RunId(1), engine::Timestamp(0));
-    encode_write(&mut out, framing, 1, RunId(1), &key, &value(0), 1);
+    encode_write(
+        &mut out,
+        framing,
+        1,
+        RunId(1),
+        &key,
+        &KeyOrder::Ascending.value(0),
+        1,
+    );
     encode_end(&mut out, framing, RecordType::CommitTxn, 1, RunId(1));
     out.len()
 }

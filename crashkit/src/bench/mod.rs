@@ -1,7 +1,7 @@
 //! `torture bench`: the engine's performance checks, printed as one table per run.
 //!
 //! One run measures, in this order: replay of a crashed WAL of single-put transactions (two
-//! sizes) against the floor of a plain read + crc32 pass over the same file; reopen + read
+//! sizes, each with keys in random order and in ascending order: see `KeyOrder`) against the floor of a plain read + crc32 pass over the same file; reopen + read
 //! every key; recovery's peak RSS against the recovered store's RSS (in a fresh child
 //! process); WAL bytes per transaction; commit throughput per durability mode with 1, 2, 4
 //! and 8 threads; and Strict single-thread commits against a plain write + fdatasync loop
@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use memory::{recover_only, RecoveryMemory};
-pub use replay::build_crashed_wal;
+pub use replay::{build_crashed_wal, KeyOrder};
 pub use report::Report;
 
 /// Options of `torture bench`.
@@ -163,12 +163,14 @@ pub fn run_command(options: &BenchOptions) -> Result<(), BenchError> {
     };
     let mut report = Report::new(options.quick);
     for &n_txns in &plan.replay_txns {
-        let dir = root.join(format!("replay-{n_txns}"));
-        let figures = replay::measure(&dir, n_txns, plan.repeats)?;
-        let memory = memory::measure(&dir, n_txns)?;
-        report.replay.push((figures, memory));
-        std::fs::remove_dir_all(&dir)
-            .map_err(|e| BenchError::io(format!("removing {}", dir.display()), e))?;
+        for key_order in KeyOrder::ALL {
+            let dir = root.join(format!("replay-{n_txns}-{}", key_order.name()));
+            let figures = replay::measure(&dir, n_txns, key_order, plan.repeats)?;
+            let memory = memory::measure(&dir, n_txns)?;
+            report.replay.push((figures, memory));
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| BenchError::io(format!("removing {}", dir.display()), e))?;
+        }
     }
     if !options.replay_only {
         report.commit = Some(commit::measure(&root, &plan)?);

@@ -11,7 +11,7 @@ use engine::{Database, DurabilityMode, Key, Namespace, RunId, Timestamp, Value};
 
 use super::BenchError;
 
-/// User key length of the benchmark keys (`key-` and 16 digits).
+/// User key length of the benchmark keys (`key-`/`key_` and 16 digits).
 pub(crate) const USER_KEY_LEN_BYTES: usize = 20;
 /// Value length of the benchmark values.
 pub(crate) const VALUE_LEN_BYTES: usize = 32;
@@ -20,31 +20,80 @@ const APPEND_CHUNK_LEN_BYTES: usize = 8 << 20;
 /// Read size of the floor pass (the engine's reader uses 1 MiB too).
 const FLOOR_READ_LEN_BYTES: usize = 1 << 20;
 
+/// The order in which a benchmark WAL writes its keys.
+///
+/// Both are measured in every run: ascending keys take the store's append path (every
+/// insert lands at the tree's right edge), random keys land anywhere, which is what real
+/// keys do. A benchmark of one order alone hid a 5.8x slower replay of the other (issue 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOrder {
+    /// `key_` + 16 hex digits of a 64-bit bijective hash (splitmix64's finalizer) of the
+    /// transaction index, and 32 incompressible bytes hashed from the index: exactly the
+    /// keys and values of the peer benchmark (/work/shared/peers), so figures compare.
+    Random,
+    /// `key-` + the transaction index in 16 decimal digits, ascending, and 32 bytes derived
+    /// from the index: the bench's original workload.
+    Ascending,
+}
+
+impl KeyOrder {
+    /// Every order, in the order the bench measures them.
+    pub const ALL: [KeyOrder; 2] = [KeyOrder::Random, KeyOrder::Ascending];
+
+    /// The name used in the table, the JSON Lines (`key_order`) and directory names.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyOrder::Random => "random",
+            KeyOrder::Ascending => "ascending",
+        }
+    }
+
+    /// The user key of transaction `idx`: exactly [`USER_KEY_LEN_BYTES`] bytes.
+    pub(crate) fn user_key(self, idx: u64) -> String {
+        let key = match self {
+            KeyOrder::Random => format!("key_{:016x}", mix(idx)),
+            KeyOrder::Ascending => format!("key-{idx:016}"),
+        };
+        debug_assert_eq!(key.len(), USER_KEY_LEN_BYTES);
+        key
+    }
+
+    /// The value of transaction `idx`: [`VALUE_LEN_BYTES`] bytes derived from `idx`.
+    pub(crate) fn value(self, idx: u64) -> Value {
+        let mut bytes = [0u8; VALUE_LEN_BYTES];
+        for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+            let word = match self {
+                KeyOrder::Random => {
+                    mix(idx.wrapping_mul(4).wrapping_add(i as u64) ^ 0x5555_5555_5555_5555)
+                }
+                KeyOrder::Ascending => idx.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i as u64,
+            };
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        Value::Bytes(bytes.to_vec())
+    }
+}
+
+/// splitmix64's output function: a bijection on u64 (each step, an odd multiply or an
+/// xor with a right shift of itself, is invertible), so distinct indices give distinct keys
+/// in an order unrelated to the indices. The same function the peer benchmark uses.
+fn mix(idx: u64) -> u64 {
+    let mut z = idx.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The namespace every benchmark key lives in.
 pub(crate) fn namespace() -> Arc<Namespace> {
     Arc::new(Namespace::new("bench", "app", "agent", RunId(1)))
-}
-
-/// The user key of transaction `idx`: exactly [`USER_KEY_LEN_BYTES`] bytes.
-pub(crate) fn user_key(idx: u64) -> String {
-    let key = format!("key-{idx:016}");
-    debug_assert_eq!(key.len(), USER_KEY_LEN_BYTES);
-    key
-}
-
-/// The value of transaction `idx`: [`VALUE_LEN_BYTES`] bytes derived from `idx`.
-pub(crate) fn value(idx: u64) -> Value {
-    let mut bytes = [0u8; VALUE_LEN_BYTES];
-    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
-        chunk.copy_from_slice(&(idx.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i as u64).to_le_bytes());
-    }
-    Value::Bytes(bytes.to_vec())
 }
 
 /// Replay figures for one WAL size (medians).
 #[derive(Debug, Clone)]
 pub struct ReplayFigures {
     pub n_txns: u64,
+    pub key_order: KeyOrder,
     pub wal_len_bytes: u64,
     /// `Database::open` of the crashed WAL (replay with full ReplayStats, torn-tail check,
     /// fdatasync).
@@ -73,9 +122,9 @@ impl ReplayFigures {
     }
 }
 
-/// Writes `n_txns` committed single-put transactions into a new database at `dir` and drops
-/// it without closing. Returns the WAL length.
-pub fn build_crashed_wal(dir: &Path, n_txns: u64) -> Result<u64, BenchError> {
+/// Writes `n_txns` committed single-put transactions, keys in `key_order`, into a new
+/// database at `dir` and drops it without closing. Returns the WAL length.
+pub fn build_crashed_wal(dir: &Path, n_txns: u64, key_order: KeyOrder) -> Result<u64, BenchError> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)
             .map_err(|e| BenchError::io(format!("removing {}", dir.display()), e))?;
@@ -97,8 +146,16 @@ pub fn build_crashed_wal(dir: &Path, n_txns: u64) -> Result<u64, BenchError> {
             run_id,
             Timestamp(1_700_000_000_000_000 + idx),
         );
-        let key = Key::kv(ns.clone(), user_key(idx));
-        encode_write(&mut out, framing, txn_id, run_id, &key, &value(idx), txn_id);
+        let key = Key::kv(ns.clone(), key_order.user_key(idx));
+        encode_write(
+            &mut out,
+            framing,
+            txn_id,
+            run_id,
+            &key,
+            &key_order.value(idx),
+            txn_id,
+        );
         encode_end(&mut out, framing, RecordType::CommitTxn, txn_id, run_id);
         if out.len() >= APPEND_CHUNK_LEN_BYTES {
             db.wal()
@@ -154,6 +211,32 @@ fn floor_pass(path: &Path) -> Result<(Duration, u32), BenchError> {
     Ok((started.elapsed(), hasher.finalize()))
 }
 
+/// Checks, outside the timed passes, that every key reads back with its own value and
+/// version (the timed pass only counts the keys found, as it always has).
+fn verify_values(
+    dir: &Path,
+    n_txns: u64,
+    key_order: KeyOrder,
+    keys: &[Key],
+) -> Result<(), BenchError> {
+    let (db, _) = reopen(dir, n_txns)?;
+    for (idx, key) in (0u64..).zip(keys) {
+        let got = db.get(key);
+        let expected = key_order.value(idx);
+        if got.as_ref().map(|v| (&v.value, v.version)) != Some((&expected, idx + 1)) {
+            return Err(BenchError::Verify {
+                reason: format!(
+                    "{} key {key} (txn {}) read back as {got:?}, expected {expected:?} at version {}",
+                    key_order.name(),
+                    idx + 1,
+                    idx + 1
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -163,15 +246,16 @@ pub(crate) fn median(mut samples: Vec<Duration>) -> Duration {
 pub(crate) fn measure(
     dir: &Path,
     n_txns: u64,
+    key_order: KeyOrder,
     repeats: usize,
 ) -> Result<ReplayFigures, BenchError> {
-    let wal_len_bytes = build_crashed_wal(dir, n_txns)?;
+    let wal_len_bytes = build_crashed_wal(dir, n_txns, key_order)?;
     let wal_path = dir.join(engine::WAL_FILE_NAME);
     // Warm the page cache so that replay and floor both read from memory.
     floor_pass(&wal_path)?;
     let ns = namespace();
     let keys: Vec<Key> = (0..n_txns)
-        .map(|i| Key::kv(ns.clone(), user_key(i)))
+        .map(|i| Key::kv(ns.clone(), key_order.user_key(i)))
         .collect();
     let mut reopen_samples = Vec::new();
     let mut floor_samples = Vec::new();
@@ -193,13 +277,18 @@ pub(crate) fn measure(
         read_all_samples.push(started.elapsed());
         if found != n_txns {
             return Err(BenchError::Verify {
-                reason: format!("{found} of {n_txns} keys readable after reopen"),
+                reason: format!(
+                    "{found} of {n_txns} {} keys readable after reopen",
+                    key_order.name()
+                ),
             });
         }
         drop(db);
     }
+    verify_values(dir, n_txns, key_order, &keys)?;
     Ok(ReplayFigures {
         n_txns,
+        key_order,
         wal_len_bytes,
         reopen: median(reopen_samples),
         floor: median(floor_samples),

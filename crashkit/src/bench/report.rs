@@ -32,7 +32,7 @@ impl Report {
         }
     }
 
-    /// JSON Lines: `begin`, one `replay` per size, one `commit` per cell, `summary`.
+    /// JSON Lines: `begin`, one `replay` per size and key order (`key_order`), one `commit` per cell, `summary`.
     pub fn json_lines(&self) -> Vec<String> {
         let mut lines = vec![serde_json::json!({"type": "begin", "quick": self.quick}).to_string()];
         for (r, m) in &self.replay {
@@ -40,6 +40,7 @@ impl Report {
                 serde_json::json!({
                     "type": "replay",
                     "txns": r.n_txns,
+                    "key_order": r.key_order.name(),
                     "wal_bytes": r.wal_len_bytes,
                     "wal_bytes_per_txn": r.wal_bytes_per_txn(),
                     "reopen_s": r.reopen.as_secs_f64(),
@@ -98,8 +99,9 @@ impl Report {
             if self.quick { " --quick" } else { "" }
         ));
         out.push_str(&format!(
-            "{:>9} {:>10} {:>8} {:>10} {:>11} {:>9} {:>9} {:>8} {:>11} {:>10} {:>10} {:>6}\n",
+            "{:>9} {:>9} {:>10} {:>8} {:>10} {:>11} {:>9} {:>9} {:>8} {:>11} {:>10} {:>10} {:>6}\n",
             "txns",
+            "keys",
             "WAL MiB",
             "B/txn",
             "reopen s",
@@ -114,8 +116,9 @@ impl Report {
         ));
         for (r, m) in &self.replay {
             out.push_str(&format!(
-                "{:>9} {:>10.1} {:>8.1} {:>10.3} {:>11.0} {:>9.0} {:>9.4} {:>8.1} {:>11.3} {:>10.1} {:>10.1} {:>6.2}\n",
+                "{:>9} {:>9} {:>10.1} {:>8.1} {:>10.3} {:>11.0} {:>9.0} {:>9.4} {:>8.1} {:>11.3} {:>10.1} {:>10.1} {:>6.2}\n",
                 r.n_txns,
+                r.key_order.name(),
                 r.wal_len_bytes as f64 / MIB,
                 r.wal_bytes_per_txn(),
                 r.reopen.as_secs_f64(),
@@ -128,6 +131,12 @@ impl Report {
                 m.store_delta_bytes() as f64 / MIB,
                 m.peak_to_store_ratio(),
             ));
+        }
+        if !self.replay.is_empty() {
+            out.push_str(
+                "(keys: random = `key_` + 16 hex digits of splitmix64(i), the peer benchmark's; \
+                 ascending = `key-` + i in 16 digits, the store's append path)\n",
+            );
         }
         if let Some((_, m)) = self.replay.first() {
             out.push_str(&format!(

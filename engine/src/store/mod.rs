@@ -5,6 +5,8 @@
 //! allocate and only raise the global version.
 
 mod key;
+mod merge;
+mod replay;
 mod tree;
 mod value;
 
@@ -13,10 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::types::{Key, Namespace, Timestamp, TypeTag, Value, VersionedValue};
-use crate::wal::entry::{KeyRef, ValueRef};
 use key::{Probe, StoredKey};
+pub(crate) use replay::{ReplayApplier, ReplayOp};
 use tree::OrderedMap;
-use value::{StoredPayload, StoredValue};
+use value::StoredValue;
 
 /// Ordered versioned map, safe to share across threads.
 #[derive(Debug, Default)]
@@ -172,12 +174,7 @@ impl UnifiedStore {
     /// Replay only: an applier that holds the write lock until it is finished, so readers
     /// see the store before replay or after it, never in between.
     pub(crate) fn replay_applier(&self) -> ReplayApplier<'_> {
-        ReplayApplier {
-            store: self,
-            contents: self.write(),
-            version_max: 0,
-            last_namespace: None,
-        }
+        ReplayApplier::new(self, self.write())
     }
 
     /// Raises the global version to at least `version` without touching any key.
@@ -271,97 +268,6 @@ impl UnifiedStore {
     }
 }
 
-/// Applies replayed, committed operations in commit order, holding the store's write lock
-/// from start to finish. Logs usually write keys in ascending order; the map appends those
-/// down its rightmost path without searching (see `tree.rs`), so no buffering is needed and
-/// replay's peak memory is the store itself.
-#[derive(Debug)]
-pub(crate) struct ReplayApplier<'a> {
-    store: &'a UnifiedStore,
-    contents: RwLockWriteGuard<'a, Contents>,
-    version_max: u64,
-    /// The namespace of the last put, already interned in the store.
-    last_namespace: Option<Arc<Namespace>>,
-}
-
-/// One replayed operation, already in the store's own form: replay builds it from the
-/// borrowed record (one copy of the key and value bytes, no allocation for short ones) and
-/// holds it until its transaction's CommitTxn.
-#[derive(Debug, Clone)]
-pub(crate) enum ReplayOp {
-    Put {
-        key: StoredKey,
-        payload: StoredPayload,
-        version: u64,
-    },
-    Delete {
-        key: StoredKey,
-        version: u64,
-    },
-}
-
-impl ReplayOp {
-    /// A Write record's operation.
-    pub(crate) fn put(key: KeyRef<'_>, value: ValueRef<'_>, version: u64) -> ReplayOp {
-        ReplayOp::Put {
-            key: StoredKey::new(key.namespace, key.type_tag, key.user_key),
-            payload: StoredPayload::from_ref(value),
-            version,
-        }
-    }
-
-    /// A Delete record's operation.
-    pub(crate) fn delete(key: KeyRef<'_>, version: u64) -> ReplayOp {
-        ReplayOp::Delete {
-            key: StoredKey::new(key.namespace, key.type_tag, key.user_key),
-            version,
-        }
-    }
-
-    pub(crate) fn is_put(&self) -> bool {
-        matches!(self, ReplayOp::Put { .. })
-    }
-}
-
-impl ReplayApplier<'_> {
-    /// Applies one committed operation with its transaction's BeginTxn timestamp.
-    pub(crate) fn apply(&mut self, op: ReplayOp, timestamp: Timestamp) {
-        match op {
-            ReplayOp::Put {
-                mut key,
-                payload,
-                version,
-            } => {
-                // Replay's keys already share one allocation per namespace (the decoder
-                // interns them); this only checks the pointer, or interns a new one.
-                if !self
-                    .last_namespace
-                    .as_ref()
-                    .is_some_and(|ns| Arc::ptr_eq(ns, key.namespace()))
-                {
-                    self.contents.namespaces.intern(&mut key);
-                    self.last_namespace = Some(key.namespace().clone());
-                }
-                self.version_max = self.version_max.max(version);
-                self.contents
-                    .map
-                    .insert(key, StoredValue::from_payload(payload, version, timestamp));
-            }
-            ReplayOp::Delete { key, version } => {
-                self.version_max = self.version_max.max(version);
-                self.contents.map.remove_by(|stored| stored.cmp(&key));
-            }
-        }
-    }
-
-    /// Raises the global version and releases the lock.
-    pub(crate) fn finish(self) {
-        self.store
-            .version
-            .fetch_max(self.version_max, Ordering::AcqRel);
-    }
-}
-
 /// One committed operation, ready to apply to the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreOp {
@@ -378,7 +284,7 @@ pub enum StoreOp {
 
 #[cfg(test)]
 mod tests {
-    use super::value::INLINE_VALUE_LEN_MAX;
+    use super::value::{StoredPayload, INLINE_VALUE_LEN_MAX};
     use super::*;
     use crate::types::RunId;
 
