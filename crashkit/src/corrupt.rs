@@ -13,7 +13,6 @@ use crate::checker::{diff_states, snapshot};
 use crate::finding::{FindingKind, Violation};
 use crate::oracle::State;
 use crate::workload::RecordSpan;
-use engine::wal::RecordType;
 
 /// Which bit to flip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,8 +159,7 @@ pub fn check_refused(
     let n_before = layout
         .iter()
         .filter(|s| {
-            s.record_type == RecordType::CommitTxn
-                && s.offset_bytes + s.len_bytes <= target.record_offset_bytes
+            s.record_type.commits() && s.offset_bytes + s.len_bytes <= target.record_offset_bytes
         })
         .count();
     let result = DatabaseOptions::new()
@@ -245,9 +243,12 @@ mod tests {
         let db_dir = dir.path().join("db");
         let (layout, states) = db_with_txns(&db_dir, 3);
         let before = std::fs::read(db_dir.join("wal.log")).unwrap();
+        // NamespaceDef, then one PutTxn per transaction: flip a byte of the second put,
+        // which the third (written after a sync covered it) proves synced.
+        assert_eq!(layout.len(), 4, "{layout:?}");
         let target = CorruptTarget {
-            record_offset_bytes: layout[4].offset_bytes,
-            byte_offset_bytes: layout[4].offset_bytes + 12,
+            record_offset_bytes: layout[2].offset_bytes,
+            byte_offset_bytes: layout[2].offset_bytes + 12,
             bit: 3,
         };
         check_refused(&db_dir, &target, &layout, &states).unwrap();
@@ -267,6 +268,10 @@ mod tests {
         let db_dir = dir.path().join("db");
         let (layout, states) = db_with_txns(&db_dir, 2);
         let last = layout.last().unwrap();
+        let end = last.offset_bytes + last.len_bytes;
+        // Read before the check: a correct engine cuts the flipped last record.
+        let image = std::fs::read(db_dir.join("wal.log")).unwrap();
+        let proved = proved_synced_end_bytes(&image, end);
         let target = CorruptTarget {
             record_offset_bytes: last.offset_bytes,
             byte_offset_bytes: last.offset_bytes + 10,
@@ -276,10 +281,8 @@ mod tests {
         assert_eq!(v.kind, FindingKind::CorruptionNotDetected, "{v:?}");
         let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
         for _ in 0..50 {
-            let end = last.offset_bytes + last.len_bytes;
-            let image = std::fs::read(db_dir.join("wal.log")).unwrap();
-            let proved = proved_synced_end_bytes(&image, end);
-            let t = pick_target(&layout, end, proved, &mut rng).unwrap();
+            let t = pick_target(&layout, end, proved, &mut rng)
+                .unwrap_or_else(|| panic!("no target: proved {proved}, {layout:?}"));
             assert!(
                 t.record_offset_bytes < last.offset_bytes,
                 "never the last whole record"

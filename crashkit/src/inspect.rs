@@ -269,6 +269,32 @@ fn describe_record(record: &WalRecord) -> String {
         WALEntry::CommitTxn { txn_id, .. } | WALEntry::AbortTxn { txn_id, .. } => {
             format!("txn {txn_id}")
         }
+        WALEntry::NamespaceDef { ns_id, namespace } => format!(
+            "ns {ns_id} = {}/{}/{}/{}",
+            namespace.tenant, namespace.app, namespace.agent, namespace.run_id
+        ),
+        WALEntry::PutTxn {
+            txn_id,
+            timestamp,
+            key,
+            value,
+            version,
+            ..
+        } => format!(
+            "txn {txn_id} ts {} key {key} = {} (committed)",
+            timestamp.0,
+            describe_value(value, *version)
+        ),
+        WALEntry::DeleteTxn {
+            txn_id,
+            timestamp,
+            key,
+            version,
+            ..
+        } => format!(
+            "txn {txn_id} ts {} key {key} @v{version} deleted (committed)",
+            timestamp.0
+        ),
     };
     format!(
         "{:>10} {:>7}B {:<9} {detail}",
@@ -304,13 +330,16 @@ mod tests {
             "{verdict:?}"
         );
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("BeginTxn"), "{text}");
+        // A one-put transaction: its namespace's definition, then one PutTxn record.
         assert!(
-            text.contains("Write") && text.contains("I64(5) @v1"),
+            text.contains("NamespaceDef") && text.contains("ns 0 = t/a/g"),
             "{text}"
         );
-        assert!(text.contains("CommitTxn"), "{text}");
-        assert!(text.contains("3 records; stopped: torn tail"), "{text}");
+        assert!(
+            text.contains("PutTxn") && text.contains("I64(5) @v1"),
+            "{text}"
+        );
+        assert!(text.contains("2 records; stopped: torn tail"), "{text}");
         assert_eq!(
             std::fs::read(&wal).unwrap(),
             bytes,

@@ -6,7 +6,10 @@
 
 use std::sync::Arc;
 
-use engine::wal::entry::{encode_begin, encode_delete, encode_end, encode_write, Framing};
+use engine::wal::entry::{
+    encode_begin, encode_delete, encode_end, encode_namespace_def, encode_single_op_txn,
+    encode_write, Framing, SingleOp,
+};
 use engine::wal::FrameCodec;
 use engine::wal::RecordType;
 use engine::{Key, Namespace, RunId, Timestamp, TypeTag, Value};
@@ -275,9 +278,10 @@ impl Workload {
         Workload { txns }
     }
 
-    /// The records a fault-free run writes after the file header, in order. Record sizes
-    /// do not depend on ids, versions or timestamps (all fixed-width), so placeholders
-    /// give their lengths; the one variable field, the synced offset every format version 2
+    /// The records a fault-free run writes after the file header, in order. In the
+    /// multi-operation records ids, versions and timestamps are fixed-width, so placeholders
+    /// give their lengths; one-operation transactions (PutTxn/DeleteTxn) write them as
+    /// LEB128, predicted here from the transaction's index and a current timestamp's size; the one variable field, the synced offset every format version 2
     /// record carries (LEB128, 1-5 bytes), is taken to be the start of the transaction,
     /// which is exact for a single Strict writer (each commit synced before the next) and
     /// off by a byte or two per record where fewer syncs happen (Async, Batched).
@@ -291,6 +295,7 @@ impl Workload {
         let mut spans = Vec::new();
         let mut offset = start_offset_bytes;
         let mut buf = Vec::new();
+        let mut namespaces: Vec<engine::Namespace> = Vec::new();
         let mut push = |spans: &mut Vec<RecordSpan>, t: RecordType, len: usize, idx: usize| {
             spans.push(RecordSpan {
                 record_type: t,
@@ -310,6 +315,41 @@ impl Workload {
                     s.offset_bytes + s.len_bytes
                 }),
             };
+            if let [op] = txn.ops.as_slice() {
+                // One operation: a NamespaceDef the first time its namespace appears in the
+                // log (as far as this layout knows), then one PutTxn or DeleteTxn.
+                let (key, value) = match op {
+                    OpPlan::Put { key, value } => (key, Some(value)),
+                    OpPlan::Delete { key } => (key, None),
+                };
+                if !namespaces.contains(&*key.namespace) {
+                    namespaces.push((*key.namespace).clone());
+                    buf.clear();
+                    let ns_id = namespaces.len() as u64 - 1;
+                    let len = encode_namespace_def(&mut buf, framing, ns_id, &key.namespace);
+                    push(&mut spans, RecordType::NamespaceDef, len, idx);
+                }
+                let ns_id = namespaces
+                    .iter()
+                    .position(|n| *n == *key.namespace)
+                    .unwrap_or(0);
+                let single = SingleOp {
+                    txn_id: idx as u64 + 1,
+                    run_id: txn.run_id,
+                    timestamp: Timestamp(1_700_000_000_000_000),
+                    version: idx as u64 + 1,
+                    ns_id: ns_id as u64,
+                };
+                buf.clear();
+                let len = encode_single_op_txn(&mut buf, framing, single, key, value);
+                let t = if value.is_some() {
+                    RecordType::PutTxn
+                } else {
+                    RecordType::DeleteTxn
+                };
+                push(&mut spans, t, len, idx);
+                continue;
+            }
             buf.clear();
             let len = encode_begin(&mut buf, framing, 0, txn.run_id, Timestamp(0));
             push(&mut spans, RecordType::BeginTxn, len, idx);
@@ -418,11 +458,17 @@ mod tests {
         let w = Workload::generate(9, &Limits::default());
         let layout = w.record_layout();
         let committed = w.txns.iter().filter(|t| !t.abort).count();
-        let begins = layout
+        // Each committed transaction starts with a BeginTxn, or is one PutTxn/DeleteTxn.
+        let starts = layout
             .iter()
-            .filter(|s| s.record_type == RecordType::BeginTxn)
+            .filter(|s| {
+                matches!(
+                    s.record_type,
+                    RecordType::BeginTxn | RecordType::PutTxn | RecordType::DeleteTxn
+                )
+            })
             .count();
-        assert_eq!(begins, committed);
+        assert_eq!(starts, committed);
         for pair in layout.windows(2) {
             assert_eq!(
                 pair[0].offset_bytes + pair[0].len_bytes,

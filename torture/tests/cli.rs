@@ -144,7 +144,8 @@ fn inspect_prints_records_and_where_reading_stopped() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("header: format version 2"), "{text}");
     assert!(text.contains("answer = I64(42) @v1"), "{text}");
-    assert!(text.contains("3 records; stopped: clean end"), "{text}");
+    // A one-put transaction: the namespace's definition, then one PutTxn record.
+    assert!(text.contains("2 records; stopped: clean end"), "{text}");
 }
 
 fn commit_two_txns(dir: &Path) {
@@ -193,8 +194,9 @@ fn inspect_exits_1_on_damage_and_2_on_what_is_not_a_wal() {
     assert!(text.contains("stopped: torn tail"), "{text}");
     assert_eq!(std::fs::read(&wal).unwrap(), torn, "inspect never writes");
 
-    // Corruption: the first Write's last payload byte flipped, valid records after it.
-    let (offset, len) = record_span(&listing, "Write");
+    // Corruption: the first PutTxn's last payload byte flipped; the second PutTxn, written
+    // after a sync covered the first (Strict), proves it was committed history.
+    let (offset, len) = record_span(&listing, "PutTxn");
     let mut corrupt = original.clone();
     corrupt[(offset + len - 1) as usize] ^= 0x40;
     std::fs::write(&wal, &corrupt).unwrap();

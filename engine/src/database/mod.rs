@@ -396,6 +396,7 @@ impl Database {
             transaction::encode_txn(
                 encoded,
                 framing,
+                |namespace| shared.wal.namespace_id(namespace),
                 txn_id,
                 run_id,
                 timestamp,

@@ -7,7 +7,10 @@ use super::Database;
 use crate::error::{EngineError, Result};
 use crate::store::StoreOp;
 use crate::types::{Key, RunId, Timestamp, Value};
-use crate::wal::entry::{encode_begin, encode_delete, encode_end, encode_write, Framing};
+use crate::wal::entry::{
+    encode_begin, encode_delete, encode_end, encode_namespace_def, encode_single_op_txn,
+    encode_write, Framing, SingleOp,
+};
 use crate::wal::entry::{encoded_key_len, encoded_value_len};
 use crate::wal::format::{RECORD_HEADER_LEN, RECORD_PAYLOAD_LEN_MAX, SYNCED_OFFSET_LEN_MAX};
 use crate::wal::RecordType;
@@ -46,16 +49,40 @@ impl PendingOp {
 }
 
 /// Encodes a whole transaction: BeginTxn, one record per op (versions `first_version..`),
-/// CommitTxn.
+/// CommitTxn. From format version 2 on, a transaction of one operation is one PutTxn or
+/// DeleteTxn record instead (after a NamespaceDef when `namespace_id` says its namespace is
+/// new to the log): about half the bytes, and atomic by its single checksum.
+// One argument per field of the records it writes; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn encode_txn(
     out: &mut Vec<u8>,
     framing: Framing,
+    namespace_id: impl FnOnce(&crate::types::Namespace) -> (u64, bool),
     txn_id: u64,
     run_id: RunId,
     timestamp: Timestamp,
     first_version: u64,
     ops: &[PendingOp],
 ) {
+    if let ([op], true) = (ops, framing.codec.carries_synced_offset()) {
+        let (key, value) = match op {
+            PendingOp::Put { key, value } => (key, Some(value)),
+            PendingOp::Delete { key } => (key, None),
+        };
+        let (ns_id, new) = namespace_id(&key.namespace);
+        if new {
+            encode_namespace_def(out, framing, ns_id, &key.namespace);
+        }
+        let single = SingleOp {
+            txn_id,
+            run_id,
+            timestamp,
+            version: first_version,
+            ns_id,
+        };
+        encode_single_op_txn(out, framing, single, key, value);
+        return;
+    }
     encode_begin(out, framing, txn_id, run_id, timestamp);
     for (i, op) in ops.iter().enumerate() {
         let version = first_version + i as u64;

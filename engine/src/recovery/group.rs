@@ -8,9 +8,10 @@ use std::ops::ControlFlow;
 
 use super::batch::{Batch, BatchedRecord};
 use crate::store::{ReplayApplier, ReplayOp};
-use crate::types::{RunId, Timestamp};
+use crate::types::{Namespace, RunId, Timestamp};
 use crate::wal::entry::{EntryRef, NamespaceCache};
 use crate::wal::ReadEnd;
+use std::sync::Arc;
 
 #[derive(Debug)]
 struct OpenTxn {
@@ -233,6 +234,33 @@ impl<'a> Grouper<'a> {
                 }
                 None => self.orphan("CommitTxn", txn_id, offset_bytes),
             },
+            EntryRef::NamespaceDef { .. } => {}
+            // A whole one-operation transaction: committed by being read, applied now.
+            EntryRef::PutTxn {
+                key,
+                value,
+                version,
+                timestamp,
+                ..
+            } => {
+                self.tally.max_version_seen = self.tally.max_version_seen.max(version);
+                self.tally.txns_applied += 1;
+                self.tally.writes_applied += 1;
+                self.applier
+                    .apply(ReplayOp::put(key, value, version), timestamp);
+            }
+            EntryRef::DeleteTxn {
+                key,
+                version,
+                timestamp,
+                ..
+            } => {
+                self.tally.max_version_seen = self.tally.max_version_seen.max(version);
+                self.tally.txns_applied += 1;
+                self.tally.deletes_applied += 1;
+                self.applier
+                    .apply(ReplayOp::delete(key, version), timestamp);
+            }
             EntryRef::AbortTxn { txn_id, .. } => match self.open.remove(txn_id) {
                 Some(txn) => {
                     self.tally.aborted_txns += 1;
@@ -257,8 +285,9 @@ impl<'a> Grouper<'a> {
     }
 
     /// Discards (and logs) the transactions still open, releases the store, and returns the
-    /// counts and, if the log ended at a record that does not decode, that end.
-    pub(super) fn finish(mut self) -> (GroupTally, Option<ReadEnd>) {
+    /// counts and, if the log ended at a record that does not decode, that end, and the
+    /// namespaces the log's NamespaceDef records defined (by id).
+    pub(super) fn finish(mut self) -> (GroupTally, Option<ReadEnd>, Vec<Arc<Namespace>>) {
         self.applier.finish();
         for (txn_id, txn) in self.open.into_sorted() {
             self.tally.discarded_txns += 1;
@@ -268,6 +297,7 @@ impl<'a> Grouper<'a> {
                 txn.ops.len()
             );
         }
-        (self.tally, self.undecodable)
+        let defined = self.namespaces.defined().to_vec();
+        (self.tally, self.undecodable, defined)
     }
 }

@@ -133,7 +133,7 @@ fn replay(
         })
         .map(|()| reader)
     };
-    let (grouped, undecodable) = grouper.finish();
+    let (grouped, undecodable, namespaces) = grouper.finish();
     // A record that does not decode ends the log there. The reading stage, which only
     // checks frames, may have read on past it, and even failed further on (an unknown
     // record type, an I/O error): the log ended before that, as it would have for a reader
@@ -160,6 +160,8 @@ fn replay(
         ..ReplayStats::default()
     };
     let accepted = wal.accept_end(&end, recovery_mode)?;
+    // The writer goes on numbering namespaces after the ones the kept log defines.
+    wal.set_defined_namespaces(&namespaces);
     stats.corruption = accepted.corruption;
     stats.torn_tail_saved_to = accepted.torn_tail_saved_to;
     stats.sidecars_removed = accepted.sidecars_removed;

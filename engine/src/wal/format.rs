@@ -66,6 +66,13 @@ pub enum RecordType {
     Delete = 3,
     CommitTxn = 4,
     AbortTxn = 5,
+    /// Version 2 on: gives a namespace a small id that later records refer to.
+    NamespaceDef = 6,
+    /// Version 2 on: a whole committed transaction of one put (begin, write and commit in
+    /// one checksummed record, so it is applied whole or not at all).
+    PutTxn = 7,
+    /// Version 2 on: a whole committed transaction of one delete.
+    DeleteTxn = 8,
 }
 
 /// The reserved record type byte; never written.
@@ -79,8 +86,24 @@ impl RecordType {
             3 => Some(RecordType::Delete),
             4 => Some(RecordType::CommitTxn),
             5 => Some(RecordType::AbortTxn),
+            6 => Some(RecordType::NamespaceDef),
+            7 => Some(RecordType::PutTxn),
+            8 => Some(RecordType::DeleteTxn),
             _ => None,
         }
+    }
+
+    /// True for the record types format version 1 defines (1-5).
+    pub fn in_v1(self) -> bool {
+        (self as u8) <= RecordType::AbortTxn as u8
+    }
+
+    /// True when reading this record commits a transaction (CommitTxn, PutTxn, DeleteTxn).
+    pub fn commits(self) -> bool {
+        matches!(
+            self,
+            RecordType::CommitTxn | RecordType::PutTxn | RecordType::DeleteTxn
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -90,6 +113,9 @@ impl RecordType {
             RecordType::Delete => "Delete",
             RecordType::CommitTxn => "CommitTxn",
             RecordType::AbortTxn => "AbortTxn",
+            RecordType::NamespaceDef => "NamespaceDef",
+            RecordType::PutTxn => "PutTxn",
+            RecordType::DeleteTxn => "DeleteTxn",
         }
     }
 }
@@ -224,6 +250,12 @@ impl FrameCodec {
     /// True when records carry the synced offset (format version 2 on).
     pub fn carries_synced_offset(&self) -> bool {
         self.format_version >= FORMAT_VERSION_V2
+    }
+
+    /// The record type `byte` names in this format version (types 6-8 exist from version 2
+    /// on; in a version 1 log they are unknown types).
+    pub fn record_type(&self, byte: u8) -> Option<RecordType> {
+        RecordType::from_byte(byte).filter(|t| self.carries_synced_offset() || t.in_v1())
     }
 
     /// The salt XORed into every checksum (0 for version 1).
@@ -511,7 +543,7 @@ mod tests {
                 assert_eq!(t as u8, byte);
                 assert!(!t.name().is_empty());
             } else {
-                assert!(byte == 0 || byte > 5);
+                assert!(byte == 0 || byte > 8);
             }
         }
     }

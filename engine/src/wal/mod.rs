@@ -13,12 +13,14 @@ pub mod reader;
 pub mod sidecar;
 pub mod storage;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::durability::{DurabilityMode, RecoveryMode};
 use crate::error::{EngineError, Result};
+use crate::types::Namespace;
 pub use entry::{DecodeError, Framing, NamespaceCache, WALEntry};
 pub use format::{
     FileHeader, FrameCodec, RecordType, FORMAT_VERSION, HEADER_LEN, MAGIC, RECORD_HEADER_LEN,
@@ -142,6 +144,9 @@ pub struct WAL {
     sync_waiters: AtomicUsize,
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
+    /// Namespace ids the log defines (format version 2 NamespaceDef records), for the
+    /// writer's compact one-operation records. Set by recovery from the kept log.
+    namespace_ids: Mutex<HashMap<Namespace, u64>>,
 }
 
 /// Locks `m`, taking the guard even if another thread panicked while holding it: every
@@ -274,6 +279,7 @@ impl WAL {
             sync_waiters: AtomicUsize::new(0),
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(None),
+            namespace_ids: Mutex::new(HashMap::new()),
         })
     }
 
@@ -297,6 +303,29 @@ impl WAL {
     /// How this log frames records.
     pub fn codec(&self) -> FrameCodec {
         self.codec
+    }
+
+    /// Replaces the namespace ids the writer knows with the ones `defined` (by id) holds:
+    /// what recovery read from the log it kept.
+    pub fn set_defined_namespaces(&self, defined: &[Arc<Namespace>]) {
+        let mut ids = lock(&self.namespace_ids);
+        ids.clear();
+        for (id, namespace) in defined.iter().enumerate() {
+            ids.insert(Namespace::clone(namespace), id as u64);
+        }
+    }
+
+    /// The id of `namespace` in this log, and whether it is new: then the caller must
+    /// append its NamespaceDef before (in the same write as) the first record that uses it.
+    /// Call under the lock that orders appends (the commit lock).
+    pub fn namespace_id(&self, namespace: &Namespace) -> (u64, bool) {
+        let mut ids = lock(&self.namespace_ids);
+        if let Some(id) = ids.get(namespace) {
+            return (*id, false);
+        }
+        let id = ids.len() as u64;
+        ids.insert(namespace.clone(), id);
+        (id, true)
     }
 
     /// The framing for records encoded now: this log's codec and the offset the last
@@ -537,6 +566,7 @@ impl WAL {
         let mut reader = self.reader()?;
         while reader.next_record()?.is_some() {}
         let end = reader.end().cloned().expect("reader ended");
+        self.set_defined_namespaces(reader.namespaces().defined());
         self.accept_end_locked(state, &end, RecoveryMode::TolerateCorruptTail)?;
         Ok(end)
     }
@@ -690,7 +720,8 @@ fn is_out_of_space(e: &std::io::Error) -> bool {
 /// against their own offset).
 pub fn max_ids_in_records(bytes: &[u8], codec: FrameCodec, base_offset_bytes: u64) -> (u64, u64) {
     let (mut max_txn_id, mut max_version) = (0u64, 0u64);
-    let mut namespaces = NamespaceCache::default();
+    // Their namespace definitions may lie before the cut: any namespace id is accepted.
+    let mut namespaces = NamespaceCache::lenient();
     let mut offset = 0;
     while offset + RECORD_HEADER_LEN <= bytes.len() {
         let format::Frame::Valid {
@@ -704,14 +735,15 @@ pub fn max_ids_in_records(bytes: &[u8], codec: FrameCodec, base_offset_bytes: u6
             continue;
         };
         let payload = &bytes[offset + payload_start..][..payload_len];
-        let entry = RecordType::from_byte(record_type)
+        let entry = codec
+            .record_type(record_type)
             .and_then(|kind| WALEntry::decode_payload(kind, payload, &mut namespaces).ok());
         let Some(entry) = entry else {
             offset += 1;
             continue;
         };
         max_txn_id = max_txn_id.max(entry.txn_id());
-        if let WALEntry::Write { version, .. } | WALEntry::Delete { version, .. } = entry {
+        if let Some(version) = entry.version() {
             max_version = max_version.max(version);
         }
         offset += payload_start + payload_len;
@@ -816,12 +848,11 @@ mod preallocation_tests {
         let db = open(dir.path(), true);
         let stats = db.recovery_stats().clone();
         assert_eq!(stats.txns_applied, 50);
-        // The torn half held the Write's tail and the CommitTxn: the BeginTxn (and maybe the
-        // Write) survive as a transaction that never committed.
-        assert_eq!(stats.discarded_txns, 1);
+        // A one-put transaction is one PutTxn record: its torn second half takes the whole
+        // record, and the log ends where the transaction began.
+        assert_eq!(stats.discarded_txns, 0);
         assert!(!stats.torn_tail_zero_filled);
-        assert!(db.wal().written_offset_bytes() > end_before_last);
-        assert!(db.wal().written_offset_bytes() < end);
+        assert_eq!(db.wal().written_offset_bytes(), end_before_last);
         assert_eq!(file_len(dir.path()), db.wal().written_offset_bytes());
         commit_keys(&db, 51..60);
         crash(db);

@@ -210,6 +210,11 @@ impl<'a> WalReader<'a> {
         })
     }
 
+    /// The namespaces decoded so far (with the NamespaceDef ids the log defined).
+    pub fn namespaces(&self) -> &NamespaceCache {
+        &self.namespaces
+    }
+
     /// How this log frames its records.
     pub fn codec(&self) -> FrameCodec {
         self.codec
@@ -344,6 +349,7 @@ impl<'a> WalReader<'a> {
         }
         let offset_bytes = self.buf_offset_bytes + self.pos as u64;
         valid_frame(
+            self.codec,
             self.codec
                 .inspect(offset_bytes, &buffered[..RECORD_HEADER_LEN + body_len]),
         )
@@ -383,7 +389,7 @@ impl<'a> WalReader<'a> {
                 .inspect(offset_bytes, &self.buf[self.pos..self.filled])
         };
         match frame {
-            Frame::Valid { record_type, .. } => match valid_frame(frame.clone()) {
+            Frame::Valid { record_type, .. } => match valid_frame(self.codec, frame.clone()) {
                 Some(valid) => Ok(Some(valid)),
                 None => Err(EngineError::UnknownRecordType {
                     path: self.path.clone(),
@@ -441,7 +447,7 @@ impl<'a> WalReader<'a> {
 /// The frame's type, payload position and synced offset when it is valid and of a type
 /// this build knows.
 #[inline]
-fn valid_frame(frame: Frame) -> Option<ValidFrame> {
+fn valid_frame(codec: FrameCodec, frame: Frame) -> Option<ValidFrame> {
     match frame {
         Frame::Valid {
             record_type,
@@ -449,7 +455,7 @@ fn valid_frame(frame: Frame) -> Option<ValidFrame> {
             payload_len,
             synced_offset_bytes,
         } => Some(ValidFrame {
-            kind: RecordType::from_byte(record_type)?,
+            kind: codec.record_type(record_type)?,
             payload_start,
             payload_len,
             synced_offset_bytes,
@@ -508,7 +514,9 @@ fn scan_after_damage(
     let mut valid_records_after = 0u64;
     let mut window = Vec::new();
     let mut window_start = damage_offset_bytes;
-    let mut namespaces = NamespaceCache::default();
+    // Records after damage may refer to namespaces defined before it or in the damaged
+    // region: judged by their structure, any namespace id is taken as defined.
+    let mut namespaces = NamespaceCache::lenient();
     let mut candidate = damage_offset_bytes + 1;
     // Bytes of the damaged record itself count towards the zero check.
     let mut zero_checked_to = damage_offset_bytes;
@@ -532,7 +540,7 @@ fn scan_after_damage(
         let payload_len = read_u32(header) as usize;
         let record_type = header[RECORD_TYPE_OFFSET];
         let total = RECORD_HEADER_LEN + payload_len;
-        if RecordType::from_byte(record_type).is_some()
+        if codec.record_type(record_type).is_some()
             && payload_len <= RECORD_PAYLOAD_LEN_MAX
             && candidate + total as u64 <= file_len_bytes
         {
@@ -545,7 +553,7 @@ fn scan_after_damage(
                 owned = v;
                 &owned
             };
-            if let Some(frame) = valid_frame(codec.inspect(candidate, bytes)) {
+            if let Some(frame) = valid_frame(codec, codec.inspect(candidate, bytes)) {
                 let payload = &bytes[frame.payload_start..frame.payload_start + frame.payload_len];
                 if WALEntry::decode_payload(frame.kind, payload, &mut namespaces).is_ok() {
                     let proves_synced = match frame.synced_offset_bytes {

@@ -16,6 +16,7 @@ mod common;
 
 mod api;
 mod commit_path;
+mod compact;
 mod corruption;
 mod durability;
 mod identity;

@@ -44,6 +44,27 @@ pub enum EntryRef<'a> {
         txn_id: u64,
         run_id: RunId,
     },
+    NamespaceDef {
+        ns_id: u64,
+        namespace: Arc<Namespace>,
+    },
+    PutTxn {
+        txn_id: u64,
+        run_id: RunId,
+        timestamp: Timestamp,
+        version: u64,
+        ns_id: u64,
+        key: KeyRef<'a>,
+        value: ValueRef<'a>,
+    },
+    DeleteTxn {
+        txn_id: u64,
+        run_id: RunId,
+        timestamp: Timestamp,
+        version: u64,
+        ns_id: u64,
+        key: KeyRef<'a>,
+    },
 }
 
 /// A decoded key: the interned namespace and the user key's bytes in the payload.
@@ -127,6 +148,11 @@ impl<'a> EntryRef<'a> {
             bytes: payload,
             pos: 0,
         };
+        if !record_type.in_v1() {
+            let entry = decode_compact(record_type, &mut cursor, namespaces)?;
+            cursor.finish()?;
+            return Ok(entry);
+        }
         let txn_id = cursor.u64("txn_id")?;
         let run_id = RunId(cursor.u64("run_id")?);
         let entry = match record_type {
@@ -159,26 +185,25 @@ impl<'a> EntryRef<'a> {
             }
             RecordType::CommitTxn => EntryRef::CommitTxn { txn_id, run_id },
             RecordType::AbortTxn => EntryRef::AbortTxn { txn_id, run_id },
+            RecordType::NamespaceDef | RecordType::PutTxn | RecordType::DeleteTxn => {
+                unreachable!("compact records are decoded above")
+            }
         };
-        if cursor.pos != payload.len() {
-            return Err(DecodeError {
-                field: "payload",
-                reason: format!(
-                    "{} trailing bytes after the last field",
-                    payload.len() - cursor.pos
-                ),
-            });
-        }
+        cursor.finish()?;
         Ok(entry)
     }
 
+    /// The transaction the record belongs to (0 for a NamespaceDef, which belongs to none).
     pub fn txn_id(&self) -> u64 {
         match self {
             EntryRef::BeginTxn { txn_id, .. }
             | EntryRef::Write { txn_id, .. }
             | EntryRef::Delete { txn_id, .. }
             | EntryRef::CommitTxn { txn_id, .. }
-            | EntryRef::AbortTxn { txn_id, .. } => *txn_id,
+            | EntryRef::AbortTxn { txn_id, .. }
+            | EntryRef::PutTxn { txn_id, .. }
+            | EntryRef::DeleteTxn { txn_id, .. } => *txn_id,
+            EntryRef::NamespaceDef { .. } => 0,
         }
     }
 
@@ -220,8 +245,98 @@ impl<'a> EntryRef<'a> {
             },
             EntryRef::CommitTxn { txn_id, run_id } => WALEntry::CommitTxn { txn_id, run_id },
             EntryRef::AbortTxn { txn_id, run_id } => WALEntry::AbortTxn { txn_id, run_id },
+            EntryRef::NamespaceDef { ns_id, namespace } => {
+                WALEntry::NamespaceDef { ns_id, namespace }
+            }
+            EntryRef::PutTxn {
+                txn_id,
+                run_id,
+                timestamp,
+                version,
+                ns_id,
+                key,
+                value,
+            } => WALEntry::PutTxn {
+                txn_id,
+                run_id,
+                timestamp,
+                version,
+                ns_id,
+                key: key.into_key(),
+                value: value.to_value(),
+            },
+            EntryRef::DeleteTxn {
+                txn_id,
+                run_id,
+                timestamp,
+                version,
+                ns_id,
+                key,
+            } => WALEntry::DeleteTxn {
+                txn_id,
+                run_id,
+                timestamp,
+                version,
+                ns_id,
+                key: key.into_key(),
+            },
         }
     }
+}
+
+/// Decodes the records format version 2 added (NamespaceDef, PutTxn, DeleteTxn): integers
+/// as LEB128, the namespace by the id a NamespaceDef gave it.
+fn decode_compact<'a>(
+    record_type: RecordType,
+    cursor: &mut Cursor<'a>,
+    namespaces: &mut NamespaceCache,
+) -> Result<EntryRef<'a>, DecodeError> {
+    if record_type == RecordType::NamespaceDef {
+        let ns_id = cursor.varint("ns_id")?;
+        let tenant = cursor.name("namespace.tenant")?;
+        let app = cursor.name("namespace.app")?;
+        let agent = cursor.name("namespace.agent")?;
+        let run_id = RunId(cursor.varint("namespace.run_id")?);
+        let namespace = namespaces.define(ns_id, tenant, app, agent, run_id)?;
+        return Ok(EntryRef::NamespaceDef { ns_id, namespace });
+    }
+    let txn_id = cursor.varint("txn_id")?;
+    let run_id = RunId(cursor.varint("run_id")?);
+    let timestamp = Timestamp(cursor.varint("timestamp")?);
+    let version = cursor.varint("version")?;
+    let ns_id = cursor.varint("key.ns_id")?;
+    let namespace = namespaces.resolve(ns_id)?;
+    let tag_byte = cursor.u8("key.type_tag")?;
+    let type_tag = TypeTag::from_byte(tag_byte).ok_or_else(|| DecodeError {
+        field: "key.type_tag",
+        reason: format!("unknown type tag {tag_byte}"),
+    })?;
+    let len = cursor.varint_len("key.user_key")?;
+    let user_key = cursor.take(len, "key.user_key")?;
+    let key = KeyRef {
+        namespace,
+        type_tag,
+        user_key,
+    };
+    Ok(match record_type {
+        RecordType::PutTxn => EntryRef::PutTxn {
+            txn_id,
+            run_id,
+            timestamp,
+            version,
+            ns_id,
+            key,
+            value: decode_value_with(cursor, BlobLen::Varint)?,
+        },
+        _ => EntryRef::DeleteTxn {
+            txn_id,
+            run_id,
+            timestamp,
+            version,
+            ns_id,
+            key,
+        },
+    })
 }
 
 /// A payload that does not decode: which field and why.
@@ -239,10 +354,17 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// Interns namespaces during decoding: consecutive records almost always share one.
+/// Interns namespaces during decoding: consecutive records almost always share one. Also
+/// holds the namespaces a log's NamespaceDef records defined, by id (format version 2).
 #[derive(Debug, Default)]
 pub struct NamespaceCache {
     recent: Vec<Arc<Namespace>>,
+    /// `defined[id]`: the namespace NamespaceDef `id` defined. Ids are dense from 0, in log
+    /// order.
+    defined: Vec<Arc<Namespace>>,
+    /// Judging records by structure alone (after damage, in a sidecar): a namespace id that
+    /// was never defined here resolves to a placeholder instead of an error.
+    lenient: bool,
     /// The encoded form of `recent[0]` (names with their lengths, then the run id): a key
     /// that starts with exactly these bytes has that namespace, found with one comparison.
     front_encoded: Vec<u8>,
@@ -252,6 +374,72 @@ pub struct NamespaceCache {
 const NAMESPACE_CACHE_ENTRIES_MAX: usize = 16;
 
 impl NamespaceCache {
+    /// A cache for judging records out of their log's context (see `lenient`).
+    pub fn lenient() -> NamespaceCache {
+        NamespaceCache {
+            lenient: true,
+            ..NamespaceCache::default()
+        }
+    }
+
+    /// The namespaces the log's NamespaceDef records defined so far, by id.
+    pub fn defined(&self) -> &[Arc<Namespace>] {
+        &self.defined
+    }
+
+    /// Records NamespaceDef `ns_id`. Ids come dense and in order; defining an id again is
+    /// allowed only with the same namespace (a writer after recovery never does, but a
+    /// repeated definition changes nothing).
+    fn define(
+        &mut self,
+        ns_id: u64,
+        tenant: &str,
+        app: &str,
+        agent: &str,
+        run_id: RunId,
+    ) -> Result<Arc<Namespace>, DecodeError> {
+        let namespace = self.intern(tenant, app, agent, run_id);
+        if self.lenient {
+            return Ok(namespace);
+        }
+        let next = self.defined.len() as u64;
+        match ns_id.cmp(&next) {
+            std::cmp::Ordering::Equal => {
+                self.defined.push(namespace.clone());
+                Ok(namespace)
+            }
+            std::cmp::Ordering::Less if self.defined[ns_id as usize] == namespace => Ok(namespace),
+            std::cmp::Ordering::Less => Err(DecodeError {
+                field: "ns_id",
+                reason: format!("namespace id {ns_id} is already defined as another namespace"),
+            }),
+            std::cmp::Ordering::Greater => Err(DecodeError {
+                field: "ns_id",
+                reason: format!("namespace id {ns_id} skips ids (next is {next})"),
+            }),
+        }
+    }
+
+    /// The namespace `ns_id` names.
+    fn resolve(&mut self, ns_id: u64) -> Result<Arc<Namespace>, DecodeError> {
+        if let Some(namespace) = usize::try_from(ns_id)
+            .ok()
+            .and_then(|i| self.defined.get(i))
+        {
+            return Ok(namespace.clone());
+        }
+        if self.lenient {
+            return Ok(self.intern("?", "?", "?", RunId(ns_id)));
+        }
+        Err(DecodeError {
+            field: "key.ns_id",
+            reason: format!(
+                "namespace id {ns_id} was never defined ({} are)",
+                self.defined.len()
+            ),
+        })
+    }
+
     /// The cached namespace whose names are exactly these bytes (moved to the front).
     fn lookup_raw(
         &mut self,
@@ -383,6 +571,52 @@ impl<'a> Cursor<'a> {
         let len = self.u32(field)? as usize;
         self.take(len, field)
     }
+
+    #[inline(always)]
+    fn varint(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+        match crate::wal::format::read_leb128(&self.bytes[self.pos..]) {
+            Some((value, len)) => {
+                self.pos += len;
+                Ok(value)
+            }
+            None => Err(DecodeError {
+                field,
+                reason: "not a LEB128 u64 (cut short, over 10 bytes or over 64 bits)".to_string(),
+            }),
+        }
+    }
+
+    /// A LEB128 length, which must fit the bytes that remain.
+    fn varint_len(&mut self, field: &'static str) -> Result<usize, DecodeError> {
+        let len = self.varint(field)?;
+        let remaining = self.bytes.len() - self.pos;
+        usize::try_from(len)
+            .ok()
+            .filter(|len| *len <= remaining)
+            .ok_or_else(|| short_field(field, len.min(usize::MAX as u64) as usize, remaining))
+    }
+
+    /// Every byte of the payload must be consumed.
+    fn finish(&self) -> Result<(), DecodeError> {
+        if self.pos != self.bytes.len() {
+            return Err(DecodeError {
+                field: "payload",
+                reason: format!(
+                    "{} trailing bytes after the last field",
+                    self.bytes.len() - self.pos
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How a string or byte value's length is written: u32 LE (version 1 records) or LEB128
+/// (the compact records of version 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlobLen {
+    U32,
+    Varint,
 }
 
 fn decode_key<'a>(
@@ -450,6 +684,21 @@ fn cached_namespace<'a>(
 }
 
 fn decode_value<'a>(cursor: &mut Cursor<'a>) -> Result<ValueRef<'a>, DecodeError> {
+    decode_value_with(cursor, BlobLen::U32)
+}
+
+#[inline(always)]
+fn decode_value_with<'a>(
+    cursor: &mut Cursor<'a>,
+    blob_len: BlobLen,
+) -> Result<ValueRef<'a>, DecodeError> {
+    let blob = |cursor: &mut Cursor<'a>, field| match blob_len {
+        BlobLen::U32 => cursor.blob(field),
+        BlobLen::Varint => {
+            let len = cursor.varint_len(field)?;
+            cursor.take(len, field)
+        }
+    };
     let tag = cursor.u8("value.tag")?;
     Ok(match tag {
         VALUE_NULL => ValueRef::Null,
@@ -466,13 +715,13 @@ fn decode_value<'a>(cursor: &mut Cursor<'a>) -> Result<ValueRef<'a>, DecodeError
         VALUE_I64 => ValueRef::I64(cursor.u64("value.i64")? as i64),
         VALUE_F64 => ValueRef::F64(f64::from_bits(cursor.u64("value.f64")?)),
         VALUE_STRING => {
-            let bytes = cursor.blob("value.string")?;
+            let bytes = blob(cursor, "value.string")?;
             ValueRef::String(std::str::from_utf8(bytes).map_err(|e| DecodeError {
                 field: "value.string",
                 reason: format!("not UTF-8: {e}"),
             })?)
         }
-        VALUE_BYTES => ValueRef::Bytes(cursor.blob("value.bytes")?),
+        VALUE_BYTES => ValueRef::Bytes(blob(cursor, "value.bytes")?),
         other => {
             return Err(DecodeError {
                 field: "value.tag",
