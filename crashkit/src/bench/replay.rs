@@ -5,8 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::wal::entry::{encode_begin, encode_end, encode_write};
-use engine::wal::RecordType;
+use engine::wal::entry::{encode_namespace_def, encode_single_op_txn, SingleOp};
 use engine::{Database, DurabilityMode, Key, Namespace, RunId, Timestamp, Value};
 
 use super::BenchError;
@@ -136,27 +135,24 @@ pub fn build_crashed_wal(dir: &Path, n_txns: u64, key_order: KeyOrder) -> Result
     let mut out = Vec::with_capacity(APPEND_CHUNK_LEN_BYTES + 4096);
     // An Async writer syncs nothing: every record carries the synced offset of the new log.
     let framing = db.wal().framing();
+    // Framed as the commit path frames a one-put transaction: the namespace's definition
+    // once, then one PutTxn record per transaction.
+    let (ns_id, new) = db.wal().namespace_id(&ns);
+    if new {
+        encode_namespace_def(&mut out, framing, ns_id, &ns);
+    }
     for idx in 0..n_txns {
         // Txn ids and versions start at 1, as in a fresh database's commit path.
         let txn_id = idx + 1;
-        encode_begin(
-            &mut out,
-            framing,
-            txn_id,
-            run_id,
-            Timestamp(1_700_000_000_000_000 + idx),
-        );
         let key = Key::kv(ns.clone(), key_order.user_key(idx));
-        encode_write(
-            &mut out,
-            framing,
+        let op = SingleOp {
             txn_id,
             run_id,
-            &key,
-            &key_order.value(idx),
-            txn_id,
-        );
-        encode_end(&mut out, framing, RecordType::CommitTxn, txn_id, run_id);
+            timestamp: Timestamp(1_700_000_000_000_000 + idx),
+            version: txn_id,
+            ns_id,
+        };
+        encode_single_op_txn(&mut out, framing, op, &key, Some(&key_order.value(idx)));
         if out.len() >= APPEND_CHUNK_LEN_BYTES {
             db.wal()
                 .append_bytes(&out)
