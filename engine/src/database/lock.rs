@@ -11,7 +11,7 @@
 //! R9 test while other tests spawned writer processes). So a held lock is retried for a
 //! few milliseconds before `Locked` is reported.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,13 +38,14 @@ impl DirLock {
     /// Takes the exclusive lock on `dir`, failing with `Locked` if it stays held for
     /// `LOCK_ATTEMPTS_MAX` tries (see the module comment for why it is retried).
     pub fn acquire(dir: &Path) -> Result<DirLock> {
+        DirLock::acquire_with(&crate::wal::FileOpener, dir)
+    }
+
+    /// [`DirLock::acquire`] with the lock file opened through the engine's seam.
+    pub fn acquire_with(opener: &dyn crate::wal::StorageOpener, dir: &Path) -> Result<DirLock> {
         let path = dir.join(LOCK_FILE_NAME);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
+        let file = opener
+            .open_lock_file(&path)
             .map_err(|e| EngineError::io(format!("opening lock file {}", path.display()), e))?;
         for attempt in 1..=LOCK_ATTEMPTS_MAX {
             // SAFETY: flock on a file descriptor we own; no memory is passed.

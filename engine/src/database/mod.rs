@@ -200,7 +200,7 @@ impl Database {
         }
         let opener = options.opener.clone();
         create_dirs(opener.as_ref(), &path)?;
-        let dir_lock = DirLock::acquire(&path)?;
+        let dir_lock = DirLock::acquire_with(opener.as_ref(), &path)?;
         let wal_path = path.join(WAL_FILE_NAME);
         // Creation order (see identity.rs): the WAL's header is made durable first, then
         // IDENTITY; records are appended only after both. So a crash during the very first
@@ -255,7 +255,7 @@ impl Database {
         // Bytes that point-in-time recovery cut off (now or in an earlier open) may hold
         // acknowledged commits: their ids and versions are never handed out again (R4).
         let (dropped_max_txn_id, dropped_max_version) =
-            crate::wal::sidecar::max_ids(wal.path(), wal.codec())?;
+            crate::wal::sidecar::max_ids(opener.as_ref(), wal.path(), wal.codec())?;
         let commit = CommitState {
             next_txn_id: stats.max_txn_id.max(dropped_max_txn_id) + 1,
             next_version: stats
@@ -551,29 +551,17 @@ fn batch_size_of(mode: DurabilityMode) -> usize {
 /// earlier open may have died before making its entry durable (best effort there, since
 /// the parent may not be readable by this user; a failure is logged).
 fn create_dirs(opener: &dyn StorageOpener, path: &Path) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut at = Some(path);
-    while let Some(dir) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-        missing.push(dir.to_path_buf());
-        at = dir.parent();
-    }
-    let parent_of = |dir: &Path| match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if missing.is_empty() {
-        let parent = parent_of(path);
-        if let Err(e) = opener.sync_dir(&parent) {
-            log::warn!("fsync of directory {} failed: {e}", parent.display());
-        }
-        return Ok(());
-    }
-    // Outermost first, so each level's parent exists.
-    for dir in missing.iter().rev() {
+    // Every level, outermost first, through the seam: `create_dir` of an existing one says
+    // AlreadyExists, so no level is checked outside the seam.
+    let levels: Vec<&Path> = path
+        .ancestors()
+        .filter(|d| !d.as_os_str().is_empty())
+        .collect();
+    let mut created = Vec::new();
+    for dir in levels.into_iter().rev() {
         match opener.create_dir(dir) {
-            Ok(()) => {}
-            // Another process created it meanwhile: fine, it is a directory now.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Ok(()) => created.push(dir.to_path_buf()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => {
                 return Err(EngineError::io(
                     format!("creating directory {}", dir.display()),
@@ -582,7 +570,19 @@ fn create_dirs(opener: &dyn StorageOpener, path: &Path) -> Result<()> {
             }
         }
     }
-    for dir in &missing {
+    let parent_of = |dir: &Path| match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if created.is_empty() {
+        let parent = parent_of(path);
+        if let Err(e) = opener.sync_dir(&parent) {
+            log::warn!("fsync of directory {} failed: {e}", parent.display());
+        }
+        return Ok(());
+    }
+    // Innermost first: each new level's entry in its parent.
+    for dir in created.iter().rev() {
         let parent = parent_of(dir);
         opener
             .sync_dir(&parent)

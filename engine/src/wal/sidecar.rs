@@ -69,20 +69,23 @@ pub fn parse_name(wal_file_name: &str, name: &str) -> Option<(SidecarKind, u64)>
 
 /// The sidecars of the log at `wal_path`, in no particular order.
 pub fn list(wal_path: &Path) -> Result<Vec<Sidecar>> {
+    list_with(&super::FileOpener, wal_path)
+}
+
+/// [`list`] through the engine's seam.
+pub fn list_with(opener: &dyn StorageOpener, wal_path: &Path) -> Result<Vec<Sidecar>> {
     let dir = parent_dir(wal_path);
     let wal_file_name = file_name(wal_path);
-    let entries = std::fs::read_dir(&dir)
+    let names = opener
+        .list_dir(&dir)
         .map_err(|e| EngineError::io(format!("listing directory {}", dir.display()), e))?;
     let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry
-            .map_err(|e| EngineError::io(format!("listing directory {}", dir.display()), e))?;
-        let name = entry.file_name();
+    for name in names {
         let Some((kind, offset_bytes)) = parse_name(&wal_file_name, &name.to_string_lossy()) else {
             continue;
         };
         found.push(Sidecar {
-            path: entry.path(),
+            path: dir.join(&name),
             kind,
             offset_bytes,
         });
@@ -94,11 +97,19 @@ pub fn list(wal_path: &Path) -> Result<Vec<Sidecar>> {
 /// when there are none). Their records may be acknowledged commits (point-in-time) or
 /// commits a crashed writer acknowledged before the power loss (torn): their ids and
 /// versions are never handed out again (R4).
-pub fn max_ids(wal_path: &Path, codec: FrameCodec) -> Result<(u64, u64)> {
+pub fn max_ids(
+    opener: &dyn StorageOpener,
+    wal_path: &Path,
+    codec: FrameCodec,
+) -> Result<(u64, u64)> {
     let (mut max_txn_id, mut max_version) = (0, 0);
-    for sidecar in list(wal_path)? {
-        let bytes = std::fs::read(&sidecar.path)
-            .map_err(|e| EngineError::io(format!("reading {}", sidecar.path.display()), e))?;
+    for sidecar in list_with(opener, wal_path)? {
+        let read_err = |e| EngineError::io(format!("reading {}", sidecar.path.display()), e);
+        // Listed a moment ago; gone now only if someone removed it meanwhile.
+        let bytes = opener
+            .read_file(&sidecar.path)
+            .map_err(read_err)?
+            .unwrap_or_default();
         let (txn_id, version) = super::max_ids_in_records(&bytes, codec, sidecar.offset_bytes);
         max_txn_id = max_txn_id.max(txn_id);
         max_version = max_version.max(version);
@@ -151,7 +162,7 @@ pub fn save(
     if nonzero_end == offset_bytes {
         return Ok(None);
     }
-    let path = new_path(wal_path, cut, offset_bytes)?;
+    let path = new_path(opener, wal_path, cut, offset_bytes)?;
     let io_err = |what: &str, e| EngineError::io(format!("{what} {}", path.display()), e);
     let opened = opener.open(&path).map_err(|e| io_err("creating", e))?;
     // A fresh name (never an existing sidecar), so the file starts empty.
@@ -179,7 +190,7 @@ pub fn save(
 /// Removes torn-tail sidecars beyond the newest [`TORN_SIDECARS_KEPT`]. Point-in-time
 /// sidecars are never removed by the engine.
 pub fn prune(opener: &dyn StorageOpener, wal_path: &Path) -> Result<Vec<PathBuf>> {
-    let mut torn: Vec<(u64, PathBuf)> = list(wal_path)?
+    let mut torn: Vec<(u64, PathBuf)> = list_with(opener, wal_path)?
         .into_iter()
         .filter_map(|s| match s.kind {
             SidecarKind::Torn { seq } => Some((seq, s.path)),
@@ -201,9 +212,14 @@ pub fn prune(opener: &dyn StorageOpener, wal_path: &Path) -> Result<Vec<PathBuf>
 /// A name no sidecar has yet: the next sequence number for a torn tail, or the first free
 /// copy number for a point-in-time cut at the same offset as an earlier one (never
 /// overwrite evidence).
-fn new_path(wal_path: &Path, cut: Cut, offset_bytes: u64) -> Result<PathBuf> {
+fn new_path(
+    opener: &dyn StorageOpener,
+    wal_path: &Path,
+    cut: Cut,
+    offset_bytes: u64,
+) -> Result<PathBuf> {
     let wal_file_name = file_name(wal_path);
-    let existing = list(wal_path)?;
+    let existing = list_with(opener, wal_path)?;
     let name = match cut {
         Cut::TornTail => {
             let seq = existing

@@ -107,6 +107,24 @@ pub trait StorageOpener: Send + Sync + Debug {
         }
     }
 
+    /// Opens (creating if missing) the directory's lock file, for `flock`: the one file the
+    /// engine needs as a real descriptor. It holds no data.
+    fn open_lock_file(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+    }
+
+    /// The names of the entries of directory `dir` (`readdir`).
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+        std::fs::read_dir(dir)?
+            .map(|entry| entry.map(|e| e.file_name()))
+            .collect()
+    }
+
     /// The whole content of the file at `path`, or `None` when there is no such file.
     fn read_file(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
         match std::fs::read(path) {

@@ -22,6 +22,7 @@ mod durability;
 mod identity;
 mod io_errors;
 mod power_loss;
+mod seam;
 mod stories;
 mod torn;
 
