@@ -18,6 +18,7 @@ pub mod corrupt;
 pub mod coverage;
 pub mod cycle;
 pub mod finding;
+pub mod history;
 pub mod inspect;
 pub mod merge;
 pub mod oracle;

@@ -367,7 +367,9 @@ pub fn put_leb128(out: &mut Vec<u8>, mut value: u64) {
 }
 
 /// Reads a LEB128 u64 from the start of `bytes`: the value and the bytes it took, or
-/// `None` when the encoding runs off the end, is longer than 10 bytes or overflows.
+/// `None` when the encoding runs off the end, is longer than 10 bytes, overflows, or is not
+/// the shortest one (a last byte of zero after the first): each value has one encoding, so
+/// a record re-encodes to exactly its bytes.
 #[inline]
 pub fn read_leb128(bytes: &[u8]) -> Option<(u64, usize)> {
     let mut value = 0u64;
@@ -379,6 +381,9 @@ pub fn read_leb128(bytes: &[u8]) -> Option<(u64, usize)> {
         }
         value |= low << shift;
         if byte & 0x80 == 0 {
+            if idx > 0 && *byte == 0 {
+                return None;
+            }
             return Some((value, idx + 1));
         }
     }
@@ -499,6 +504,12 @@ mod tests {
         let mut overflow = vec![0xff; 9];
         overflow.push(0x02);
         assert_eq!(read_leb128(&overflow), None, "more than 64 bits");
+        assert_eq!(
+            read_leb128(&[0x80, 0x00]),
+            None,
+            "zero in two bytes is not the shortest"
+        );
+        assert_eq!(read_leb128(&[0x00]), Some((0, 1)));
     }
 
     /// A version 2 checksum is salted by the database id: the same record framed for one
