@@ -284,69 +284,117 @@ impl FrameCodec {
     /// known, or at least one whole record.
     #[inline]
     pub fn inspect(&self, offset_bytes: u64, bytes: &[u8]) -> Frame {
+        match self.judge(offset_bytes, bytes) {
+            Judged::Valid(frame) => frame,
+            Judged::Incomplete { needed_bytes } => Frame::Incomplete { needed_bytes },
+            Judged::Invalid(why) => Frame::Invalid {
+                reason: why.describe(offset_bytes),
+            },
+        }
+    }
+
+    /// [`FrameCodec::inspect`] without building a reason for an invalid frame: scans that
+    /// try every byte offset of damaged or foreign bytes call this (building the reason
+    /// string at each offset cost most of such a scan).
+    #[inline]
+    pub fn valid_frame(&self, offset_bytes: u64, bytes: &[u8]) -> Option<Frame> {
+        match self.judge(offset_bytes, bytes) {
+            Judged::Valid(frame) => Some(frame),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn judge(&self, offset_bytes: u64, bytes: &[u8]) -> Judged {
         if bytes.len() < RECORD_HEADER_LEN {
-            return Frame::Incomplete {
+            return Judged::Incomplete {
                 needed_bytes: RECORD_HEADER_LEN,
             };
         }
         let body_len = read_u32(&bytes[RECORD_LEN_OFFSET..]) as usize;
         let record_type = bytes[RECORD_TYPE_OFFSET];
         if body_len > RECORD_PAYLOAD_LEN_MAX {
-            return Frame::Invalid {
-                reason: format!(
-                    "record length {body_len} exceeds the maximum {RECORD_PAYLOAD_LEN_MAX}"
-                ),
-            };
+            return Judged::Invalid(Invalidity::TooLong { body_len });
         }
         let total_len = RECORD_HEADER_LEN + body_len;
         if bytes.len() < total_len {
-            return Frame::Incomplete {
+            return Judged::Incomplete {
                 needed_bytes: total_len,
             };
         }
-        let stored_crc = read_u32(&bytes[RECORD_CRC_OFFSET..]);
+        let stored = read_u32(&bytes[RECORD_CRC_OFFSET..]);
         let body = &bytes[RECORD_HEADER_LEN..total_len];
-        let actual_crc = self.crc(&bytes[..RECORD_CRC_OFFSET], body);
-        if stored_crc != actual_crc {
-            return Frame::Invalid {
-                reason: format!(
-                    "record checksum mismatch (stored {stored_crc:#010x}, computed {actual_crc:#010x})"
-                ),
-            };
+        let computed = self.crc(&bytes[..RECORD_CRC_OFFSET], body);
+        if stored != computed {
+            return Judged::Invalid(Invalidity::Checksum { stored, computed });
         }
         if record_type == RECORD_TYPE_RESERVED {
-            return Frame::Invalid {
-                reason: "record type 0 is reserved".to_string(),
-            };
+            return Judged::Invalid(Invalidity::ReservedType);
         }
         if !self.carries_synced_offset() {
-            return Frame::Valid {
+            return Judged::Valid(Frame::Valid {
                 record_type,
                 payload_start: RECORD_HEADER_LEN,
                 payload_len: body_len,
                 synced_offset_bytes: None,
-            };
+            });
         }
         let Some((synced_offset_bytes, prefix_len)) = read_leb128(body) else {
-            return Frame::Invalid {
-                reason: "record's synced offset is not a valid LEB128 u64".to_string(),
-            };
+            return Judged::Invalid(Invalidity::SyncedOffsetEncoding);
         };
         // A checksummed record claiming a sync beyond its own start was written wrong; so
         // was one claiming less than the header, which is synced when the file is created.
         if synced_offset_bytes > offset_bytes || synced_offset_bytes < HEADER_LEN as u64 {
-            return Frame::Invalid {
-                reason: format!(
-                    "record at offset {offset_bytes} claims synced offset {synced_offset_bytes}, \
-                     outside [{HEADER_LEN}, {offset_bytes}]"
-                ),
-            };
+            return Judged::Invalid(Invalidity::SyncedOffsetRange {
+                synced_offset_bytes,
+            });
         }
-        Frame::Valid {
+        Judged::Valid(Frame::Valid {
             record_type,
             payload_start: RECORD_HEADER_LEN + prefix_len,
             payload_len: body_len - prefix_len,
             synced_offset_bytes: Some(synced_offset_bytes),
+        })
+    }
+}
+
+/// A frame judged without formatting anything.
+enum Judged {
+    Valid(Frame),
+    Incomplete { needed_bytes: usize },
+    Invalid(Invalidity),
+}
+
+/// Why a frame is invalid, as values (the message is built only when asked for).
+#[derive(Debug, Clone, Copy)]
+enum Invalidity {
+    TooLong { body_len: usize },
+    Checksum { stored: u32, computed: u32 },
+    ReservedType,
+    SyncedOffsetEncoding,
+    SyncedOffsetRange { synced_offset_bytes: u64 },
+}
+
+impl Invalidity {
+    #[cold]
+    fn describe(self, offset_bytes: u64) -> String {
+        match self {
+            Invalidity::TooLong { body_len } => {
+                format!("record length {body_len} exceeds the maximum {RECORD_PAYLOAD_LEN_MAX}")
+            }
+            Invalidity::Checksum { stored, computed } => format!(
+                "record checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
+            Invalidity::ReservedType => "record type 0 is reserved".to_string(),
+            Invalidity::SyncedOffsetEncoding => {
+                "record's synced offset is not a valid LEB128 u64".to_string()
+            }
+            Invalidity::SyncedOffsetRange {
+                synced_offset_bytes,
+            } => format!(
+                "record at offset {offset_bytes} claims synced offset {synced_offset_bytes}, \
+                 outside [{HEADER_LEN}, {offset_bytes}]"
+            ),
         }
     }
 }

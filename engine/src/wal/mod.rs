@@ -724,12 +724,12 @@ pub fn max_ids_in_records(bytes: &[u8], codec: FrameCodec, base_offset_bytes: u6
     let mut namespaces = NamespaceCache::lenient();
     let mut offset = 0;
     while offset + RECORD_HEADER_LEN <= bytes.len() {
-        let format::Frame::Valid {
+        let Some(format::Frame::Valid {
             record_type,
             payload_start,
             payload_len,
             ..
-        } = codec.inspect(base_offset_bytes + offset as u64, &bytes[offset..])
+        }) = codec.valid_frame(base_offset_bytes + offset as u64, &bytes[offset..])
         else {
             offset += 1;
             continue;

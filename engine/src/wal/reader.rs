@@ -553,7 +553,8 @@ fn scan_after_damage(
                 owned = v;
                 &owned
             };
-            if let Some(frame) = valid_frame(codec, codec.inspect(candidate, bytes)) {
+            let judged = codec.valid_frame(candidate, bytes);
+            if let Some(frame) = judged.and_then(|f| valid_frame(codec, f)) {
                 let payload = &bytes[frame.payload_start..frame.payload_start + frame.payload_len];
                 if WALEntry::decode_payload(frame.kind, payload, &mut namespaces).is_ok() {
                     let proves_synced = match frame.synced_offset_bytes {
