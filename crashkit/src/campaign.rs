@@ -118,6 +118,11 @@ pub struct Summary {
     pub findings: u64,
     pub elapsed_s: f64,
     pub cycles_per_s: f64,
+    /// Legal crash states recovered and checked (power loss), and their rate.
+    pub crash_states: u64,
+    pub crash_states_per_s: f64,
+    /// Crash states that lost bytes in the middle of the unsynced bytes and kept later ones.
+    pub crash_states_damaged_in_middle: u64,
     /// Keyed `mode/kill`.
     pub per_mode_kill: BTreeMap<String, ComboCounts>,
     /// Where offset, watch and time kills landed, keyed `region/record type`.
@@ -130,6 +135,8 @@ pub struct Summary {
 impl Summary {
     pub fn record(&mut self, outcome: &CycleOutcome) {
         self.cycles += 1;
+        self.crash_states += outcome.crash_states_checked;
+        self.crash_states_damaged_in_middle += outcome.crash_states_damaged_in_middle;
         let key = format!("{}/{}", outcome.case.mode, outcome.case.kill);
         let combo = self.per_mode_kill.entry(key).or_default();
         combo.cycles += 1;
@@ -166,6 +173,11 @@ impl Summary {
         } else {
             0.0
         };
+        self.crash_states_per_s = if self.elapsed_s > 0.0 {
+            self.crash_states as f64 / self.elapsed_s
+        } else {
+            0.0
+        };
     }
 }
 
@@ -185,6 +197,11 @@ impl fmt::Display for Summary {
             } else {
                 ""
             }
+        )?;
+        writeln!(
+            f,
+            "{} crash states checked ({:.1}/s), {} with damage in the middle of unsynced bytes",
+            self.crash_states, self.crash_states_per_s, self.crash_states_damaged_in_middle
         )?;
         let columns = [
             "cycles",

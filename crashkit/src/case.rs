@@ -161,6 +161,14 @@ impl Case {
         rng
     }
 
+    /// The PRNG of item `index` of one purpose (crash state `index` of a power loss):
+    /// its own stream, so that each item replays alone and bit-exactly.
+    pub fn rng_indexed(&self, purpose: Purpose, index: u64) -> ChaCha8Rng {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_stream(((index + 1) << 8) | purpose as u64);
+        rng
+    }
+
     /// The arguments of `torture repro` that rerun exactly this case.
     pub fn repro_args(&self) -> String {
         let mut s = format!(

@@ -89,10 +89,29 @@ pub(crate) fn open(dir: &Path, what: &str) -> Result<Database, Violation> {
     open_with(dir, what, engine::DatabaseOptions::new)
 }
 
+/// The finding for a failed open of a state the crash left: any refusal is one of a
+/// legal crash state (the checker's input never holds anything else); an I/O error is a
+/// failed recovery.
+fn refused(e: &engine::EngineError) -> FindingKind {
+    match e {
+        engine::EngineError::Io { .. } => FindingKind::RecoveryFailed,
+        _ => FindingKind::LegalStateRefused,
+    }
+}
+
 fn open_with(
     dir: &Path,
     what: &str,
     options: impl Fn() -> engine::DatabaseOptions,
+) -> Result<Database, Violation> {
+    open_classified(dir, what, options, |_| FindingKind::RecoveryFailed)
+}
+
+fn open_classified(
+    dir: &Path,
+    what: &str,
+    options: impl Fn() -> engine::DatabaseOptions,
+    kind: impl Fn(&engine::EngineError) -> FindingKind,
 ) -> Result<Database, Violation> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(LOCK_RETRY_MS);
     loop {
@@ -106,7 +125,7 @@ fn open_with(
             }
             Err(e) => {
                 return Err(Violation::new(
-                    FindingKind::RecoveryFailed,
+                    kind(&e),
                     format!("{what}: Database::open failed: {e}"),
                 ))
             }
@@ -173,9 +192,12 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
             crate::seam::Layers::default(),
             Some(report),
         ));
-        open_with(dir, "first reopen", || {
-            engine::DatabaseOptions::new().storage_opener(opener.clone())
-        })?
+        open_classified(
+            dir,
+            "first reopen",
+            || engine::DatabaseOptions::new().storage_opener(opener.clone()),
+            refused,
+        )?
     };
     let stats = db.recovery_stats().clone();
     let mut recovered = snapshot(&db);

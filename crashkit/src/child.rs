@@ -15,6 +15,7 @@ use crate::plan::FaultPlan;
 use crate::protocol::{Event, EventWriter};
 use crate::seam::{FaultOpener, Layers, SyncReport};
 use crate::workload::{OpPlan, Workload};
+use crate::wrong_engine::WrongEngine;
 
 /// Which job a child does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +61,7 @@ pub fn main_from_args(args: Vec<String>) -> ! {
     let mut role = None;
     let mut dir = None;
     let mut case = None;
+    let mut wrong = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         let value = it.next();
@@ -68,6 +70,8 @@ pub fn main_from_args(args: Vec<String>) -> ! {
             ("--role", Some(v)) if v == "recover" => role = Some(Role::Recoverer),
             ("--dir", Some(v)) => dir = Some(PathBuf::from(v)),
             ("--case", Some(v)) => case = serde_json::from_str::<Case>(&v).ok(),
+            // Self-test only: a wrong engine acting in the writer.
+            ("--wrong", Some(v)) => wrong = serde_json::from_str::<WrongEngine>(&v).ok(),
             (other, _) => {
                 eprintln!("crashkit child: unexpected argument {other:?}");
                 std::process::exit(EXIT_BAD_ARGS);
@@ -80,7 +84,7 @@ pub fn main_from_args(args: Vec<String>) -> ! {
     };
     let out = Arc::new(EventWriter::new(1));
     match role {
-        Role::Writer => run_writer(&dir, &case, out),
+        Role::Writer => run_writer(&dir, &case, wrong, out),
         Role::Recoverer => run_recoverer(&dir, &case, out),
     }
 }
@@ -106,9 +110,15 @@ fn open_waiting_for_lock(
     }
 }
 
-fn run_writer(dir: &std::path::Path, case: &Case, out: Arc<EventWriter>) -> ! {
+fn run_writer(
+    dir: &std::path::Path,
+    case: &Case,
+    wrong: Option<WrongEngine>,
+    out: Arc<EventWriter>,
+) -> ! {
     let workload = Workload::for_case(case);
-    let plan = FaultPlan::derive(case, &workload);
+    let mut plan = FaultPlan::derive(case, &workload);
+    plan.wrong = wrong;
     let reporter = out.clone();
     let opener = FaultOpener::new(
         plan.writer_layers(case),
@@ -121,10 +131,14 @@ fn run_writer(dir: &std::path::Path, case: &Case, out: Arc<EventWriter>) -> ! {
             })
         })),
     );
+    let opener = opener
+        .tracing(dir)
+        .unwrap_or_else(|e| panic!("crashkit child: cannot create the I/O trace: {e}"));
     let opener: Arc<dyn engine::wal::StorageOpener> = Arc::new(opener);
     let db = match open_waiting_for_lock(dir, || {
         DatabaseOptions::new()
             .durability(case.mode.durability())
+            .create_format_version(plan.writer_format_version())
             .storage_opener(opener.clone())
     }) {
         Ok(db) => db,

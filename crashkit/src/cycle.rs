@@ -16,6 +16,7 @@ use crate::case::{Case, KillKind, Purpose};
 use crate::checker::{self, Base, CheckInput, WrongEngine};
 use crate::child::{child_args, Role};
 use crate::coverage::{self, KillSite};
+use crate::crash_state::DiskModel;
 use crate::finding::{Finding, FindingKind, Violation};
 use crate::oracle::Ledger;
 use crate::plan::FaultPlan;
@@ -137,6 +138,12 @@ pub struct CycleOutcome {
     pub saw_error: bool,
     /// Whether a bit flip in committed history was checked (needs two whole records).
     pub corrupted: bool,
+    /// Distinct legal crash states recovered and checked (power-loss cycles; a plain
+    /// kill's state is not counted).
+    pub crash_states_checked: u64,
+    /// Of those, states in which bytes were lost in the middle of the unsynced bytes
+    /// while later new bytes reached the disk (docs/faults.md P5).
+    pub crash_states_damaged_in_middle: u64,
     pub finding: Option<Finding>,
     pub elapsed: Duration,
 }
@@ -162,6 +169,18 @@ fn run_child(
     let mut child = Command::new(&env.child.program)
         .args(&env.child.args_prefix)
         .args(child_args(role, db_dir, case))
+        .args(
+            match env
+                .wrong
+                .filter(|w| w.acts_in_writer() && role == Role::Writer)
+            {
+                Some(w) => vec![
+                    "--wrong".to_string(),
+                    serde_json::to_string(&w).expect("a wrong engine serializes"),
+                ],
+                None => Vec::new(),
+            },
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(stderr))
@@ -337,6 +356,8 @@ pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessErr
         acked: 0,
         saw_error: false,
         corrupted: false,
+        crash_states_checked: 0,
+        crash_states_damaged_in_middle: 0,
         finding: None,
         elapsed: Duration::ZERO,
     };
@@ -389,6 +410,9 @@ fn run_generation(
     outcome: &mut CycleOutcome,
 ) -> Result<GenerationVerdict, HarnessError> {
     let case = &top.generation(g);
+    // A wrong engine that acts in the writer goes to the child on its command line; the
+    // checker never learns of it.
+    let checker_wrong = env.wrong.filter(|w| !w.acts_in_writer());
     let workload = Workload::for_case(case);
     let mut plan = FaultPlan::derive(case, &workload);
     // The plan counts WAL bytes as if only the header preceded this generation's records.
@@ -398,6 +422,15 @@ fn run_generation(
     let db_dir = scratch.join("db");
     let wal_path = db_dir.join(engine::WAL_FILE_NAME);
 
+    // A trace left by an earlier generation's writer must not pass for this one's (the
+    // child may die before it creates its own).
+    let trace_path = crate::trace::trace_path(&db_dir);
+    match std::fs::remove_file(&trace_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io_err(format!("removing {}", trace_path.display()))(e))
+        }
+        _ => {}
+    }
     let writer = run_child(env, Role::Writer, case, &db_dir, scratch, &plan)?;
     let mut ledger = writer.ledger.clone();
     outcome.acked += ledger.attempts.iter().filter(|a| a.ack.is_some()).count();
@@ -423,15 +456,68 @@ fn run_generation(
         Err(v) => return Ok(Err((v, plan, crashed_wal))),
     }
 
+    // What the writer really wrote (exact record lengths; the layout is a prediction).
+    let written = crate::workload::spans_in_image(&crashed_wal, base.wal_len_bytes, &layout);
+    ledger.mark_required(case.mode, plan.power_loss.is_some());
+    let expected_end_for = |first_damaged: u64| {
+        (crash_len >= base.wal_len_bytes && case.layout_known()).then(|| {
+            coverage::boundary_at_or_before(
+                &written,
+                first_damaged.min(crash_len),
+                base.wal_len_bytes,
+            )
+        })
+    };
     let mut first_damaged = crash_len;
-    if let (Some(damage), true) = (plan.power_loss, wal_path.exists()) {
-        let synced = ledger.synced_offset_bytes.max(base.wal_len_bytes);
-        let mut rng = case.rng(Purpose::PowerLoss);
-        first_damaged = crate::power_loss::apply(&wal_path, synced, damage, &mut rng).map_err(
-            io_err(format!("simulating power loss on {}", wal_path.display())),
-        )?;
-        // Damage to preallocated zeros past the written end changes no record.
-        first_damaged = first_damaged.min(crash_len);
+    let mut primary_state = None;
+    if let (Some(power_loss), true) = (plan.power_loss, wal_path.exists()) {
+        let trace = crate::trace::Trace::read_for(&db_dir).map_err(io_err(format!(
+            "reading the I/O trace of {}",
+            db_dir.display()
+        )))?;
+        let model = DiskModel::build(&trace, engine::WAL_FILE_NAME, crashed_wal.clone());
+        let states = crate::power_loss::draw_states(&model, case, power_loss.crash_states);
+        // Every state but the first is recovered and checked on its own copy of the
+        // crashed directory; the first goes on in place (recovery crash, bit flip, next
+        // generation).
+        for state in states.iter().skip(1) {
+            let dir = scratch.join(format!("state-{}", state.index));
+            let _ = std::fs::remove_dir_all(&dir);
+            copy_tree(&db_dir, &dir)?;
+            std::fs::write(dir.join(engine::WAL_FILE_NAME), &state.image)
+                .map_err(io_err(format!("writing crash state {}", state.index)))?;
+            let input = CheckInput {
+                case,
+                workload: &workload,
+                ledger: &ledger,
+                crashed_wal: &state.image,
+                expected_valid_end_bytes: expected_end_for(state.first_changed_bytes),
+                corrupt_at: None,
+                reference_state: None,
+                base,
+                layout: &written,
+                expect_exact_torn_bytes: true,
+                wrong: checker_wrong,
+            };
+            outcome.crash_states_checked += 1;
+            outcome.crash_states_damaged_in_middle += u64::from(state.damage_in_middle);
+            if let Err(mut v) = checker::check(&dir, &input) {
+                v.detail = format!("{}: {}", state.describe(&model), v.detail);
+                return Ok(Err((v, plan, state.image.clone())));
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        if let Some(state) = states.into_iter().next() {
+            std::fs::write(&wal_path, &state.image).map_err(io_err(format!(
+                "writing crash state {} to {}",
+                state.index,
+                wal_path.display()
+            )))?;
+            first_damaged = state.first_changed_bytes.min(crash_len);
+            outcome.crash_states_checked += 1;
+            outcome.crash_states_damaged_in_middle += u64::from(state.damage_in_middle);
+            primary_state = Some((state.describe(&model), state.image));
+        }
     }
     let mut reference_state = None;
     if plan.recovery_kill_call.is_some() && db_dir.exists() {
@@ -456,16 +542,11 @@ fn run_generation(
             return Ok(Err((v, plan, crashed_wal)));
         }
     }
-    let damaged_image = if plan.power_loss.is_some() {
-        std::fs::read(&wal_path).unwrap_or_default()
-    } else {
-        crashed_wal.clone()
+    let (primary_state, damaged_image) = match primary_state {
+        Some((describe, image)) => (Some(describe), image),
+        None => (None, crashed_wal.clone()),
     };
-    ledger.mark_required(case.mode, plan.power_loss.is_some());
-    // What the writer really wrote (exact record lengths; the layout is a prediction).
-    let written = crate::workload::spans_in_image(&crashed_wal, base.wal_len_bytes, &layout);
-    let expected_valid_end_bytes = (crash_len >= base.wal_len_bytes && case.layout_known())
-        .then(|| coverage::boundary_at_or_before(&written, first_damaged, base.wal_len_bytes));
+    let expected_valid_end_bytes = expected_end_for(first_damaged);
     let corrupt_at = match (case.corrupt, expected_valid_end_bytes) {
         (true, Some(end)) => {
             let proved = crate::corrupt::proved_synced_end_bytes(&damaged_image, end);
@@ -485,14 +566,19 @@ fn run_generation(
         base,
         layout: &written,
         expect_exact_torn_bytes: plan.recovery_kill_call.is_none(),
-        wrong: env.wrong,
+        wrong: checker_wrong,
     };
     Ok(match checker::check(&db_dir, &input) {
         Ok(report) => {
             outcome.recovered_n = Some(report.n);
             Ok(report.next)
         }
-        Err(v) => Err((v, plan, crashed_wal)),
+        Err(mut v) => {
+            if let Some(state) = primary_state {
+                v.detail = format!("{state}: {}", v.detail);
+            }
+            Err((v, plan, damaged_image))
+        }
     })
 }
 

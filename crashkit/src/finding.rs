@@ -38,8 +38,12 @@ pub enum FindingKind {
     ChildCrashed,
     /// The child exited in a way the plan does not allow (error code, or no `done`).
     UnexpectedExit,
-    /// Reopening the crashed database failed.
+    /// Reopening the crashed database failed for a reason other than a refusal (an I/O
+    /// error), or a later step of the check failed.
     RecoveryFailed,
+    /// The default open refused a legal crash state (docs/recovery-contract.md: it never
+    /// may): the state a kill, a power loss or a crashed recovery left.
+    LegalStateRefused,
     /// Recovery accepted log bytes it never made durable (docs/faults.md P4): a power loss
     /// after recovery could take back what the reopened database already served.
     RecoveryNotDurable,
@@ -61,6 +65,7 @@ impl FindingKind {
             FindingKind::ChildCrashed => "child-crashed",
             FindingKind::UnexpectedExit => "unexpected-exit",
             FindingKind::RecoveryFailed => "recovery-failed",
+            FindingKind::LegalStateRefused => "legal-state-refused",
             FindingKind::RecoveryNotDurable => "recovery-not-durable",
         }
     }

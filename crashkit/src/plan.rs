@@ -9,24 +9,18 @@ use engine::wal::RECORD_HEADER_LEN;
 use crate::case::{Case, KillKind, Purpose};
 use crate::seam::{FailOp, Layers};
 use crate::workload::Workload;
+use crate::wrong_engine::WrongEngine;
 
 /// Shortest delay of a time kill (most earlier kills would land before the WAL exists).
 pub const TIME_KILL_DELAY_US_MIN: u64 = 500;
 /// Longest delay of a time kill.
 pub const TIME_KILL_DELAY_US_MAX: u64 = 4_000;
 
-/// How a power loss damages the bytes after the last completed fdatasync.
+/// A power loss after the kill: the writer traces its I/O, and the parent checks this
+/// many legal crash states built from the trace ([`crate::power_loss`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PowerLossDamage {
-    /// Every unsynced byte is gone.
-    Drop,
-    /// A prefix of the unsynced bytes survives; the file ends at a random point.
-    Cut,
-    /// From a random point on, the unsynced bytes read as zeros.
-    Zeros,
-    /// From a random point on, the unsynced bytes are random garbage.
-    Garbage,
+pub struct PowerLossPlan {
+    pub crash_states: usize,
 }
 
 /// Concrete fault parameters.
@@ -39,9 +33,13 @@ pub struct FaultPlan {
     /// io-error faults: which call fails.
     #[serde(skip)]
     pub fail: Option<(FailOp, u64)>,
-    pub power_loss: Option<PowerLossDamage>,
+    pub power_loss: Option<PowerLossPlan>,
     /// Recovery crash: the first recovery dies at this storage call.
     pub recovery_kill_call: Option<u64>,
+    /// Self-test only: a wrong engine acting in the writer (its storage or options),
+    /// handed to the child on its command line, never derived from the case.
+    #[serde(skip)]
+    pub wrong: Option<WrongEngine>,
 }
 
 impl FaultPlan {
@@ -55,6 +53,7 @@ impl FaultPlan {
             fail: None,
             power_loss: None,
             recovery_kill_call: None,
+            wrong: None,
         };
         match case.kill {
             KillKind::Offset | KillKind::Watch => {
@@ -90,12 +89,8 @@ impl FaultPlan {
             }
         }
         if case.power_loss {
-            let mut rng = case.rng(Purpose::PowerLoss);
-            plan.power_loss = Some(match rng.gen_range(0..4) {
-                0 => PowerLossDamage::Drop,
-                1 => PowerLossDamage::Cut,
-                2 => PowerLossDamage::Zeros,
-                _ => PowerLossDamage::Garbage,
+            plan.power_loss = Some(PowerLossPlan {
+                crash_states: crate::power_loss::crash_states_per_crash(),
             });
         }
         if case.recovery_crash {
@@ -118,6 +113,17 @@ impl FaultPlan {
             },
             fail: self.fail,
             kill_after_calls: None,
+            trace: self.power_loss.is_some(),
+            sync_returns_early: self.wrong == Some(WrongEngine::AcksBeforeSyncReturns),
+        }
+    }
+
+    /// The format version the writer creates a new database with.
+    pub fn writer_format_version(&self) -> u32 {
+        if self.wrong == Some(WrongEngine::RefusesOutOfOrderStates) {
+            1
+        } else {
+            engine::wal::FORMAT_VERSION
         }
     }
 }

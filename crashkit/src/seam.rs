@@ -3,8 +3,9 @@
 //! Each layer wraps another storage and changes one thing: [`KillAtOffset`] stops the
 //! process once exactly K bytes of the WAL exist, [`SyncTracker`] reports each completed
 //! fdatasync's covered length, [`FailingIo`] fails the n-th write or fsync, [`KillAfterCalls`]
-//! stops a recovering process after n storage calls. [`FaultOpener`] stacks them for
-//! `wal.log` only.
+//! stops a recovering process after n storage calls, [`SyncReturnsEarly`] is a wrong
+//! storage for the self-test. [`FaultOpener`] stacks them for `wal.log` only, over a
+//! [`crate::trace::TracedStorage`] for every file when it traces.
 
 use std::io;
 use std::path::Path;
@@ -329,7 +330,46 @@ impl WalStorage for KillAfterCalls {
     }
 }
 
-/// The layers a [`FaultOpener`] stacks (innermost first: io failure, kill, sync tracking).
+/// A wrong storage, for the self-test only: every fdatasync reports success at once and
+/// never reaches the disk, as a storage that acknowledged a sync before it returned (or
+/// a disk that lies about its cache). A process kill cannot tell; a power loss takes back
+/// what Strict commits were acknowledged for.
+#[derive(Debug)]
+pub struct SyncReturnsEarly {
+    inner: Arc<dyn WalStorage>,
+}
+
+impl WalStorage for SyncReturnsEarly {
+    fn len_bytes(&self) -> io::Result<u64> {
+        self.inner.len_bytes()
+    }
+    fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read_at(offset_bytes, buf)
+    }
+    fn write_at(&self, offset_bytes: u64, data: &[u8]) -> io::Result<()> {
+        self.inner.write_at(offset_bytes, data)
+    }
+    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        self.inner.set_len(len_bytes)
+    }
+    fn allocate(
+        &self,
+        offset_bytes: u64,
+        len_bytes: u64,
+        cadence: SyncCadence,
+    ) -> io::Result<bool> {
+        self.inner.allocate(offset_bytes, len_bytes, cadence)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn sync_dir(&self) -> io::Result<()> {
+        self.inner.sync_dir()
+    }
+}
+
+/// The layers a [`FaultOpener`] stacks (innermost first: trace, wrong sync, io failure,
+/// kill, sync tracking).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Layers {
     /// Kill once the WAL holds this many bytes, counted as if the file held only the
@@ -337,6 +377,11 @@ pub struct Layers {
     pub kill_at_offset_bytes: Option<u64>,
     pub fail: Option<(FailOp, u64)>,
     pub kill_after_calls: Option<u64>,
+    /// Trace every file operation (see [`crate::trace`]); the opener needs
+    /// [`FaultOpener::tracing`] to know where.
+    pub trace: bool,
+    /// Self-test: the WAL's fdatasyncs return at once and do nothing.
+    pub sync_returns_early: bool,
 }
 
 /// Opens `wal.log` through the configured layers; any other file (e.g. the point-in-time
@@ -344,6 +389,7 @@ pub struct Layers {
 pub struct FaultOpener {
     layers: Layers,
     report_synced: Option<SyncReporter>,
+    trace: Option<Arc<crate::trace::TraceLog>>,
 }
 
 impl std::fmt::Debug for FaultOpener {
@@ -359,18 +405,53 @@ impl FaultOpener {
         FaultOpener {
             layers,
             report_synced,
+            trace: None,
+        }
+    }
+
+    /// When the layers ask for a trace, writes it to [`crate::trace::trace_path`] of
+    /// `db_dir` (created empty now, before the engine makes any call).
+    pub fn tracing(mut self, db_dir: &Path) -> io::Result<FaultOpener> {
+        if self.layers.trace {
+            let path = crate::trace::trace_path(db_dir);
+            self.trace = Some(Arc::new(crate::trace::TraceLog::create(&path)?));
+        }
+        Ok(self)
+    }
+
+    fn dir_op<T>(
+        &self,
+        verb: &str,
+        path: &Path,
+        to: Option<&Path>,
+        run: impl FnOnce() -> io::Result<T>,
+    ) -> io::Result<T> {
+        match &self.trace {
+            Some(log) => log.dir_op(verb, path, to, run),
+            None => run(),
         }
     }
 }
 
 impl StorageOpener for FaultOpener {
     fn open(&self, path: &Path) -> io::Result<OpenedStorage> {
-        let opened = FileOpener.open(path)?;
+        let mut opened = FileOpener.open(path)?;
+        if let Some(log) = &self.trace {
+            let fid = log.opened(path, opened.created, opened.storage.len_bytes()?);
+            opened.storage = Arc::new(crate::trace::TracedStorage::new(
+                opened.storage,
+                log.clone(),
+                fid,
+            )?);
+        }
         if path.file_name().and_then(|n| n.to_str()) != Some(engine::WAL_FILE_NAME) {
             return Ok(opened);
         }
         let mut storage = opened.storage;
         let opened_plain = storage.clone();
+        if self.layers.sync_returns_early {
+            storage = Arc::new(SyncReturnsEarly { inner: storage });
+        }
         if let Some(n) = self.layers.kill_after_calls {
             storage = Arc::new(KillAfterCalls::new(storage, n, Stop::SigKill));
         }
@@ -397,6 +478,22 @@ impl StorageOpener for FaultOpener {
             storage,
             created: opened.created,
         })
+    }
+
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        self.dir_op("mkdir", path, None, || FileOpener.create_dir(path))
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.dir_op("fsyncdir", dir, None, || FileOpener.sync_dir(dir))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.dir_op("rename", from, Some(to), || FileOpener.rename(from, to))
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.dir_op("unlink", path, None, || FileOpener.remove_file(path))
     }
 }
 

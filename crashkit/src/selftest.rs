@@ -20,6 +20,8 @@ pub struct Detection {
     /// The finding kind it was reported as, if it was.
     pub reported_as: Option<String>,
     pub seed: Option<String>,
+    /// How many seeds it took (cases of its kind run against it).
+    pub cycles: Option<u64>,
 }
 
 /// The self-test's result.
@@ -42,9 +44,12 @@ impl std::fmt::Display for SelfTestReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for d in &self.detections {
             match (&d.reported_as, &d.seed) {
-                (Some(kind), Some(seed)) => {
-                    writeln!(f, "{:<42} reported as {kind} (seed {seed})", d.wrong_engine)?
-                }
+                (Some(kind), Some(seed)) => writeln!(
+                    f,
+                    "{:<42} reported as {kind} (seed {seed}, after {} cycles)",
+                    d.wrong_engine,
+                    d.cycles.unwrap_or(0)
+                )?,
                 _ => writeln!(f, "{:<42} NOT DETECTED", d.wrong_engine)?,
             }
         }
@@ -76,48 +81,63 @@ pub fn run(env: &CycleEnv, base_seed: u64) -> Result<SelfTestReport, HarnessErro
                 ),
                 reported_as: None,
                 seed: None,
+                cycles: None,
             })
             .collect();
         for i in 0..SEEDS_MAX {
             if found.iter().all(|d| d.reported_as.is_some()) {
                 break;
             }
-            let mut case = Case::new(
-                crate::case::cycle_seed(base_seed, i),
-                ModeName::Strict,
-                KillKind::Offset,
-            );
-            case.threads = threads;
-            let correct = run_cycle(
-                &case,
-                &CycleEnv {
-                    wrong: None,
-                    ..env.clone()
-                },
-            )?;
-            cases_run += 1;
-            if let Some(f) = correct.finding {
-                correct_engine_findings.push(describe(&f));
-                continue;
-            }
-            for (wrong, detection) in WrongEngine::ALL.iter().zip(found.iter_mut()) {
-                if detection.reported_as.is_some() {
+            // Wrong engines acting in the writer show only in crash states: their cases
+            // lose power after the kill; the others' cases do not. The real engine runs
+            // each case first and must be clean.
+            for power_loss in [false, true] {
+                let wanted: Vec<usize> = (0..WrongEngine::ALL.len())
+                    .filter(|w| {
+                        WrongEngine::ALL[*w].acts_in_writer() == power_loss
+                            && found[*w].reported_as.is_none()
+                    })
+                    .collect();
+                if wanted.is_empty() {
                     continue;
                 }
-                let outcome = run_cycle(
+                let mut case = Case::new(
+                    crate::case::cycle_seed(base_seed, i),
+                    ModeName::Strict,
+                    KillKind::Offset,
+                );
+                case.threads = threads;
+                case.power_loss = power_loss;
+                let correct = run_cycle(
                     &case,
                     &CycleEnv {
-                        wrong: Some(*wrong),
+                        wrong: None,
                         ..env.clone()
                     },
                 )?;
                 cases_run += 1;
-                if let Some(f) = outcome.finding {
-                    detection.reported_as = Some(f.violation.kind.name().to_string());
-                    detection.seed = Some(format!("{:#018x}", case.seed));
-                    if let Some(dir) = &f.artifacts_dir {
-                        // Self-test findings are expected; their artifacts are noise.
-                        let _ = std::fs::remove_dir_all(dir);
+                if let Some(f) = correct.finding {
+                    correct_engine_findings.push(describe(&f));
+                    continue;
+                }
+                for w in wanted {
+                    let outcome = run_cycle(
+                        &case,
+                        &CycleEnv {
+                            wrong: Some(WrongEngine::ALL[w]),
+                            ..env.clone()
+                        },
+                    )?;
+                    cases_run += 1;
+                    if let Some(f) = outcome.finding {
+                        let detection = &mut found[w];
+                        detection.reported_as = Some(f.violation.kind.name().to_string());
+                        detection.seed = Some(format!("{:#018x}", case.seed));
+                        detection.cycles = Some(i + 1);
+                        if let Some(dir) = &f.artifacts_dir {
+                            // Self-test findings are expected; their artifacts are noise.
+                            let _ = std::fs::remove_dir_all(dir);
+                        }
                     }
                 }
             }

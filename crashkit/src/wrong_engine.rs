@@ -10,8 +10,11 @@ use crate::oracle::{self, State};
 use crate::workload::{OpPlan, TxnPlan};
 
 /// Deliberately wrong engines, simulated on top of the real one, for the checker's
-/// self-test: each must be reported, or the checker cannot be trusted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// self-test: each must be reported, or the checker cannot be trusted. The first six are
+/// simulated by the checker's caller; the last two are real wrong behaviour inside the
+/// writer child (its storage, its options), which only power-loss crash states expose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum WrongEngine {
     /// Recovers everything but the last acknowledged txn.
     DropsLastAcked,
@@ -26,17 +29,36 @@ pub enum WrongEngine {
     /// Recovers without an fdatasync of what it accepted (its syncs are hidden from the
     /// tracker, as if they never happened).
     SkipsRecoverySync,
+    /// The writer's storage reports every fdatasync complete at once and never issues it
+    /// ([`crate::seam::SyncReturnsEarly`]): Strict commits are acknowledged before any
+    /// sync made them durable. A process kill cannot tell; a power loss can.
+    AcksBeforeSyncReturns,
+    /// The writer creates its database in format version 1, whose reader takes any valid
+    /// record after damage for proof of corruption, and so refuses a legal crash state
+    /// that lost an unsynced sector while a later one reached the disk.
+    RefusesOutOfOrderStates,
 }
 
 impl WrongEngine {
-    pub const ALL: [WrongEngine; 6] = [
+    pub const ALL: [WrongEngine; 8] = [
         WrongEngine::DropsLastAcked,
         WrongEngine::AppliesIncompleteTxn,
         WrongEngine::AppliesInWrongOrder,
         WrongEngine::ShiftsVersions,
         WrongEngine::KeepsTornTailAndAppends,
         WrongEngine::SkipsRecoverySync,
+        WrongEngine::AcksBeforeSyncReturns,
+        WrongEngine::RefusesOutOfOrderStates,
     ];
+
+    /// Whether it acts inside the writer child (handed over with the case); the checker
+    /// then knows nothing of it.
+    pub fn acts_in_writer(self) -> bool {
+        matches!(
+            self,
+            WrongEngine::AcksBeforeSyncReturns | WrongEngine::RefusesOutOfOrderStates
+        )
+    }
 }
 
 pub(crate) fn simulate_wrong_state(
@@ -88,7 +110,10 @@ pub(crate) fn simulate_wrong_state(
             .into_iter()
             .map(|(k, (v, ver))| (k, (v, ver + 1)))
             .collect(),
-        WrongEngine::KeepsTornTailAndAppends | WrongEngine::SkipsRecoverySync => recovered,
+        WrongEngine::KeepsTornTailAndAppends
+        | WrongEngine::SkipsRecoverySync
+        | WrongEngine::AcksBeforeSyncReturns
+        | WrongEngine::RefusesOutOfOrderStates => recovered,
     }
 }
 

@@ -93,6 +93,36 @@ fn short_campaign_over_all_modes_and_kills_is_clean() {
 }
 
 #[test]
+fn power_loss_checks_several_crash_states_and_some_lose_the_middle_of_unsynced_bytes() {
+    // Async offset kills leave everything after the last flush unsynced, so the trace
+    // gives room for holes: states that lose a sector while later ones reach the disk.
+    let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
+    let (mut states, mut in_middle, mut cycles) = (0, 0, 0);
+    for i in 0..8 {
+        let mut case = Case::new(
+            crashkit::case::cycle_seed(0x5eed, i),
+            ModeName::Async,
+            KillKind::Offset,
+        );
+        case.power_loss = true;
+        let outcome = run_cycle(&case, &env(dir.path())).unwrap();
+        assert!(outcome.finding.is_none(), "{}", outcome.finding.unwrap());
+        assert!(outcome.crash_states_checked >= 1, "{case:?}");
+        assert!(
+            outcome.crash_states_checked <= crashkit::power_loss::crash_states_per_crash() as u64
+        );
+        states += outcome.crash_states_checked;
+        in_middle += outcome.crash_states_damaged_in_middle;
+        cycles += 1;
+    }
+    assert!(states > 2 * cycles, "{states} states in {cycles} cycles");
+    assert!(
+        in_middle > 0,
+        "no state lost the middle of the unsynced bytes"
+    );
+}
+
+#[test]
 fn a_case_replays_exactly() {
     let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
     // Offset kill, one thread, no background flusher: bit-exact (see `Case::bit_exact`).
@@ -105,6 +135,11 @@ fn a_case_replays_exactly() {
     assert_eq!(
         (a.end, a.kill_site, a.acked, a.recovered_n),
         (b.end, b.kill_site, b.acked, b.recovered_n)
+    );
+    assert_eq!(
+        (a.crash_states_checked, a.crash_states_damaged_in_middle),
+        (b.crash_states_checked, b.crash_states_damaged_in_middle),
+        "the same trace gives the same crash states"
     );
     assert!(a.finding.is_none(), "{}", a.finding.unwrap());
 }
