@@ -144,6 +144,10 @@ pub struct CycleOutcome {
     /// Of those, states in which bytes were lost in the middle of the unsynced bytes
     /// while later new bytes reached the disk (docs/faults.md P5).
     pub crash_states_damaged_in_middle: u64,
+    /// Each checked crash state as its finding would name it (which units kept, lost,
+    /// zeroed, torn or garbage; size undone or not): a pure function of the seed and the
+    /// trace, so a replay of the case lists the same states.
+    pub crash_state_descriptions: Vec<String>,
     pub finding: Option<Finding>,
     pub elapsed: Duration,
 }
@@ -358,6 +362,7 @@ pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessErr
         corrupted: false,
         crash_states_checked: 0,
         crash_states_damaged_in_middle: 0,
+        crash_state_descriptions: Vec::new(),
         finding: None,
         elapsed: Duration::ZERO,
     };
@@ -501,6 +506,9 @@ fn run_generation(
             };
             outcome.crash_states_checked += 1;
             outcome.crash_states_damaged_in_middle += u64::from(state.damage_in_middle);
+            outcome
+                .crash_state_descriptions
+                .push(state.describe(&model));
             if let Err(mut v) = checker::check(&dir, &input) {
                 v.detail = format!("{}: {}", state.describe(&model), v.detail);
                 return Ok(Err((v, plan, state.image.clone())));
@@ -516,6 +524,9 @@ fn run_generation(
             first_damaged = state.first_changed_bytes.min(crash_len);
             outcome.crash_states_checked += 1;
             outcome.crash_states_damaged_in_middle += u64::from(state.damage_in_middle);
+            outcome
+                .crash_state_descriptions
+                .push(state.describe(&model));
             primary_state = Some((state.describe(&model), state.image));
         }
     }

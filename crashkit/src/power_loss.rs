@@ -200,8 +200,8 @@ pub fn draw(model: &DiskModel, index: usize, rng: &mut ChaCha8Rng) -> CrashState
     let mut fates: Vec<(u64, Fate)> = units.iter().map(|u| (*u, Fate::Kept)).collect();
     // Units past the last changed one hold only zeros no record was written over
     // (preallocated space). Damage there is legal, but each byte of garbage becomes a
-    // sidecar byte that every later open scans at every offset (about 0.1 us each in the
-    // engine today), and one unit of it shows what many would: most shapes stop there.
+    // sidecar byte that recovery writes and every later open scans for ids, and one unit
+    // of it shows what many would: most shapes stop there.
     let records_end = changed
         .last()
         .map_or(fates.len(), |last| (last + 2).min(fates.len()));

@@ -136,11 +136,14 @@ fn a_case_replays_exactly() {
         (a.end, a.kill_site, a.acked, a.recovered_n),
         (b.end, b.kill_site, b.acked, b.recovered_n)
     );
+    // The states (which units kept, lost, zeroed, torn, garbage; size undone) replay
+    // exactly. Whether a state happens to damage bytes in the middle depends on byte
+    // values too, and commit timestamps differ from run to run, so that count may not.
     assert_eq!(
-        (a.crash_states_checked, a.crash_states_damaged_in_middle),
-        (b.crash_states_checked, b.crash_states_damaged_in_middle),
+        a.crash_state_descriptions, b.crash_state_descriptions,
         "the same trace gives the same crash states"
     );
+    assert!(a.crash_states_checked > 1, "{}", a.crash_states_checked);
     assert!(a.finding.is_none(), "{}", a.finding.unwrap());
 }
 
