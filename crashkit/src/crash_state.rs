@@ -276,3 +276,208 @@ mod tests {
         );
     }
 }
+
+/// A directory entry a power loss may take back (docs/faults.md P3): no completed fsync
+/// of its directory began after the operation that made it had finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryUndo {
+    /// A file or directory was created: it vanishes.
+    Created { path: std::path::PathBuf },
+    /// A rename: the new name vanishes and the old one comes back with the content.
+    Renamed {
+        from: std::path::PathBuf,
+        to: std::path::PathBuf,
+    },
+}
+
+/// The directory entries of `trace` that no completed directory fsync covered: file
+/// creations (an `open` that created the file), `mkdir`s and renames. (Unlinks are not
+/// undone: the trace does not hold the removed file's content.)
+pub fn uncovered_entries(trace: &Trace) -> Vec<EntryUndo> {
+    use std::path::{Path, PathBuf};
+    let parent = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Completed directory fsyncs: (directory, line their fsync began on).
+    let mut syncs: Vec<(PathBuf, usize)> = trace
+        .dir_ops
+        .iter()
+        .filter(|d| d.verb == "fsyncdir" && d.done_line.is_some())
+        .map(|d| (d.path.clone(), d.begin_line))
+        .collect();
+    for op in &trace.ops {
+        if op.op == DataOp::SyncDir && op.done_line.is_some() {
+            if let Some(file) = trace.files.iter().find(|f| f.fid == op.fid) {
+                syncs.push((parent(&file.path), op.begin_line));
+            }
+        }
+    }
+    let covered = |entry: &Path, finished_line: usize| {
+        let dir = parent(entry);
+        syncs
+            .iter()
+            .any(|(synced, began)| *synced == dir && *began > finished_line)
+    };
+    let mut undos = Vec::new();
+    for file in trace.files.iter().filter(|f| f.created) {
+        if !covered(&file.path, file.line) {
+            undos.push(EntryUndo::Created {
+                path: file.path.clone(),
+            });
+        }
+    }
+    // Only operations that finished: one the kill interrupted may or may not have
+    // happened, and undoing one that did not (a `mkdir` of a directory that existed) would
+    // take away what was durable. Leaving it as it is stays a legal state either way.
+    for d in &trace.dir_ops {
+        let Some(finished) = d.done_line else {
+            continue;
+        };
+        match (d.verb.as_str(), &d.to) {
+            ("mkdir", _) if !covered(&d.path, finished) => undos.push(EntryUndo::Created {
+                path: d.path.clone(),
+            }),
+            ("rename", Some(to)) if !covered(to, finished) => undos.push(EntryUndo::Renamed {
+                from: d.path.clone(),
+                to: to.clone(),
+            }),
+            _ => {}
+        }
+    }
+    undos
+}
+
+/// Applies `undos` (paths as the writer saw them, under `db_dir`) to `copy_dir`, a copy of
+/// that directory: renames go back first, then created entries vanish. Undoing the
+/// creation of `db_dir` itself or of a directory above it empties the copy (a database
+/// whose directory vanished has nothing left). Returns what it changed, for the finding.
+pub fn apply_entry_undos(
+    db_dir: &std::path::Path,
+    copy_dir: &std::path::Path,
+    undos: &[EntryUndo],
+) -> std::io::Result<Vec<String>> {
+    let mut changed = Vec::new();
+    let in_copy = |p: &std::path::Path| p.strip_prefix(db_dir).ok().map(|rel| copy_dir.join(rel));
+    for undo in undos {
+        if let EntryUndo::Renamed { from, to } = undo {
+            if let (Some(from_c), Some(to_c)) = (in_copy(from), in_copy(to)) {
+                if to_c.exists() {
+                    std::fs::rename(&to_c, &from_c)?;
+                    changed.push(format!(
+                        "rename {} -> {} undone",
+                        from.display(),
+                        to.display()
+                    ));
+                }
+            }
+        }
+    }
+    for undo in undos {
+        let EntryUndo::Created { path } = undo else {
+            continue;
+        };
+        if db_dir.starts_with(path) {
+            for entry in std::fs::read_dir(copy_dir)? {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(entry.path())?;
+                } else {
+                    std::fs::remove_file(entry.path())?;
+                }
+            }
+            changed.push(format!(
+                "creation of {} undone (the database directory is gone)",
+                path.display()
+            ));
+            continue;
+        }
+        if let Some(c) = in_copy(path) {
+            let removed = if c.is_dir() {
+                std::fs::remove_dir_all(&c).map(|()| true)
+            } else if c.exists() {
+                std::fs::remove_file(&c).map(|()| true)
+            } else {
+                Ok(false)
+            };
+            if removed? {
+                changed.push(format!("creation of {} undone", path.display()));
+            }
+        }
+    }
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod entry_tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    const TRACE: &str = "open 1 1 1 0 /d/db/wal.log
+w 2 1 0 32 0 -
+done 2
+s 3 1
+done 3
+sd 4 1
+done 4
+open 5 2 1 0 /d/db/IDENTITY.tmp
+dir 6 rename /d/db/IDENTITY.tmp -> /d/db/IDENTITY
+done 6
+open 7 3 1 0 /d/db/other
+dir 9 mkdir /d
+fail 9
+";
+
+    /// A creation is covered by a completed fsync of its directory that began after it (a
+    /// file's own directory fsync counts); what no such fsync covered may be undone.
+    #[test]
+    fn entries_no_directory_fsync_covered_are_undoable() {
+        let undos = uncovered_entries(&Trace::parse(TRACE));
+        assert_eq!(
+            undos,
+            vec![
+                EntryUndo::Created {
+                    path: PathBuf::from("/d/db/IDENTITY.tmp")
+                },
+                EntryUndo::Created {
+                    path: PathBuf::from("/d/db/other")
+                },
+                EntryUndo::Renamed {
+                    from: PathBuf::from("/d/db/IDENTITY.tmp"),
+                    to: PathBuf::from("/d/db/IDENTITY")
+                },
+            ]
+        );
+        let synced = format!("{TRACE}dir 8 fsyncdir /d/db\ndone 8\n");
+        assert!(uncovered_entries(&Trace::parse(&synced)).is_empty());
+        // An fsync that never completed covers nothing.
+        let unfinished = format!("{TRACE}dir 8 fsyncdir /d/db\n");
+        assert_eq!(uncovered_entries(&Trace::parse(&unfinished)).len(), 3);
+        // A rename the kill interrupted (no `done`) is left as the crash left it.
+        let interrupted = "dir 1 rename /d/db/a -> /d/db/b\n";
+        assert!(uncovered_entries(&Trace::parse(interrupted)).is_empty());
+    }
+
+    #[test]
+    fn undoing_entries_moves_renames_back_and_removes_creations() {
+        let root = tempfile::tempdir().unwrap();
+        let copy = root.path().join("copy");
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::write(copy.join("IDENTITY"), b"id").unwrap();
+        std::fs::write(copy.join("other"), b"x").unwrap();
+        std::fs::write(copy.join("wal.log"), b"log").unwrap();
+        let undos = uncovered_entries(&Trace::parse(TRACE));
+        let changed = apply_entry_undos(std::path::Path::new("/d/db"), &copy, &undos).unwrap();
+        assert_eq!(changed.len(), 3, "{changed:?}");
+        assert!(!copy.join("IDENTITY").exists());
+        assert!(
+            !copy.join("IDENTITY.tmp").exists(),
+            "created, then renamed: gone"
+        );
+        assert!(!copy.join("other").exists());
+        assert!(copy.join("wal.log").exists());
+        // Undoing the database directory's own creation leaves nothing in it.
+        let gone = [EntryUndo::Created {
+            path: PathBuf::from("/d/db"),
+        }];
+        apply_entry_undos(std::path::Path::new("/d/db"), &copy, &gone).unwrap();
+        assert_eq!(std::fs::read_dir(&copy).unwrap().count(), 0);
+    }
+}

@@ -515,6 +515,51 @@ fn run_generation(
             }
             let _ = std::fs::remove_dir_all(&dir);
         }
+        // Directory entries no directory fsync covered (P3) may vanish too: one more
+        // state, the first one's bytes with every such entry undone.
+        let undos = crate::crash_state::uncovered_entries(&trace);
+        if let (false, Some(state)) = (undos.is_empty(), states.first()) {
+            let dir = scratch.join("state-entries");
+            let _ = std::fs::remove_dir_all(&dir);
+            copy_tree(&db_dir, &dir)?;
+            std::fs::write(dir.join(engine::WAL_FILE_NAME), &state.image).map_err(io_err(
+                "writing the directory-entries crash state".to_string(),
+            ))?;
+            let changed = crate::crash_state::apply_entry_undos(&db_dir, &dir, &undos).map_err(
+                io_err(format!("undoing directory entries in {}", dir.display())),
+            )?;
+            if !changed.is_empty() {
+                // A log whose creation was undone is gone: nothing to read, no end to expect
+                // (a correct engine acknowledged nothing before its creation was durable).
+                let wal_kept = dir.join(engine::WAL_FILE_NAME).exists();
+                let input = CheckInput {
+                    case,
+                    workload: &workload,
+                    ledger: &ledger,
+                    crashed_wal: if wal_kept { &state.image } else { &[] },
+                    expected_valid_end_bytes: expected_end_for(state.first_changed_bytes)
+                        .filter(|_| wal_kept),
+                    corrupt_at: None,
+                    reference_state: None,
+                    base,
+                    layout: &written,
+                    expect_exact_torn_bytes: true,
+                    wrong: checker_wrong,
+                };
+                let description = format!(
+                    "{}, and directory entries no fsync covered undone: {}",
+                    state.describe(&model),
+                    changed.join("; ")
+                );
+                outcome.crash_states_checked += 1;
+                outcome.crash_state_descriptions.push(description.clone());
+                if let Err(mut v) = checker::check(&dir, &input) {
+                    v.detail = format!("{description}: {}", v.detail);
+                    return Ok(Err((v, plan, state.image.clone())));
+                }
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         if let Some(state) = states.into_iter().next() {
             std::fs::write(&wal_path, &state.image).map_err(io_err(format!(
                 "writing crash state {} to {}",

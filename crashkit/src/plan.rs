@@ -115,6 +115,7 @@ impl FaultPlan {
             kill_after_calls: None,
             trace: self.power_loss.is_some(),
             sync_returns_early: self.wrong == Some(WrongEngine::AcksBeforeSyncReturns),
+            skip_dir_sync: self.wrong == Some(WrongEngine::SkipsDirSync),
         }
     }
 

@@ -368,6 +368,43 @@ impl WalStorage for SyncReturnsEarly {
     }
 }
 
+/// Self-test layer: the file's directory fsync returns at once and does nothing (above the
+/// trace, so the trace shows no directory fsync: a power loss may then undo the file's
+/// creation).
+#[derive(Debug)]
+pub struct SkipsDirSync {
+    inner: Arc<dyn WalStorage>,
+}
+
+impl WalStorage for SkipsDirSync {
+    fn len_bytes(&self) -> io::Result<u64> {
+        self.inner.len_bytes()
+    }
+    fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read_at(offset_bytes, buf)
+    }
+    fn write_at(&self, offset_bytes: u64, data: &[u8]) -> io::Result<()> {
+        self.inner.write_at(offset_bytes, data)
+    }
+    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        self.inner.set_len(len_bytes)
+    }
+    fn allocate(
+        &self,
+        offset_bytes: u64,
+        len_bytes: u64,
+        cadence: SyncCadence,
+    ) -> io::Result<bool> {
+        self.inner.allocate(offset_bytes, len_bytes, cadence)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn sync_dir(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The layers a [`FaultOpener`] stacks (innermost first: trace, wrong sync, io failure,
 /// kill, sync tracking).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -382,6 +419,9 @@ pub struct Layers {
     pub trace: bool,
     /// Self-test: the WAL's fdatasyncs return at once and do nothing.
     pub sync_returns_early: bool,
+    /// Self-test: every directory fsync (of a file's directory, or of a directory) returns
+    /// at once and does nothing, unseen by the trace.
+    pub skip_dir_sync: bool,
 }
 
 /// Opens `wal.log` through the configured layers; any other file (e.g. the point-in-time
@@ -444,6 +484,11 @@ impl StorageOpener for FaultOpener {
                 fid,
             )?);
         }
+        if self.layers.skip_dir_sync {
+            opened.storage = Arc::new(SkipsDirSync {
+                inner: opened.storage,
+            });
+        }
         if path.file_name().and_then(|n| n.to_str()) != Some(engine::WAL_FILE_NAME) {
             return Ok(opened);
         }
@@ -485,6 +530,9 @@ impl StorageOpener for FaultOpener {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        if self.layers.skip_dir_sync {
+            return Ok(());
+        }
         self.dir_op("fsyncdir", dir, None, || FileOpener.sync_dir(dir))
     }
 

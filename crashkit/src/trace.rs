@@ -377,6 +377,8 @@ pub struct DirOp {
     pub to: Option<PathBuf>,
     pub begin_line: usize,
     pub done_line: Option<usize>,
+    /// It returned an error (e.g. `mkdir` of a directory that exists): it changed nothing.
+    pub failed: bool,
 }
 
 /// A parsed trace.
@@ -501,14 +503,17 @@ impl Trace {
                     to,
                     begin_line: line_idx,
                     done_line: None,
+                    failed: false,
                 });
             }
             "done" | "fail" | "skip" => {
                 let (is_dir, idx) = *op_index.get(&rest.parse::<u64>().ok()?)?;
                 if is_dir {
                     let d = trace.dir_ops.get_mut(idx)?;
-                    if word == "done" {
-                        d.done_line = Some(line_idx);
+                    match word {
+                        "done" => d.done_line = Some(line_idx),
+                        "fail" => d.failed = true,
+                        _ => {}
                     }
                 } else {
                     let o = trace.ops.get_mut(idx)?;

@@ -37,10 +37,14 @@ pub enum WrongEngine {
     /// record after damage for proof of corruption, and so refuses a legal crash state
     /// that lost an unsynced sector while a later one reached the disk.
     RefusesOutOfOrderStates,
+    /// The writer never fsyncs a directory ([`crate::seam::SkipsDirSync`]): the creation of
+    /// `wal.log` and `IDENTITY` (and the rename that makes IDENTITY) is not durable, and a
+    /// power loss may undo it. Only a crash state that undoes directory entries shows it.
+    SkipsDirSync,
 }
 
 impl WrongEngine {
-    pub const ALL: [WrongEngine; 8] = [
+    pub const ALL: [WrongEngine; 9] = [
         WrongEngine::DropsLastAcked,
         WrongEngine::AppliesIncompleteTxn,
         WrongEngine::AppliesInWrongOrder,
@@ -49,6 +53,7 @@ impl WrongEngine {
         WrongEngine::SkipsRecoverySync,
         WrongEngine::AcksBeforeSyncReturns,
         WrongEngine::RefusesOutOfOrderStates,
+        WrongEngine::SkipsDirSync,
     ];
 
     /// Whether it acts inside the writer child (handed over with the case); the checker
@@ -56,7 +61,9 @@ impl WrongEngine {
     pub fn acts_in_writer(self) -> bool {
         matches!(
             self,
-            WrongEngine::AcksBeforeSyncReturns | WrongEngine::RefusesOutOfOrderStates
+            WrongEngine::AcksBeforeSyncReturns
+                | WrongEngine::RefusesOutOfOrderStates
+                | WrongEngine::SkipsDirSync
         )
     }
 }
@@ -113,7 +120,8 @@ pub(crate) fn simulate_wrong_state(
         WrongEngine::KeepsTornTailAndAppends
         | WrongEngine::SkipsRecoverySync
         | WrongEngine::AcksBeforeSyncReturns
-        | WrongEngine::RefusesOutOfOrderStates => recovered,
+        | WrongEngine::RefusesOutOfOrderStates
+        | WrongEngine::SkipsDirSync => recovered,
     }
 }
 
