@@ -720,6 +720,8 @@ fn matrix_json_junit_and_table_describe_every_cell() {
     let out = matrix_cmd(dir.path(), &matrix)
         .args(["--quick", "--json", "--junit"])
         .arg(&junit)
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -958,18 +960,20 @@ fn a_matrix_harness_failure_exits_3_without_a_summary() {
 }
 
 #[test]
-fn bench_quick_prints_every_figure_and_check_reads_it_back() {
+fn bench_check_quick_measures_every_figure_then_judges_it() {
     let dir = tempfile::tempdir().unwrap();
+    // --check without --from measures in a child `torture bench`, passes its JSON Lines
+    // through, then adds its verdict as a `check` object.
     let out = torture()
-        .args(["bench", "--quick", "--json", "--dir"])
+        .args(["bench", "--check", "--quick", "--json", "--dir"])
         .arg(dir.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
     let lines = json_lines(&out.stdout);
-    assert_eq!(lines.first().unwrap()["type"], "begin");
-    assert_eq!(lines.last().unwrap()["type"], "summary");
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(types.first(), Some(&"begin"), "{types:?}");
+    assert_eq!(&types[types.len() - 2..], ["summary", "check"], "{types:?}");
     let replay: Vec<_> = lines.iter().filter(|l| l["type"] == "replay").collect();
     for order in ["ascending", "random"] {
         assert!(
@@ -989,17 +993,41 @@ fn bench_quick_prints_every_figure_and_check_reads_it_back() {
         assert!(!rows.is_empty(), "no commit rows for {mode}");
         assert!(rows.iter().all(|r| r["txn_per_s"].as_f64().unwrap() > 0.0));
     }
-    assert!(lines.last().unwrap()["strict_1t_to_plain_ratio"].is_f64());
-    // The saved output is what `bench --check --from` judges: a verdict (0 or 1, debug
-    // builds may miss targets), never a usage or harness error.
-    let saved = dir.path().join("bench.jsonl");
-    std::fs::write(&saved, &out.stdout).unwrap();
-    let check = torture()
-        .args(["bench", "--check", "--from"])
-        .arg(&saved)
-        .output()
-        .unwrap();
-    let verdict = String::from_utf8_lossy(&check.stdout);
-    assert!(matches!(check.status.code(), Some(0 | 1)), "{verdict}");
-    assert!(verdict.contains("target"), "{verdict}");
+    let check = lines.last().unwrap();
+    let targets = check["targets"].as_array().unwrap();
+    assert!(!targets.is_empty(), "{check}");
+    let missed = targets.iter().filter(|t| t["met"] == false).count();
+    assert_eq!(check["missed"], missed);
+    // A debug build may miss its targets: the exit code says whether it did.
+    let expected = if missed > 0 { 1 } else { 0 };
+    assert_eq!(out.status.code(), Some(expected), "{check}\n{stderr}");
+    if missed > 0 {
+        assert!(stderr.contains("targets missed"), "{stderr}");
+    }
+}
+
+#[test]
+fn selftest_passes_and_reports_each_wrong_engine() {
+    let out = torture().args(["selftest", "--json"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 1);
+    let report = &lines[0];
+    assert_eq!(report["type"], "selftest");
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["correct_engine_findings"], serde_json::json!([]));
+    let detections = report["detections"].as_array().unwrap();
+    assert!(detections.len() >= 6, "one per wrong engine: {report}");
+    assert!(
+        detections.iter().all(|d| d["reported_as"].is_string()),
+        "{report}"
+    );
+    let human = torture().arg("selftest").output().unwrap();
+    assert_eq!(human.status.code(), Some(0));
+    assert!(!human.stdout.is_empty());
 }
