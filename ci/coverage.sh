@@ -10,8 +10,12 @@ export CARGO_TERM_COLOR=never
 target_dir=${CARGO_TARGET_DIR:-target}
 min_lines=${COVERAGE_MIN_LINES:-90}
 mkdir -p "$target_dir"
-if command -v rustup >/dev/null && ! rustup component list --installed | grep -q '^llvm-tools'; then
-  rustup component add llvm-tools-preview
+if command -v rustup >/dev/null; then
+  # Read the whole list first: `grep -q` closing the pipe early would fail it under pipefail.
+  components=$(rustup component list --installed)
+  if ! grep -q '^llvm-tools' <<<"$components"; then
+    rustup component add llvm-tools-preview
+  fi
 fi
 if ! cargo llvm-cov --version >/dev/null 2>&1; then
   cargo install cargo-llvm-cov --locked
