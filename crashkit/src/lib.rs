@@ -4,7 +4,9 @@
 //! workload ([`workload`]) through fault layers under the engine's I/O seam ([`seam`]),
 //! kills it as the case's plan says ([`plan`]), optionally damages the unsynced WAL
 //! ([`power_loss`]), and checks the reopened database against the model ([`oracle`],
-//! [`checker`]). Violations become [`finding::Finding`]s; [`campaign`] runs many cycles.
+//! [`checker`]). Violations become [`finding::Finding`]s; [`campaign`] runs many cycles;
+//! [`matrix`] reads the crash matrix (ci/matrix.toml) and [`matrix_run`] runs its cells, one
+//! campaign each, reported as a table, JSON Lines and [`junit`] XML.
 //!
 //! Architecture invariant: every random choice derives from a printed seed through ChaCha8.
 
@@ -21,6 +23,9 @@ pub mod cycle;
 pub mod finding;
 pub mod history;
 pub mod inspect;
+pub mod junit;
+pub mod matrix;
+pub mod matrix_run;
 pub mod merge;
 pub mod oracle;
 pub mod plan;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 mod bench;
+mod matrix;
 mod report;
 use crashkit::campaign::{self, CampaignOptions, Frequency, Progress};
 use crashkit::case::{parse_seed, Case, KillKind, Limits, ModeName};
@@ -65,6 +66,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the crash matrix (ci/matrix.toml): every mode x fault x workload profile cell
+    /// as a campaign of its own, reported as a table, JSON Lines and JUnit XML (exit 1 when
+    /// any cell has a finding).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Matrix(matrix::MatrixArgs),
     /// The engine's performance checks.
     #[command(after_help = EXIT_CODES_HELP)]
     Bench(bench::BenchArgs),
@@ -284,7 +290,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A count that must be at least 1 (`--cycles 0` or `--jobs 0` would run nothing).
-fn parse_count<T: std::str::FromStr + Default + PartialEq>(s: &str) -> Result<T, String> {
+pub(crate) fn parse_count<T: std::str::FromStr + Default + PartialEq>(
+    s: &str,
+) -> Result<T, String> {
     let n: T = s
         .parse()
         .map_err(|_| format!("invalid count {s:?}: expected a whole number"))?;
@@ -294,7 +302,7 @@ fn parse_count<T: std::str::FromStr + Default + PartialEq>(s: &str) -> Result<T,
     Ok(n)
 }
 
-fn parse_shard(s: &str) -> Result<(u64, u64), String> {
+pub(crate) fn parse_shard(s: &str) -> Result<(u64, u64), String> {
     let err = || format!("invalid shard {s:?}: expected i/n with i < n, e.g. 0/4");
     let (i, n) = s.split_once('/').ok_or_else(err)?;
     let (i, n): (u64, u64) = (i.parse().map_err(|_| err())?, n.parse().map_err(|_| err())?);
@@ -304,7 +312,7 @@ fn parse_shard(s: &str) -> Result<(u64, u64), String> {
     Ok((i, n))
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_stop_signal(signal: libc::c_int) {
     if INTERRUPTED.swap(true, Ordering::SeqCst) {
@@ -316,7 +324,7 @@ extern "C" fn on_stop_signal(signal: libc::c_int) {
 
 /// The first SIGINT or SIGTERM asks the campaign to stop: cycles in flight finish, the
 /// summary is printed, and the exit code says what was found.
-fn install_stop_handlers() {
+pub(crate) fn install_stop_handlers() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only touches an atomic and calls _exit, both
         // async-signal-safe.
@@ -350,6 +358,7 @@ fn main() -> ExitCode {
         Command::Repro(args) => repro(args),
         Command::Inspect(args) => inspect(args),
         Command::Selftest { seed, json } => selftest(seed, json),
+        Command::Matrix(args) => matrix::matrix(args),
         Command::Bench(args) => bench::bench(args),
         Command::Report(args) => report::report(args),
         Command::Child { .. } => unreachable!("handled above"),
@@ -362,7 +371,7 @@ pub(crate) fn harness_failure(what: &str, e: impl std::fmt::Display) -> u8 {
     EXIT_HARNESS
 }
 
-fn child_command() -> Result<ChildCommand, u8> {
+pub(crate) fn child_command() -> Result<ChildCommand, u8> {
     ChildCommand::current_exe_subcommand("child")
         .map_err(|e| harness_failure("cannot locate the torture executable", e))
 }

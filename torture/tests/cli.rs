@@ -1,7 +1,8 @@
 //! The `torture` command-line contract: exit codes (0 clean, 1 findings, 2 usage error,
 //! 3 harness failure), the `--json` JSON Lines schema of `run`, deterministic `repro`,
 //! `inspect` on real and damaged databases, `bench --check`, the heartbeat, the free-space
-//! guard, a graceful stop on SIGINT/SIGTERM, and the CI scripts under CARGO_TARGET_DIR.
+//! guard, a graceful stop on SIGINT/SIGTERM, and `matrix` (its JSON Lines, JUnit report,
+//! table, shards and per-cell reruns). The CI scripts and workflows are tests/ci.rs's.
 //!
 //! How: run the built binary (CARGO_BIN_EXE_torture) with real arguments and parse its
 //! output. Pins: clap errors exiting 1 (indistinguishable from findings), JSON objects
@@ -9,8 +10,8 @@
 //! cycles exiting 0, undocumented options, printed repro lines that `repro` rejects,
 //! `inspect` exiting 0 on a damaged WAL and 3 on a missing path, a bench that misses its
 //! targets and exits 0, silent long runs in CI, a full disk reported as a finding,
-//! Ctrl-C turning children into `child-crashed` findings, and CI scripts that assumed
-//! `target/`.
+//! Ctrl-C turning children into `child-crashed` findings, and a matrix whose red cell
+//! cannot be rerun alone.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -253,7 +254,14 @@ fn help_documents_options_and_exit_codes() {
         assert_eq!(out.status.code(), Some(0));
         String::from_utf8(out.stdout).unwrap()
     };
-    for args in [&[][..], &["run"], &["repro"], &["inspect"], &["bench"]] {
+    for args in [
+        &[][..],
+        &["run"],
+        &["repro"],
+        &["inspect"],
+        &["bench"],
+        &["matrix"],
+    ] {
         let text = help(args);
         for code in ["0  clean", "1  findings", "2  usage error", "3  harness"] {
             assert!(
@@ -278,6 +286,15 @@ fn help_documents_options_and_exit_codes() {
     );
     assert!(repro.contains("One JSON object on stdout"), "{repro}");
     assert!(help(&["bench"]).contains("exit 1 when any is missed"));
+    let matrix = help(&["matrix"]);
+    for flag in [
+        "--matrix", "--cell", "--shard", "--seed", "--quick", "--junit", "--json", "--list",
+    ] {
+        assert!(
+            matrix.contains(flag),
+            "matrix --help lacks {flag}:\n{matrix}"
+        );
+    }
 }
 
 fn repro_json(args: &[&str]) -> (Option<i32>, serde_json::Value) {
@@ -510,107 +527,6 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A copy of `ci/<script>` in a fresh tree, with a `cargo` on PATH that only logs its
-/// arguments (and prints one test result line for `cargo test`), so that the script runs
-/// without building.
-fn ci_sandbox(scripts: &[&str]) -> tempfile::TempDir {
-    let sandbox = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(sandbox.path().join("ci")).unwrap();
-    std::fs::create_dir_all(sandbox.path().join("bin")).unwrap();
-    for script in scripts {
-        std::fs::copy(
-            repo_root().join("ci").join(script),
-            sandbox.path().join("ci").join(script),
-        )
-        .unwrap();
-    }
-    let cargo = sandbox.path().join("bin/cargo");
-    std::fs::write(
-        &cargo,
-        "#!/bin/sh\necho \"cargo $*\" >> \"$(dirname \"$0\")/cargo.log\"\n\
-         [ \"$1\" = test ] && echo 'test result: ok. 3 passed; 0 failed; 1 ignored'\nexit 0\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
-    sandbox
-}
-
-fn path_with(dir: &Path) -> String {
-    format!(
-        "{}:{}",
-        dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
-}
-
-#[test]
-fn crash_matrix_runs_the_binary_under_cargo_target_dir() {
-    let sandbox = ci_sandbox(&["crash-matrix.sh"]);
-    let target = sandbox.path().join("elsewhere");
-    std::fs::create_dir_all(target.join("debug")).unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_torture"), target.join("debug/torture"))
-        .unwrap();
-    let out = Command::new("bash")
-        .arg(sandbox.path().join("ci/crash-matrix.sh"))
-        .args(["1", "0x5eed"])
-        .env("CARGO_TARGET_DIR", &target)
-        .env("PATH", path_with(&sandbox.path().join("bin")))
-        .env_remove("ARTIFACTS_DIR")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(stdout.matches("== mode=").count(), 12, "{stdout}");
-    assert!(
-        stdout.contains(&format!(
-            "artifacts under {}",
-            target.join("crash-artifacts").display()
-        )),
-        "{stdout}"
-    );
-    assert!(
-        !sandbox.path().join("target").exists(),
-        "nothing under ./target"
-    );
-}
-
-#[test]
-fn check_script_writes_its_test_log_under_cargo_target_dir() {
-    let sandbox = ci_sandbox(&["check.sh"]);
-    // The crash smoke is the other test's subject; here it only has to succeed.
-    std::fs::write(sandbox.path().join("ci/crash-matrix.sh"), "exit 0\n").unwrap();
-    let target = sandbox.path().join("elsewhere");
-    let out = Command::new("bash")
-        .arg(sandbox.path().join("ci/check.sh"))
-        .env("CARGO_TARGET_DIR", &target)
-        .env("PATH", path_with(&sandbox.path().join("bin")))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        stdout.lines().last(),
-        Some("3 passed, 0 failed, 1 skipped"),
-        "{stdout}"
-    );
-    assert!(target.join("ci-test.log").is_file());
-    assert!(
-        !sandbox.path().join("target").exists(),
-        "nothing under ./target"
-    );
-}
-
 #[test]
 fn report_merges_runs_into_one_summary() {
     let dir = tempfile::tempdir().unwrap();
@@ -695,4 +611,425 @@ fn report_merges_runs_into_one_summary() {
     assert_eq!(out.status.code(), Some(2));
     let out = torture().arg("report").output().unwrap();
     assert_eq!(out.status.code(), Some(2), "at least one file");
+}
+
+/// A small matrix for the `torture matrix` tests: two strict cells (offset kills, one
+/// writer thread: bit-exact reruns) and one async cell with power loss.
+const SMALL_MATRIX: &str = r#"
+seed = "0x5eed"
+quick = { divisor = 3, cycles_min = 2 }
+
+[profiles.small-values]
+threads = 1
+generations = 1
+value_len_max = 64
+
+[profiles.large-values]
+threads = 1
+generations = 1
+
+[faults.offset]
+kills = ["offset"]
+
+[faults.power-loss]
+kills = ["offset", "time"]
+power_loss = "always"
+
+[[cells]]
+modes = ["strict"]
+faults = ["offset"]
+profiles = ["small-values", "large-values"]
+cycles = 9
+
+[[cells]]
+modes = ["async"]
+faults = ["power-loss"]
+profiles = ["small-values"]
+cycles = 9
+"#;
+
+fn small_matrix(dir: &Path) -> PathBuf {
+    let path = dir.join("matrix.toml");
+    std::fs::write(&path, SMALL_MATRIX).unwrap();
+    path
+}
+
+fn matrix_cmd(dir: &Path, matrix: &Path) -> Command {
+    let mut cmd = torture();
+    cmd.arg("matrix")
+        .arg("--matrix")
+        .arg(matrix)
+        .arg("--artifacts")
+        .arg(dir.join("artifacts"));
+    cmd
+}
+
+#[test]
+fn matrix_usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = small_matrix(dir.path());
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        SMALL_MATRIX.replace("\"power-loss\"]\nprofiles", "\"powerloss\"]\nprofiles"),
+    )
+    .unwrap();
+    for (what, mut cmd) in [
+        (
+            "missing file",
+            matrix_cmd(dir.path(), &dir.path().join("none.toml")),
+        ),
+        ("unknown fault", matrix_cmd(dir.path(), &broken)),
+        ("no cell matches", {
+            let mut c = matrix_cmd(dir.path(), &matrix);
+            c.args(["--cell", "batched/*"]);
+            c
+        }),
+        ("shard 2/2", {
+            let mut c = matrix_cmd(dir.path(), &matrix);
+            c.args(["--shard", "2/2"]);
+            c
+        }),
+        ("empty shard", {
+            // Three cells: shard 3/4 holds none of them.
+            let mut c = matrix_cmd(dir.path(), &matrix);
+            c.args(["--shard", "3/4"]);
+            c
+        }),
+        ("zero jobs", {
+            let mut c = matrix_cmd(dir.path(), &matrix);
+            c.args(["--jobs", "0"]);
+            c
+        }),
+    ] {
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        assert!(out.stdout.is_empty(), "{what}: nothing ran");
+    }
+    let out = matrix_cmd(dir.path(), &broken).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown fault \"powerloss\""),
+        "names the mistake"
+    );
+}
+
+#[test]
+fn matrix_json_junit_and_table_describe_every_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = small_matrix(dir.path());
+    let junit = dir.path().join("junit.xml");
+    let out = matrix_cmd(dir.path(), &matrix)
+        .args(["--quick", "--json", "--junit"])
+        .arg(&junit)
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines = json_lines(&out.stdout);
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["begin", "cell", "cell", "cell", "summary"]);
+    assert_eq!(lines[0]["quick"], true);
+    assert_eq!(lines[0]["cells"].as_array().unwrap().len(), 3);
+    let names: Vec<&str> = lines[1..4]
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "strict/offset/small-values",
+            "strict/offset/large-values",
+            "async/power-loss/small-values"
+        ]
+    );
+    for cell in &lines[1..4] {
+        assert_eq!(cell["budget_cycles"], 3, "quick: 9 / 3");
+        assert_eq!(cell["cycles"], 3);
+        assert_eq!(cell["findings"], 0);
+        assert_eq!(cell["status"], "clean");
+        assert!(cell["cycles_per_s"].as_f64().unwrap() > 0.0);
+    }
+    let summary = &lines[4];
+    assert_eq!(summary["cycles"], 9);
+    assert_eq!(summary["cells_run"], 3);
+    assert_eq!(summary["red_cells"], serde_json::json!([]));
+    assert_eq!(summary["per_mode_kill"]["strict/offset"]["cycles"], 6);
+
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 3, "{xml}");
+    assert!(
+        xml.contains(r#"tests="3" failures="0" errors="0""#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"name="async/power-loss/small-values""#),
+        "{xml}"
+    );
+
+    // torture report merges a matrix run like any run.
+    let jsonl = dir.path().join("matrix.jsonl");
+    std::fs::write(&jsonl, &out.stdout).unwrap();
+    let report = torture()
+        .arg("report")
+        .arg(&jsonl)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(report.status.code(), Some(0));
+    let merged = &json_lines(&report.stdout)[0];
+    assert_eq!(
+        (
+            merged["runs"].as_u64(),
+            merged["summary"]["cycles"].as_u64()
+        ),
+        (Some(1), Some(9))
+    );
+
+    // Without --json: one table on stdout, a row per cell with cycles and cycles/s.
+    let out = matrix_cmd(dir.path(), &matrix)
+        .args(["--quick", "--cell", "strict/*"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(
+        rows[0].contains("cycles/s") && rows[0].contains("findings"),
+        "{table}"
+    );
+    assert!(rows[1].starts_with("strict/offset/small-values") && rows[1].ends_with("clean"));
+    assert!(rows[2].starts_with("strict/offset/large-values"), "{table}");
+    assert!(rows[3].starts_with("2 cells, 6 cycles in "), "{table}");
+}
+
+#[test]
+fn a_matrix_cell_reruns_alone_from_its_printed_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = small_matrix(dir.path());
+    let cell_json = |args: &[&str]| {
+        let mut cmd = if args[0] == "matrix" {
+            torture()
+        } else {
+            matrix_cmd(dir.path(), &matrix)
+        };
+        let out = cmd.args(args).arg("--json").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        json_lines(&out.stdout)
+            .into_iter()
+            .filter(|l| l["type"] == "cell")
+            .collect::<Vec<_>>()
+    };
+    // The whole matrix, then the cell alone from the command its row printed.
+    let all = cell_json(&["--quick", "--seed", "0x77"]);
+    let first = &all[0];
+    assert_eq!(first["name"], "strict/offset/small-values");
+    let repro = first["repro"].as_str().unwrap();
+    let args: Vec<&str> = repro
+        .split_once(" -- ")
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    assert_eq!(args[0], "matrix", "{repro}");
+    assert!(
+        args.contains(&"--quick") && args.contains(&"0x77"),
+        "{repro}"
+    );
+    let alone = cell_json(&args);
+    assert_eq!(alone.len(), 1, "{repro}");
+    for field in ["name", "seed", "cycles", "budget_cycles"] {
+        assert_eq!(alone[0][field], first[field], "{field} after {repro}");
+    }
+    // Offset kills from one writer thread are bit-exact: the same kill sites.
+    let sites = |args: &[&str]| {
+        let out = matrix_cmd(dir.path(), &matrix)
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        json_lines(&out.stdout)
+            .into_iter()
+            .find(|l| l["type"] == "summary")
+            .unwrap()["coverage"]
+            .clone()
+    };
+    let cell = [
+        "--quick",
+        "--seed",
+        "0x77",
+        "--cell",
+        "strict/offset/small-values",
+    ];
+    assert_eq!(sites(&cell), sites(&cell));
+    let other_seed = [
+        "--quick",
+        "--seed",
+        "0x78",
+        "--cell",
+        "strict/offset/small-values",
+    ];
+    assert_ne!(
+        alone[0]["seed"],
+        cell_json(&other_seed)[0]["seed"],
+        "the cell seed follows --seed"
+    );
+}
+
+#[test]
+fn matrix_shards_partition_the_repository_matrix() {
+    let list = |extra: &[&str]| {
+        let out = torture()
+            .current_dir(repo_root())
+            .args(["matrix", "--list"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{extra:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let all = list(&[]);
+    assert!(all.len() >= 12, "every mode x kill kind at least: {all:?}");
+    let mut union = Vec::new();
+    for i in 0..4 {
+        let shard = list(&["--shard", &format!("{i}/4")]);
+        assert!(!shard.is_empty());
+        for (k, name) in shard.iter().enumerate() {
+            assert_eq!(
+                name,
+                &all[i + 4 * k],
+                "shard {i}/4 takes every 4th cell from {i}"
+            );
+        }
+        union.extend(shard);
+    }
+    union.sort();
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(union, sorted, "the shards cover the matrix exactly once");
+    // Every mode and every kill kind has a cell of its own.
+    for mode in ["strict", "batched", "async"] {
+        for fault in [
+            "offset",
+            "watch",
+            "time",
+            "io-error",
+            "power-loss",
+            "recovery-crash",
+            "corrupt",
+        ] {
+            assert!(
+                all.iter()
+                    .any(|n| n.starts_with(&format!("{mode}/{fault}/"))),
+                "no {mode}/{fault} cell in ci/matrix.toml"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_matrix_harness_failure_exits_3_without_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = small_matrix(dir.path());
+    let junit = dir.path().join("junit.xml");
+    let out = matrix_cmd(dir.path(), &matrix)
+        .args(["--quick", "--json", "--min-free-mib"])
+        .arg((1u64 << 40).to_string())
+        .arg("--junit")
+        .arg(&junit)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let lines = json_lines(&out.stdout);
+    assert!(lines.iter().any(|l| l["type"] == "error"), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l["type"] != "summary"),
+        "torture report must count the run as incomplete: {lines:?}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(r#"errors="1""#) && xml.contains(r#"skipped="2""#),
+        "{xml}"
+    );
+}
+
+#[test]
+fn bench_check_quick_measures_every_figure_then_judges_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // --check without --from measures in a child `torture bench`, passes its JSON Lines
+    // through, then adds its verdict as a `check` object.
+    let out = torture()
+        .args(["bench", "--check", "--quick", "--json", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines = json_lines(&out.stdout);
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(types.first(), Some(&"begin"), "{types:?}");
+    assert_eq!(&types[types.len() - 2..], ["summary", "check"], "{types:?}");
+    let replay: Vec<_> = lines.iter().filter(|l| l["type"] == "replay").collect();
+    for order in ["ascending", "random"] {
+        assert!(
+            replay.iter().any(|r| r["key_order"] == order),
+            "no {order} replay row"
+        );
+    }
+    for r in &replay {
+        assert!(r["replay_txn_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["wal_bytes"].as_u64().unwrap() > 0, "{r}");
+    }
+    for mode in ["strict", "batched", "async"] {
+        let rows: Vec<_> = lines
+            .iter()
+            .filter(|l| l["type"] == "commit" && l["mode"] == mode)
+            .collect();
+        assert!(!rows.is_empty(), "no commit rows for {mode}");
+        assert!(rows.iter().all(|r| r["txn_per_s"].as_f64().unwrap() > 0.0));
+    }
+    let check = lines.last().unwrap();
+    let targets = check["targets"].as_array().unwrap();
+    assert!(!targets.is_empty(), "{check}");
+    let missed = targets.iter().filter(|t| t["met"] == false).count();
+    assert_eq!(check["missed"], missed);
+    // A debug build may miss its targets: the exit code says whether it did.
+    let expected = if missed > 0 { 1 } else { 0 };
+    assert_eq!(out.status.code(), Some(expected), "{check}\n{stderr}");
+    if missed > 0 {
+        assert!(stderr.contains("targets missed"), "{stderr}");
+    }
+}
+
+#[test]
+fn selftest_passes_and_reports_each_wrong_engine() {
+    let out = torture().args(["selftest", "--json"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 1);
+    let report = &lines[0];
+    assert_eq!(report["type"], "selftest");
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["correct_engine_findings"], serde_json::json!([]));
+    let detections = report["detections"].as_array().unwrap();
+    assert!(detections.len() >= 6, "one per wrong engine: {report}");
+    assert!(
+        detections.iter().all(|d| d["reported_as"].is_string()),
+        "{report}"
+    );
+    let human = torture().arg("selftest").output().unwrap();
+    assert_eq!(human.status.code(), Some(0));
+    assert!(!human.stdout.is_empty());
 }
