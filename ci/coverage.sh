@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, run once, under line coverage (cargo llvm-cov): the test log goes to
-# $CARGO_TARGET_DIR/ci-test.log, the per-file table to $CARGO_TARGET_DIR/coverage.txt, a
+# $CARGO_TARGET_DIR/coverage-test.log, the per-file table to $CARGO_TARGET_DIR/coverage.txt, a
 # line per crate and the total to stdout, and the run fails when the workspace's line
 # coverage is under COVERAGE_MIN_LINES percent (default 90).
 # Installs cargo-llvm-cov (and the llvm-tools component it needs) when missing.
@@ -21,7 +21,20 @@ if ! cargo llvm-cov --version >/dev/null 2>&1; then
   cargo install cargo-llvm-cov --locked
 fi
 # The tests' own exit status decides first: a failing test fails the run before coverage.
-cargo llvm-cov --workspace --no-report 2>&1 | tee "$target_dir/ci-test.log"
+cargo llvm-cov --workspace --no-report 2>&1 | tee "$target_dir/coverage-test.log"
+# A process killed while it wrote its profile at exit (the tests SIGKILL and SIGINT real
+# processes) leaves a profile cut short, and one such file makes llvm-profdata refuse the
+# whole merge. Drop those: they were never complete evidence of anything.
+profdata=$(find "$(rustc --print sysroot)" -name llvm-profdata -type f | head -n 1)
+if [[ -n $profdata ]]; then
+  for profile in "$target_dir"/llvm-cov-target/*.profraw; do
+    [[ -e $profile ]] || continue
+    if ! "$profdata" show "$profile" >/dev/null 2>&1; then
+      echo "coverage: dropping $profile, a profile cut short by a kill"
+      rm -f "$profile"
+    fi
+  done
+fi
 cargo llvm-cov report > "$target_dir/coverage.txt"
 # Lines and missed lines are the 8th and 9th columns of llvm-cov's table; add them up per
 # crate (the first path component).

@@ -298,6 +298,14 @@ fn classify_exit(
         if sig == libc::SIGKILL && (self_kill_planned || run.killed_by_parent) {
             return Ok(ChildEnd::Killed);
         }
+        // The harness never sends these; they come from outside: a Ctrl-C (or a shutdown)
+        // sent to the harness's process group can reach a child spawned in that instant,
+        // before it moves to its own group. Its default action ends the process as a kill
+        // does (the page cache keeps what it wrote), so the recovery is checked like any
+        // other crash, not reported as a crashed child.
+        if sig == libc::SIGINT || sig == libc::SIGTERM {
+            return Ok(ChildEnd::Killed);
+        }
         return Err(Violation::new(
             FindingKind::ChildCrashed,
             format!(

@@ -168,6 +168,11 @@ struct RunArgs {
     /// `always`).
     #[arg(long, value_enum, default_value_t = Frequency::Sometimes, num_args = 0..=1, default_missing_value = "always")]
     power_loss: Frequency,
+    /// Legal crash states built and checked from each power-loss crash's I/O trace (at
+    /// least 1; state i is the same whatever the count, so a finding in state i replays with
+    /// any count above i).
+    #[arg(long, default_value_t = crashkit::power_loss::DEFAULT_STATES_PER_CRASH, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..), usize::from))]
+    crash_states: usize,
     /// Kill a first recovery attempt, then recover again (a bare flag means `always`).
     #[arg(long, value_enum, default_value_t = Frequency::Sometimes, num_args = 0..=1, default_missing_value = "always")]
     recovery_crash: Frequency,
@@ -222,6 +227,11 @@ struct ReproArgs {
     /// `always` (the spelling reproduce lines print, and the same as `run`'s).
     #[arg(long, value_enum, default_value_t = Toggle::Never, num_args = 0..=1, default_missing_value = "always")]
     power_loss: Toggle,
+    /// Legal crash states built and checked from each power-loss crash's I/O trace (at
+    /// least 1; state i is the same whatever the count, so a finding in state i replays with
+    /// any count above i).
+    #[arg(long, default_value_t = crashkit::power_loss::DEFAULT_STATES_PER_CRASH, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..), usize::from))]
+    crash_states: usize,
     /// Kill a first recovery attempt, then recover again (a bare flag means `always`).
     #[arg(long, value_enum, default_value_t = Toggle::Never, num_args = 0..=1, default_missing_value = "always")]
     recovery_crash: Toggle,
@@ -383,6 +393,7 @@ pub(crate) fn json_line(value: &serde_json::Value) {
 }
 
 fn run(args: RunArgs) -> u8 {
+    crashkit::power_loss::set_crash_states_per_crash(args.crash_states);
     let child = match child_command() {
         Ok(c) => c,
         Err(code) => return code,
@@ -551,6 +562,7 @@ fn progress_bar(opts: &CampaignOptions) -> indicatif::ProgressBar {
 }
 
 fn repro(args: ReproArgs) -> u8 {
+    crashkit::power_loss::set_crash_states_per_crash(args.crash_states);
     let child = match child_command() {
         Ok(c) => c,
         Err(code) => return code,

@@ -170,8 +170,9 @@ fn check_script_runs_every_stage_and_ends_with_the_test_summary() {
             "cargo llvm-cov --version",
             "cargo llvm-cov --workspace --no-report",
             "cargo llvm-cov report",
+            "cargo test --workspace",
         ],
-        "the tests run once, under coverage"
+        "coverage, then the README's test command, whose summary ends the output"
     );
     assert!(target.join("ci-test.log").is_file());
     assert!(target.join("coverage.txt").is_file());

@@ -35,6 +35,8 @@ fn usage_errors_exit_2() {
         vec!["run", "--duration", "0ms", "--cycles", "5"],
         vec!["run", "--cycles", "0"],
         vec!["run", "--jobs", "0", "--cycles", "5"],
+        vec!["run", "--crash-states", "0", "--cycles", "5"],
+        vec!["repro", "--seed", "1", "--crash-states", "0"],
         // A repro replays one case: a fault is on or off, never "sometimes".
         vec!["repro", "--seed", "1", "--power-loss", "sometimes"],
         vec!["bench", "--check", "--replay-only"],
