@@ -22,6 +22,7 @@ pub mod crash_state;
 pub mod cycle;
 pub mod finding;
 pub mod history;
+pub mod html;
 pub mod inspect;
 pub mod junit;
 pub mod matrix;

@@ -111,6 +111,8 @@ impl Merged {
         s.cycles += count(run, "cycles");
         s.clean += count(run, "clean");
         s.findings += count(run, "findings");
+        s.crash_states += count(run, "crash_states");
+        s.crash_states_damaged_in_middle += count(run, "crash_states_damaged_in_middle");
         let elapsed_s = run["elapsed_s"].as_f64().unwrap_or(0.0);
         s.elapsed_s += elapsed_s;
         s.interrupted |= run["interrupted"].as_bool().unwrap_or(false);
@@ -137,6 +139,7 @@ impl Merged {
             }
         }
         s.cycles_per_s = rate(s.cycles, s.elapsed_s);
+        s.crash_states_per_s = rate(s.crash_states, s.elapsed_s);
     }
 
     /// Computes the rates per combination; call after the last `add_json_lines`.
@@ -193,10 +196,10 @@ mod tests {
 
     const RUN_A: &str = r#"{"type":"begin","base_seed":"0x01"}
 {"type":"finding","kind":"hole"}
-{"type":"summary","base_seed":"0x01","cycles":10,"clean":9,"findings":1,"elapsed_s":2.0,"cycles_per_s":5.0,"per_mode_kill":{"strict/offset":{"cycles":6,"clean":5,"findings":1,"killed":6,"power_loss":1,"recovery_crash":0,"corrupt":0,"io_errors":0,"multi_threaded":2,"generations":9},"async/time":{"cycles":4,"clean":4,"findings":0,"killed":3,"power_loss":0,"recovery_crash":1,"corrupt":1,"io_errors":0,"multi_threaded":1,"generations":4}},"coverage":{"payload/Write":5},"findings_by_kind":{"hole":1},"interrupted":false}
+{"type":"summary","base_seed":"0x01","cycles":10,"clean":9,"findings":1,"crash_states":7,"crash_states_damaged_in_middle":2,"elapsed_s":2.0,"cycles_per_s":5.0,"per_mode_kill":{"strict/offset":{"cycles":6,"clean":5,"findings":1,"killed":6,"power_loss":1,"recovery_crash":0,"corrupt":0,"io_errors":0,"multi_threaded":2,"generations":9},"async/time":{"cycles":4,"clean":4,"findings":0,"killed":3,"power_loss":0,"recovery_crash":1,"corrupt":1,"io_errors":0,"multi_threaded":1,"generations":4}},"coverage":{"payload/Write":5},"findings_by_kind":{"hole":1},"interrupted":false}
 "#;
     const RUN_B: &str = r#"{"type":"begin","base_seed":"0x02"}
-{"type":"summary","base_seed":"0x02","cycles":4,"clean":4,"findings":0,"elapsed_s":2.0,"cycles_per_s":2.0,"per_mode_kill":{"strict/offset":{"cycles":4,"clean":4,"findings":0,"killed":4,"power_loss":0,"recovery_crash":0,"corrupt":0,"io_errors":0,"multi_threaded":0,"generations":4}},"coverage":{"payload/Write":1,"boundary/CommitTxn":3},"findings_by_kind":{},"interrupted":true}
+{"type":"summary","base_seed":"0x02","cycles":4,"clean":4,"findings":0,"crash_states":2,"elapsed_s":2.0,"cycles_per_s":2.0,"per_mode_kill":{"strict/offset":{"cycles":4,"clean":4,"findings":0,"killed":4,"power_loss":0,"recovery_crash":0,"corrupt":0,"io_errors":0,"multi_threaded":0,"generations":4}},"coverage":{"payload/Write":1,"boundary/CommitTxn":3},"findings_by_kind":{},"interrupted":true}
 {"type":"begin","base_seed":"0x03"}
 "#;
 
@@ -221,6 +224,8 @@ mod tests {
         assert_eq!(strict.multi_threaded, 2);
         assert_eq!(s.per_mode_kill["async/time"].corrupt, 1);
         assert_eq!(s.coverage["payload/Write"], 6);
+        assert_eq!(s.crash_states, 9, "crash states add up");
+        assert_eq!(s.crash_states_damaged_in_middle, 2);
         assert_eq!(s.coverage["boundary/CommitTxn"], 3);
         assert_eq!(s.findings_by_kind["hole"], 1);
         // strict/offset: 10 cycles over both runs' 4 s; async/time: 4 over run A's 2 s.

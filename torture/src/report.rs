@@ -14,6 +14,10 @@ pub(crate) struct ReportArgs {
     /// One JSON object on stdout (`type` = `report`) instead of the table.
     #[arg(long)]
     json: bool,
+    /// Also write the report as one self-contained HTML page (tables and an SVG picture of
+    /// where kills landed) to this file.
+    #[arg(long, value_name = "FILE.html")]
+    html: Option<PathBuf>,
 }
 
 pub(crate) fn report(args: ReportArgs) -> u8 {
@@ -35,6 +39,12 @@ pub(crate) fn report(args: ReportArgs) -> u8 {
     if merged.runs == 0 && merged.incomplete_runs == 0 {
         eprintln!("torture report: no run summary in the given files");
         return EXIT_USAGE;
+    }
+    if let Some(path) = &args.html {
+        if let Err(e) = std::fs::write(path, crashkit::html::render(&merged)) {
+            eprintln!("torture report: cannot write {}: {e}", path.display());
+            return EXIT_HARNESS;
+        }
     }
     if args.json {
         let mut v = serde_json::to_value(&merged).unwrap_or_default();

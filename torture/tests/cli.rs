@@ -1035,3 +1035,52 @@ fn selftest_passes_and_reports_each_wrong_engine() {
     assert_eq!(human.status.code(), Some(0));
     assert!(!human.stdout.is_empty());
 }
+
+/// `report --html` renders a recorded run (torture/tests/fixtures/run.jsonl, from
+/// `torture run --cycles 300 --jobs 2 --seed 0x7e50 --json`) as one self-contained page:
+/// the totals, and an SVG cell per (record type, region) whose title names every kill
+/// site of the run with its count.
+#[test]
+fn report_renders_a_recorded_run_as_a_self_contained_html_page() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let page_path = dir.path().join("report.html");
+    let out = torture()
+        .arg("report")
+        .arg(&fixture)
+        .arg("--html")
+        .arg(&page_path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&page_path).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.contains("300 cycles"), "{page}");
+    assert_eq!(page.matches("<svg").count(), 1);
+    assert!(
+        !page.contains("<script") && !page.contains("src="),
+        "self-contained"
+    );
+    let summary: serde_json::Value = std::fs::read_to_string(&fixture)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["type"] == "summary")
+        .unwrap();
+    let coverage = summary["coverage"].as_object().unwrap();
+    assert!(coverage.len() > 5, "a run of 300 cycles reaches many sites");
+    for (site, n) in coverage {
+        let title = format!("<title>{site}: {} kills</title>", n.as_u64().unwrap());
+        assert!(page.contains(&title), "{title} missing");
+    }
+    let record_types: std::collections::BTreeSet<&str> = coverage
+        .keys()
+        .map(|k| k.split_once('/').unwrap().1)
+        .collect();
+    assert!(page.matches("<rect").count() >= 5 * record_types.len());
+}
