@@ -3,7 +3,7 @@
 //! Each layer wraps another storage and changes one thing: [`KillAtOffset`] stops the
 //! process once exactly K bytes of the WAL exist, [`SyncTracker`] reports each completed
 //! fdatasync's covered length, [`FailingIo`] fails the n-th write or fsync, [`KillAfterCalls`]
-//! stops a recovering process after n storage calls, [`SyncReturnsEarly`] is a wrong
+//! stops a recovering process after n storage calls, [`SkippedSyncs`] is a wrong
 //! storage for the self-test. [`FaultOpener`] stacks them for `wal.log` only, over a
 //! [`crate::trace::TracedStorage`] for every file when it traces.
 
@@ -330,16 +330,17 @@ impl WalStorage for KillAfterCalls {
     }
 }
 
-/// A wrong storage, for the self-test only: every fdatasync reports success at once and
-/// never reaches the disk, as a storage that acknowledged a sync before it returned (or
-/// a disk that lies about its cache). A process kill cannot tell; a power loss takes back
-/// what Strict commits were acknowledged for.
+/// Self-test layer: syncs that return at once and do nothing, above the trace, so the
+/// trace shows none of them. `data`: fdatasync (a Strict commit is acknowledged before any
+/// sync made it durable); `dir`: the file's directory fsync (its creation may be undone).
 #[derive(Debug)]
-pub struct SyncReturnsEarly {
+pub struct SkippedSyncs {
     inner: Arc<dyn WalStorage>,
+    data: bool,
+    dir: bool,
 }
 
-impl WalStorage for SyncReturnsEarly {
+impl WalStorage for SkippedSyncs {
     fn len_bytes(&self) -> io::Result<u64> {
         self.inner.len_bytes()
     }
@@ -361,47 +362,16 @@ impl WalStorage for SyncReturnsEarly {
         self.inner.allocate(offset_bytes, len_bytes, cadence)
     }
     fn sync_data(&self) -> io::Result<()> {
-        Ok(())
-    }
-    fn sync_dir(&self) -> io::Result<()> {
-        self.inner.sync_dir()
-    }
-}
-
-/// Self-test layer: the file's directory fsync returns at once and does nothing (above the
-/// trace, so the trace shows no directory fsync: a power loss may then undo the file's
-/// creation).
-#[derive(Debug)]
-pub struct SkipsDirSync {
-    inner: Arc<dyn WalStorage>,
-}
-
-impl WalStorage for SkipsDirSync {
-    fn len_bytes(&self) -> io::Result<u64> {
-        self.inner.len_bytes()
-    }
-    fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read_at(offset_bytes, buf)
-    }
-    fn write_at(&self, offset_bytes: u64, data: &[u8]) -> io::Result<()> {
-        self.inner.write_at(offset_bytes, data)
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner.set_len(len_bytes)
-    }
-    fn allocate(
-        &self,
-        offset_bytes: u64,
-        len_bytes: u64,
-        cadence: SyncCadence,
-    ) -> io::Result<bool> {
-        self.inner.allocate(offset_bytes, len_bytes, cadence)
-    }
-    fn sync_data(&self) -> io::Result<()> {
+        if self.data {
+            return Ok(());
+        }
         self.inner.sync_data()
     }
     fn sync_dir(&self) -> io::Result<()> {
-        Ok(())
+        if self.dir {
+            return Ok(());
+        }
+        self.inner.sync_dir()
     }
 }
 
@@ -485,8 +455,10 @@ impl StorageOpener for FaultOpener {
             )?);
         }
         if self.layers.skip_dir_sync {
-            opened.storage = Arc::new(SkipsDirSync {
+            opened.storage = Arc::new(SkippedSyncs {
                 inner: opened.storage,
+                data: false,
+                dir: true,
             });
         }
         if path.file_name().and_then(|n| n.to_str()) != Some(engine::WAL_FILE_NAME) {
@@ -495,7 +467,11 @@ impl StorageOpener for FaultOpener {
         let mut storage = opened.storage;
         let opened_plain = storage.clone();
         if self.layers.sync_returns_early {
-            storage = Arc::new(SyncReturnsEarly { inner: storage });
+            storage = Arc::new(SkippedSyncs {
+                inner: storage,
+                data: true,
+                dir: false,
+            });
         }
         if let Some(n) = self.layers.kill_after_calls {
             storage = Arc::new(KillAfterCalls::new(storage, n, Stop::SigKill));

@@ -30,14 +30,14 @@ pub enum WrongEngine {
     /// tracker, as if they never happened).
     SkipsRecoverySync,
     /// The writer's storage reports every fdatasync complete at once and never issues it
-    /// ([`crate::seam::SyncReturnsEarly`]): Strict commits are acknowledged before any
+    /// ([`crate::seam::SkippedSyncs`]): Strict commits are acknowledged before any
     /// sync made them durable. A process kill cannot tell; a power loss can.
     AcksBeforeSyncReturns,
     /// The writer creates its database in format version 1, whose reader takes any valid
     /// record after damage for proof of corruption, and so refuses a legal crash state
     /// that lost an unsynced sector while a later one reached the disk.
     RefusesOutOfOrderStates,
-    /// The writer never fsyncs a directory ([`crate::seam::SkipsDirSync`]): the creation of
+    /// The writer never fsyncs a directory ([`crate::seam::SkippedSyncs`]): the creation of
     /// `wal.log` and `IDENTITY` (and the rename that makes IDENTITY) is not durable, and a
     /// power loss may undo it. Only a crash state that undoes directory entries shows it.
     SkipsDirSync,

@@ -221,6 +221,19 @@ impl Database {
                     ),
                 });
             }
+            // No IDENTITY and no records: a first open died between creating the log and
+            // its header's fdatasync. Until that sync, a power loss may leave the header's
+            // bytes as anything (garbage included), so whatever is there is the remains of
+            // our own unfinished create: start it again.
+            (None, Some(len)) if !header_is_whole(opener.as_ref(), &wal_path, len)? => {
+                let storage = opener
+                    .open(&wal_path)
+                    .map_err(|e| EngineError::io(format!("opening {}", wal_path.display()), e))?
+                    .storage;
+                storage.set_len(0).map_err(|e| {
+                    EngineError::io(format!("truncating {}", wal_path.display()), e)
+                })?;
+            }
             _ => {}
         }
         let wal = WAL::open_with(
@@ -589,6 +602,22 @@ fn create_dirs(opener: &dyn StorageOpener, path: &Path) -> Result<()> {
             .map_err(|e| EngineError::io(format!("fsync of directory {}", parent.display()), e))?;
     }
     Ok(())
+}
+
+/// True when the WAL at `path` (`len_bytes` long) starts with a whole, valid header.
+fn header_is_whole(opener: &dyn StorageOpener, path: &Path, len_bytes: u64) -> Result<bool> {
+    if len_bytes < crate::wal::HEADER_LEN as u64 {
+        return Ok(false);
+    }
+    let bytes = opener
+        .read_file(path)
+        .map_err(|e| EngineError::io(format!("reading {}", path.display()), e))?
+        .unwrap_or_default();
+    let Some(header) = bytes.get(..crate::wal::HEADER_LEN) else {
+        return Ok(false);
+    };
+    let header: &[u8; crate::wal::HEADER_LEN] = header.try_into().expect("sliced to length");
+    Ok(crate::wal::FileHeader::decode(header, path).is_ok())
 }
 
 /// True when the WAL at `path` (`len_bytes` long) holds anything after its header that is
