@@ -344,8 +344,7 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
                 FindingKind::CorruptionNotDetected,
                 format!(
                     "the crash left {} torn bytes after offset {expected_end}, replay reports {}",
-                    torn_expected,
-                    stats.torn_tail_bytes
+                    torn_expected, stats.torn_tail_bytes
                 ),
             )));
         }

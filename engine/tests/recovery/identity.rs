@@ -303,7 +303,9 @@ fn a_crash_during_the_first_open_recovers_as_a_fresh_database() {
     }
     .encode();
     // Until the header's fdatasync returns, a power loss may leave its bytes as anything.
-    let garbage: Vec<u8> = (0..header.len() as u8).map(|b| b.wrapping_mul(37) ^ 0x5a).collect();
+    let garbage: Vec<u8> = (0..header.len() as u8)
+        .map(|b| b.wrapping_mul(37) ^ 0x5a)
+        .collect();
     let states: [(&str, Option<Vec<u8>>, bool); 8] = [
         ("nothing", None, false),
         ("garbage header", Some(garbage.clone()), false),
