@@ -230,11 +230,7 @@ impl fmt::Display for WALEntry {
                 ..
             } => {
                 write!(f, "Write     txn={txn_id} v={version} key={key} value=")?;
-                match value {
-                    Value::Bytes(b) => write!(f, "Bytes[{}]", b.len()),
-                    Value::String(s) if s.len() > 32 => write!(f, "String[{}]", s.len()),
-                    other => write!(f, "{other:?}"),
-                }
+                fmt_value_brief(f, value)
             }
             WALEntry::Delete {
                 txn_id,
@@ -259,11 +255,7 @@ impl fmt::Display for WALEntry {
                 ..
             } => {
                 write!(f, "PutTxn    txn={txn_id} v={version} key={key} value=")?;
-                match value {
-                    Value::Bytes(b) => write!(f, "Bytes[{}]", b.len()),
-                    Value::String(s) if s.len() > 32 => write!(f, "String[{}]", s.len()),
-                    other => write!(f, "{other:?}"),
-                }
+                fmt_value_brief(f, value)
             }
             WALEntry::DeleteTxn {
                 txn_id,
@@ -272,6 +264,15 @@ impl fmt::Display for WALEntry {
                 ..
             } => write!(f, "DeleteTxn txn={txn_id} v={version} key={key}"),
         }
+    }
+}
+
+/// A value for a one-line listing: byte strings and long strings by their length only.
+fn fmt_value_brief(f: &mut fmt::Formatter<'_>, value: &Value) -> fmt::Result {
+    match value {
+        Value::Bytes(b) => write!(f, "Bytes[{}]", b.len()),
+        Value::String(s) if s.len() > 32 => write!(f, "String[{}]", s.len()),
+        other => write!(f, "{other:?}"),
     }
 }
 
