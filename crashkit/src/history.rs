@@ -115,7 +115,7 @@ pub struct Expected {
 /// NamespaceDef is laid out first).
 pub fn lay_out(
     history: &History,
-    mut ns_id: impl FnMut(&Namespace) -> (u64, bool),
+    mut ns_id: impl FnMut(&Arc<Namespace>) -> (u64, bool),
 ) -> (Vec<WALEntry>, Expected) {
     let mut entries = Vec::new();
     let mut expected = Expected::default();

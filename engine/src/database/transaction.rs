@@ -57,7 +57,7 @@ impl PendingOp {
 pub(crate) fn encode_txn(
     out: &mut Vec<u8>,
     framing: Framing,
-    namespace_id: impl FnOnce(&crate::types::Namespace) -> (u64, bool),
+    namespace_id: impl FnOnce(&std::sync::Arc<crate::types::Namespace>) -> (u64, bool),
     txn_id: u64,
     run_id: RunId,
     timestamp: Timestamp,

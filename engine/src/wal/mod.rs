@@ -146,7 +146,16 @@ pub struct WAL {
     poison_reason: Mutex<Option<String>>,
     /// Namespace ids the log defines (format version 2 NamespaceDef records), for the
     /// writer's compact one-operation records. Set by recovery from the kept log.
-    namespace_ids: Mutex<HashMap<Namespace, u64>>,
+    namespace_ids: Mutex<NamespaceIds>,
+}
+
+/// The writer's namespace ids, with the last one used in front: a run of commits in one
+/// namespace (the common case) finds its id by a pointer comparison, without hashing the
+/// namespace's names on every commit.
+#[derive(Debug, Default)]
+struct NamespaceIds {
+    by_namespace: HashMap<Namespace, u64>,
+    last: Option<(Arc<Namespace>, u64)>,
 }
 
 /// Locks `m`, taking the guard even if another thread panicked while holding it: every
@@ -279,7 +288,7 @@ impl WAL {
             sync_waiters: AtomicUsize::new(0),
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(None),
-            namespace_ids: Mutex::new(HashMap::new()),
+            namespace_ids: Mutex::new(NamespaceIds::default()),
         })
     }
 
@@ -309,23 +318,34 @@ impl WAL {
     /// what recovery read from the log it kept.
     pub fn set_defined_namespaces(&self, defined: &[Arc<Namespace>]) {
         let mut ids = lock(&self.namespace_ids);
-        ids.clear();
+        ids.last = None;
+        ids.by_namespace.clear();
         for (id, namespace) in defined.iter().enumerate() {
-            ids.insert(Namespace::clone(namespace), id as u64);
+            ids.by_namespace
+                .insert(Namespace::clone(namespace), id as u64);
         }
     }
 
     /// The id of `namespace` in this log, and whether it is new: then the caller must
     /// append its NamespaceDef before (in the same write as) the first record that uses it.
     /// Call under the lock that orders appends (the commit lock).
-    pub fn namespace_id(&self, namespace: &Namespace) -> (u64, bool) {
+    pub fn namespace_id(&self, namespace: &Arc<Namespace>) -> (u64, bool) {
         let mut ids = lock(&self.namespace_ids);
-        if let Some(id) = ids.get(namespace) {
-            return (*id, false);
+        if let Some((last, id)) = &ids.last {
+            if Arc::ptr_eq(last, namespace) || **last == **namespace {
+                return (*id, false);
+            }
         }
-        let id = ids.len() as u64;
-        ids.insert(namespace.clone(), id);
-        (id, true)
+        let (id, new) = match ids.by_namespace.get(&**namespace) {
+            Some(id) => (*id, false),
+            None => {
+                let id = ids.by_namespace.len() as u64;
+                ids.by_namespace.insert(Namespace::clone(namespace), id);
+                (id, true)
+            }
+        };
+        ids.last = Some((namespace.clone(), id));
+        (id, new)
     }
 
     /// The framing for records encoded now: this log's codec and the offset the last
@@ -879,5 +899,42 @@ mod preallocation_tests {
         let db = open(dir.path(), false);
         assert_eq!(db.recovery_stats().txns_applied, 30);
         assert_eq!(db.recovery_stats().torn_tail_bytes, 0);
+    }
+}
+
+#[cfg(test)]
+mod namespace_id_tests {
+    use std::sync::Arc;
+
+    use super::WAL;
+    use crate::types::{Namespace, RunId};
+    use crate::DurabilityMode;
+
+    /// Equal namespaces get one id whether they share an allocation or not (the fast path
+    /// compares pointers first, then names); a new namespace gets the next id once; ids
+    /// recovery sets replace the writer's, the remembered last one included.
+    #[test]
+    fn equal_namespaces_share_an_id_and_new_ones_are_numbered_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = WAL::open(dir.path().join("wal.log"), DurabilityMode::Async).unwrap();
+        let a = Arc::new(Namespace::new("t", "a", "g", RunId(1)));
+        let a_copy = Arc::new(Namespace::new("t", "a", "g", RunId(1)));
+        let b = Arc::new(Namespace::new("t", "b", "g", RunId(1)));
+        assert_eq!(wal.namespace_id(&a), (0, true));
+        assert_eq!(wal.namespace_id(&a), (0, false));
+        assert_eq!(wal.namespace_id(&a_copy), (0, false));
+        assert_eq!(wal.namespace_id(&b), (1, true));
+        assert_eq!(
+            wal.namespace_id(&a),
+            (0, false),
+            "found again after another one"
+        );
+        wal.set_defined_namespaces(std::slice::from_ref(&b));
+        assert_eq!(wal.namespace_id(&b), (0, false));
+        assert_eq!(
+            wal.namespace_id(&a),
+            (1, true),
+            "forgotten with the old table"
+        );
     }
 }
