@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,32 @@ pub fn default_work_root() -> PathBuf {
     } else {
         std::env::temp_dir()
     }
+}
+
+/// Finding directories a process keeps unless [`set_kept_findings_max`] says otherwise.
+pub const DEFAULT_KEPT_FINDINGS_MAX: usize = 32;
+
+static KEPT_FINDINGS_MAX: AtomicUsize = AtomicUsize::new(DEFAULT_KEPT_FINDINGS_MAX);
+static KEPT_FINDINGS: AtomicUsize = AtomicUsize::new(0);
+
+/// Bounds how many findings of this process keep their data directory under the
+/// artifacts folder: an eight-hour campaign against a badly broken engine finds on every
+/// cycle, and each kept directory holds a database and its crash states. Later findings are
+/// still reported (with their reproduce line, which rebuilds the directory), but keep
+/// nothing. Returns the previous bound.
+pub fn set_kept_findings_max(n: usize) -> usize {
+    KEPT_FINDINGS_MAX.swap(n, Ordering::Relaxed)
+}
+
+/// Takes one of the kept-directory slots; `false` once [`set_kept_findings_max`]'s bound
+/// is reached.
+fn take_kept_finding_slot() -> bool {
+    let max = KEPT_FINDINGS_MAX.load(Ordering::Relaxed);
+    KEPT_FINDINGS
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok()
 }
 
 /// Where cycles run and where findings go.
@@ -387,19 +413,25 @@ pub fn run_cycle(case: &Case, env: &CycleEnv) -> Result<CycleOutcome, HarnessErr
                         v.detail
                     );
                 }
-                let dir = keep_artifacts(env, case, &v, &scratch, &crashed_wal)?;
-                let inspect = format!(
-                    "cargo run --release -p torture -- inspect {}",
-                    dir.join("wal.log.crashed").display()
-                );
+                let dir = if take_kept_finding_slot() {
+                    Some(keep_artifacts(env, case, &v, &scratch, &crashed_wal)?)
+                } else {
+                    None
+                };
+                let inspect = dir.as_ref().map(|dir| {
+                    format!(
+                        "cargo run --release -p torture -- inspect {}",
+                        dir.join("wal.log.crashed").display()
+                    )
+                });
                 outcome.finding = Some(Finding {
                     violation: v,
                     case: *case,
                     plan,
                     kill_site: outcome.kill_site,
-                    artifacts_dir: Some(dir),
+                    artifacts_dir: dir,
                     repro: case.repro_command(),
-                    inspect: Some(inspect),
+                    inspect,
                 });
                 break;
             }

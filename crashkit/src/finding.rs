@@ -217,8 +217,13 @@ impl fmt::Display for Finding {
                 s.txns_applied, s.discarded_txns, s.orphaned_entries, s.final_version, s.torn_tail_bytes, s.end
             )?;
         }
-        if let Some(dir) = &self.artifacts_dir {
-            writeln!(f, "  artifacts: {}", dir.display())?;
+        match &self.artifacts_dir {
+            Some(dir) => writeln!(f, "  artifacts: {}", dir.display())?,
+            None => writeln!(
+                f,
+                "  artifacts: not kept (the bound on kept finding directories was reached; \
+                 the reproduce line rebuilds them)"
+            )?,
         }
         if let Some(cmd) = &self.inspect {
             writeln!(f, "  inspect: {cmd}")?;

@@ -189,6 +189,11 @@ struct RunArgs {
     /// Where findings keep their data directories.
     #[arg(long, default_value = "artifacts")]
     artifacts: PathBuf,
+    /// Keep the data directories of at most N findings (later findings are still reported
+    /// with their reproduce line, which rebuilds the directory): bounds the disk a long
+    /// campaign against a broken engine can fill.
+    #[arg(long, default_value_t = crashkit::cycle::DEFAULT_KEPT_FINDINGS_MAX)]
+    keep_findings: usize,
     /// Scratch directory for cycles (default: a fresh temporary directory, on /dev/shm
     /// when it has at least 256 MiB free, else in the system temporary directory).
     #[arg(long)]
@@ -461,6 +466,7 @@ fn run(args: RunArgs) -> u8 {
         free_space_min_bytes: args.min_free_mib.saturating_mul(1024 * 1024),
         heartbeat,
     };
+    crashkit::cycle::set_kept_findings_max(args.keep_findings);
     let env = CycleEnv {
         work_dir,
         artifacts_dir: args.artifacts.clone(),
