@@ -180,6 +180,12 @@ pub(crate) fn read_u32(bytes: &[u8]) -> u32 {
     u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Payload bytes this thread has checksummed (tests of scan costs read it).
+    pub(crate) static CHECKSUMMED_BYTES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// The checksum of a format-version-1 record: covers the length and type bytes, then the
 /// payload. (Version 2 salts it: [`FrameCodec::crc`].)
 pub fn record_crc(len_and_type: &[u8], payload: &[u8]) -> u32 {
@@ -188,6 +194,8 @@ pub fn record_crc(len_and_type: &[u8], payload: &[u8]) -> u32 {
     // checksumming a small record); a clone of one detected hasher skips that.
     static DETECTED: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
     let mut hasher = DETECTED.get_or_init(crc32fast::Hasher::new).clone();
+    #[cfg(test)]
+    CHECKSUMMED_BYTES.with(|n| n.set(n.get() + payload.len() as u64));
     hasher.update(len_and_type);
     hasher.update(payload);
     hasher.finalize()
@@ -293,11 +301,49 @@ impl FrameCodec {
         }
     }
 
+    /// What the frame starting at `bytes[0]` (file offset `offset_bytes`) claims to be,
+    /// read without its checksum: `Some` when its type is known in this format version,
+    /// its length is within the format's limit and within `bytes`, and (version 2) its
+    /// synced offset is in range. Every valid frame passes; most damaged or foreign byte
+    /// offsets do not. Scans that try every byte offset ask this first: a checksum costs the
+    /// claimed length, up to 16 MiB, so checking it at every offset whose length field
+    /// happens to fit made a scan of a multi-MiB torn tail quadratic.
+    #[inline]
+    pub fn claimed_frame(&self, offset_bytes: u64, bytes: &[u8]) -> Option<ClaimedFrame> {
+        if bytes.len() < RECORD_HEADER_LEN {
+            return None;
+        }
+        let kind = self.record_type(bytes[RECORD_TYPE_OFFSET])?;
+        let body_len = read_u32(&bytes[RECORD_LEN_OFFSET..]) as usize;
+        if body_len > RECORD_PAYLOAD_LEN_MAX || bytes.len() < RECORD_HEADER_LEN + body_len {
+            return None;
+        }
+        let body = &bytes[RECORD_HEADER_LEN..RECORD_HEADER_LEN + body_len];
+        let prefix_len = if self.carries_synced_offset() {
+            let (synced_offset_bytes, prefix_len) = read_leb128(body)?;
+            if synced_offset_bytes > offset_bytes || synced_offset_bytes < HEADER_LEN as u64 {
+                return None;
+            }
+            prefix_len
+        } else {
+            0
+        };
+        Some(ClaimedFrame {
+            kind,
+            payload_start: RECORD_HEADER_LEN + prefix_len,
+            payload_len: body_len - prefix_len,
+        })
+    }
+
     /// [`FrameCodec::inspect`] without building a reason for an invalid frame: scans that
     /// try every byte offset of damaged or foreign bytes call this (building the reason
-    /// string at each offset cost most of such a scan).
+    /// string at each offset cost most of such a scan). Frames whose type is unknown in
+    /// this version count as not valid here.
     #[inline]
     pub fn valid_frame(&self, offset_bytes: u64, bytes: &[u8]) -> Option<Frame> {
+        if bytes.len() >= RECORD_HEADER_LEN && self.claimed_frame(offset_bytes, bytes).is_none() {
+            return None;
+        }
         match self.judge(offset_bytes, bytes) {
             Judged::Valid(frame) => Some(frame),
             _ => None,
@@ -356,6 +402,16 @@ impl FrameCodec {
             synced_offset_bytes: Some(synced_offset_bytes),
         })
     }
+}
+
+/// A frame's shape as its header and synced offset claim it, before its checksum is
+/// checked ([`FrameCodec::claimed_frame`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimedFrame {
+    pub kind: RecordType,
+    /// The payload is `bytes[payload_start..payload_start + payload_len]`.
+    pub payload_start: usize,
+    pub payload_len: usize,
 }
 
 /// A frame judged without formatting anything.

@@ -8,10 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::entry::{DecodeError, NamespaceCache, WALEntry};
+use super::entry::{DecodeError, EntryRef, NamespaceCache, WALEntry};
 use super::format::{
-    read_u32, FileHeader, Frame, FrameCodec, RecordType, HEADER_LEN, RECORD_HEADER_LEN,
-    RECORD_PAYLOAD_LEN_MAX, RECORD_TYPE_OFFSET,
+    read_leb128, read_u32, FileHeader, Frame, FrameCodec, RecordType, HEADER_LEN,
+    RECORD_HEADER_LEN, RECORD_PAYLOAD_LEN_MAX, RECORD_TYPE_OFFSET, SYNCED_OFFSET_LEN_MAX,
 };
 use super::storage::WalStorage;
 use crate::error::{EngineError, Result};
@@ -540,9 +540,18 @@ fn scan_after_damage(
         let payload_len = read_u32(header) as usize;
         let record_type = header[RECORD_TYPE_OFFSET];
         let total = RECORD_HEADER_LEN + payload_len;
+        // A version 2 synced offset out of range rules the candidate out before its bytes
+        // are read and checksummed (see FrameCodec::claimed_frame).
+        let synced_offset_plausible = !codec.carries_synced_offset()
+            || match read_leb128(&header[RECORD_HEADER_LEN.min(header.len())..]) {
+                Some((synced, _)) => synced <= candidate && synced >= HEADER_LEN as u64,
+                // Too few bytes in the window to tell, or a bad encoding.
+                None => header.len() < RECORD_HEADER_LEN + SYNCED_OFFSET_LEN_MAX,
+            };
         if codec.record_type(record_type).is_some()
             && payload_len <= RECORD_PAYLOAD_LEN_MAX
             && candidate + total as u64 <= file_len_bytes
+            && synced_offset_plausible
         {
             let owned;
             let bytes: &[u8] = if rel + total <= window.len() {
@@ -553,7 +562,14 @@ fn scan_after_damage(
                 owned = v;
                 &owned
             };
-            let judged = codec.valid_frame(candidate, bytes);
+            // The payload's structure before the checksum, which costs the whole length.
+            let structured = codec.claimed_frame(candidate, bytes).is_some_and(|claim| {
+                let payload = &bytes[claim.payload_start..][..claim.payload_len];
+                EntryRef::decode(claim.kind, payload, &mut NamespaceCache::lenient()).is_ok()
+            });
+            let judged = structured
+                .then(|| codec.valid_frame(candidate, bytes))
+                .flatten();
             if let Some(frame) = judged.and_then(|f| valid_frame(codec, f)) {
                 let payload = &bytes[frame.payload_start..frame.payload_start + frame.payload_len];
                 if WALEntry::decode_payload(frame.kind, payload, &mut namespaces).is_ok() {
