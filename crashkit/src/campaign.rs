@@ -45,6 +45,8 @@ pub struct CampaignOptions {
     pub generations_max: u8,
     /// (index, count): this shard runs cycle indexes `index, index + count, ...`.
     pub shard: (u64, u64),
+    /// What kind of workload every cycle generates.
+    pub shape: crate::workload::WorkloadShape,
     pub limits: Limits,
     /// Before the campaign and before every cycle, the work directory's file system must
     /// have this much free space, or the campaign stops with a harness error (0: never
@@ -80,6 +82,7 @@ pub fn case_for_index(opts: &CampaignOptions, index: u64) -> Case {
     } else {
         rng.gen_range(1..=opts.threads_max.max(1))
     };
+    case.shape = opts.shape;
     case.limits = opts.limits;
     case
 }
@@ -445,6 +448,7 @@ mod tests {
             threads_max: 3,
             generations_max: 2,
             shard: (0, 1),
+            shape: crate::workload::WorkloadShape::Mixed,
             limits: Limits::default(),
             free_space_min_bytes: 0,
             heartbeat: None,
@@ -494,6 +498,7 @@ mod tests {
             threads_max: 1,
             generations_max: 1,
             shard: (0, 1),
+            shape: crate::workload::WorkloadShape::Mixed,
             limits: Limits::default(),
             free_space_min_bytes: u64::MAX,
             heartbeat: Some(Duration::from_millis(1)),

@@ -97,10 +97,15 @@ macro_rules! parse_by_name {
 }
 parse_by_name!(ModeName);
 parse_by_name!(KillKind);
+parse_by_name!(crate::workload::WorkloadShape);
 
 /// Caps applied to the generated workload; the shrinker lowers them. `None` = no cap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
+    /// Drop the first `txns_skip` transactions (applied before `txns_max`): with it the
+    /// shrinker keeps a window of the workload, not only a prefix.
+    #[serde(default)]
+    pub txns_skip: Option<usize>,
     /// Keep only the first `txns_max` transactions.
     pub txns_max: Option<usize>,
     /// Keep only the first `ops_max` operations of each transaction.
@@ -130,6 +135,9 @@ pub struct Case {
     /// commits the workload's txns `t, t + threads, ...` in order.
     #[serde(default)]
     pub threads: u8,
+    /// What kind of workload the seed generates (transaction sizes, key space, values).
+    #[serde(default)]
+    pub shape: crate::workload::WorkloadShape,
     #[serde(default)]
     pub limits: Limits,
     /// Overrides the derived kill offset (offset and watch kills); the shrinker moves it.
@@ -148,6 +156,7 @@ impl Case {
             corrupt: false,
             threads: 1,
             generations: 1,
+            shape: crate::workload::WorkloadShape::Mixed,
             limits: Limits::default(),
             kill_offset_bytes: None,
         }
@@ -189,6 +198,12 @@ impl Case {
         }
         if self.writer_threads() > 1 {
             s.push_str(&format!(" --threads {}", self.threads));
+        }
+        if self.shape != crate::workload::WorkloadShape::Mixed {
+            s.push_str(&format!(" --shape {}", self.shape));
+        }
+        if let Some(n) = self.limits.txns_skip {
+            s.push_str(&format!(" --txns-skip {n}"));
         }
         if let Some(n) = self.limits.txns_max {
             s.push_str(&format!(" --txns-max {n}"));

@@ -44,6 +44,9 @@ pub struct Profile {
     /// Each cycle runs 1..=generations crash-recover-check rounds on one database
     /// (`run --generations`).
     pub generations: u8,
+    /// What kind of workload the generator draws (`run --shape`; `mixed` when absent).
+    #[serde(default)]
+    pub shape: crate::workload::WorkloadShape,
     /// Caps on the generated workload (`run --txns-max --ops-max --value-len-max`).
     #[serde(default)]
     pub txns_max: Option<usize>,
@@ -56,6 +59,7 @@ pub struct Profile {
 impl Profile {
     pub fn limits(&self) -> Limits {
         Limits {
+            txns_skip: None,
             txns_max: self.txns_max,
             ops_max: self.ops_max,
             value_len_max: self.value_len_max,
@@ -186,6 +190,7 @@ impl Cell {
             threads_max: self.profile.threads,
             generations_max: self.profile.generations,
             shard: (0, 1),
+            shape: self.profile.shape,
             limits: self.profile.limits(),
             free_space_min_bytes: settings.free_space_min_bytes,
             heartbeat: settings.heartbeat,

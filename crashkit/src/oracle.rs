@@ -434,6 +434,7 @@ mod order_tests {
         let w = Workload::generate(
             11,
             &Limits {
+                txns_skip: None,
                 txns_max: Some(6),
                 ops_max: Some(1),
                 value_len_max: None,

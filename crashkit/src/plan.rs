@@ -16,6 +16,10 @@ pub const TIME_KILL_DELAY_US_MIN: u64 = 500;
 /// Longest delay of a time kill.
 pub const TIME_KILL_DELAY_US_MAX: u64 = 4_000;
 
+/// Kill points of long logs cluster around multiples of this: the replay's pipelining
+/// threshold, a quarter of the reader's 1 MiB buffer (engine/src/wal/reader.rs).
+pub const BOUNDARY_BYTES: u64 = 256 * 1024;
+
 /// A power loss after the kill: the writer traces its I/O, and the parent checks this
 /// many legal crash states built from the trace ([`crate::power_loss`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -62,7 +66,16 @@ impl FaultPlan {
                 // or checksum of a random record, or exactly on its boundary, which
                 // uniform draws would rarely hit.
                 let layout = workload.record_layout();
-                let k = if layout.is_empty() || rng.gen_bool(0.5) {
+                // Logs longer than the replay's 256 KiB pipelining threshold (and so, in
+                // steps of four, the reader's 1 MiB buffer) get a third of their kills a
+                // few bytes around a multiple of 256 KiB, where a reader's buffer refill
+                // or a batch hand-off splits a record.
+                let boundaries = expected / BOUNDARY_BYTES;
+                let k = if boundaries > 0 && rng.gen_ratio(1, 3) {
+                    let at = rng.gen_range(1..=boundaries) * BOUNDARY_BYTES;
+                    let around = RECORD_HEADER_LEN as u64 + 1;
+                    (at + rng.gen_range(0..=2 * around) - around).clamp(header + 1, expected)
+                } else if layout.is_empty() || rng.gen_bool(0.5) {
                     rng.gen_range(header + 1..=expected)
                 } else {
                     let span = &layout[rng.gen_range(0..layout.len())];

@@ -18,6 +18,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::case::{Case, Limits, Purpose};
 
@@ -28,6 +29,132 @@ pub const TXNS_MAX: usize = 40;
 pub const OPS_MAX: usize = 6;
 /// Largest generated value payload.
 pub const VALUE_LEN_MAX: usize = 64 * 1024;
+
+/// What kind of workload a seed generates. Each shape is its own generator over the same
+/// namespaces; `Mixed` is the default and what every saved seed means.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadShape {
+    /// 5-40 transactions of 1-6 operations, a fifth of them deletes, over 4 user keys per
+    /// namespace and tag (keys collide), values from empty to 64 KiB.
+    #[default]
+    Mixed,
+    /// 10-60 transactions, three in five operations deletes, small values: recovery must
+    /// replay tombstones over keys written earlier in the same log.
+    DeleteHeavy,
+    /// 50-300 transactions over 4096 user keys per namespace and tag, small values: a
+    /// store of hundreds of distinct keys, most written once.
+    ManyKeys,
+    /// 2-8 transactions of 32-256 operations each: one commit spans many records, pages
+    /// and (with larger values) the replay's batches.
+    LongTxns,
+    /// 4-12 transactions of one or two operations with values of 64 KiB to 2 MiB, and now
+    /// and then one close to the largest record the format allows (16 MiB): logs of
+    /// several MiB that cross the reader's 1 MiB buffer and the replay's 256 KiB
+    /// pipelining threshold many times (the kill plan aims some kills at those
+    /// boundaries).
+    BigLog,
+}
+
+impl WorkloadShape {
+    pub const ALL: [WorkloadShape; 5] = [
+        WorkloadShape::Mixed,
+        WorkloadShape::DeleteHeavy,
+        WorkloadShape::ManyKeys,
+        WorkloadShape::LongTxns,
+        WorkloadShape::BigLog,
+    ];
+
+    /// The CLI, JSON and matrix spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadShape::Mixed => "mixed",
+            WorkloadShape::DeleteHeavy => "delete-heavy",
+            WorkloadShape::ManyKeys => "many-keys",
+            WorkloadShape::LongTxns => "long-txns",
+            WorkloadShape::BigLog => "big-log",
+        }
+    }
+
+    /// The generator's parameters for this shape.
+    fn params(self) -> ShapeParams {
+        let base = ShapeParams {
+            txns: TXNS_MIN..=TXNS_MAX,
+            ops: 1..=OPS_MAX,
+            delete_percent: 20,
+            user_keys: USER_KEYS,
+            values: ValueSizes::Mixed,
+        };
+        match self {
+            WorkloadShape::Mixed => base,
+            WorkloadShape::DeleteHeavy => ShapeParams {
+                txns: 10..=60,
+                delete_percent: 60,
+                values: ValueSizes::Small,
+                ..base
+            },
+            WorkloadShape::ManyKeys => ShapeParams {
+                txns: 50..=300,
+                ops: 1..=4,
+                delete_percent: 10,
+                user_keys: 4096,
+                values: ValueSizes::Small,
+            },
+            WorkloadShape::LongTxns => ShapeParams {
+                txns: 2..=8,
+                ops: 32..=256,
+                user_keys: 64,
+                values: ValueSizes::UpTo4K,
+                ..base
+            },
+            WorkloadShape::BigLog => ShapeParams {
+                txns: 4..=12,
+                ops: 1..=2,
+                delete_percent: 10,
+                values: ValueSizes::Big,
+                ..base
+            },
+        }
+    }
+}
+
+/// Largest value a `BigLog` workload writes: the format's largest record payload less room
+/// for the record's own fields and key (the engine refuses anything larger).
+pub const BIG_VALUE_LEN_MAX: usize = engine::wal::format::RECORD_PAYLOAD_LEN_MAX - 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ValueSizes {
+    /// Mostly small, sometimes a few KiB, rarely up to 64 KiB.
+    Mixed,
+    /// Up to 64 bytes (strings, numbers, short bytes).
+    Small,
+    /// Up to 4 KiB.
+    UpTo4K,
+    /// 64 KiB to 2 MiB, one in twenty close to [`BIG_VALUE_LEN_MAX`].
+    Big,
+}
+
+#[derive(Debug, Clone)]
+struct ShapeParams {
+    txns: std::ops::RangeInclusive<usize>,
+    ops: std::ops::RangeInclusive<usize>,
+    delete_percent: u32,
+    user_keys: usize,
+    values: ValueSizes,
+}
 
 const TENANTS: [&str; 2] = ["acme", "globex"];
 const AGENTS: [&str; 2] = ["planner", "tool"];
@@ -132,45 +259,66 @@ enum RawValue {
     Bytes(usize, u64),
 }
 
-fn value_len() -> impl Strategy<Value = usize> {
-    // Mostly small, sometimes a few KiB, rarely up to 64 KiB.
-    prop_oneof![
-        8 => 0usize..=64,
-        2 => 65usize..=4096,
-        1 => 4097usize..=VALUE_LEN_MAX,
-    ]
+fn value_len(sizes: ValueSizes) -> BoxedStrategy<usize> {
+    match sizes {
+        ValueSizes::Mixed => prop_oneof![
+            8 => 0usize..=64,
+            2 => 65usize..=4096,
+            1 => 4097usize..=VALUE_LEN_MAX,
+        ]
+        .boxed(),
+        ValueSizes::Small => (0usize..=64).boxed(),
+        ValueSizes::UpTo4K => prop_oneof![
+            4 => 0usize..=64,
+            1 => 65usize..=4096,
+        ]
+        .boxed(),
+        ValueSizes::Big => prop_oneof![
+            12 => (64usize << 10)..=(512usize << 10),
+            7 => (512usize << 10)..=(2usize << 20),
+            1 => (BIG_VALUE_LEN_MAX - (1 << 20))..=BIG_VALUE_LEN_MAX,
+        ]
+        .boxed(),
+    }
 }
 
-fn raw_value() -> impl Strategy<Value = RawValue> {
+fn raw_value(sizes: ValueSizes) -> BoxedStrategy<RawValue> {
+    let bytes = (value_len(sizes), any::<u64>()).prop_map(|(len, seed)| RawValue::Bytes(len, seed));
+    if sizes == ValueSizes::Big {
+        // Every value large: the shape exists for its log's size.
+        return bytes.boxed();
+    }
     prop_oneof![
         1 => Just(RawValue::Null),
         1 => any::<bool>().prop_map(RawValue::Bool),
         2 => any::<i64>().prop_map(RawValue::I64),
         1 => any::<f64>().prop_map(RawValue::F64),
         3 => "[a-z0-9 ]{0,40}".prop_map(RawValue::String),
-        3 => (value_len(), any::<u64>()).prop_map(|(len, seed)| RawValue::Bytes(len, seed)),
+        3 => bytes,
     ]
+    .boxed()
 }
 
-fn raw_op() -> impl Strategy<Value = RawOp> {
+fn raw_op(p: &ShapeParams) -> impl Strategy<Value = RawOp> {
     let key = (
         0..TENANTS.len(),
         0..AGENTS.len(),
         0..RUNS.len(),
         0..TAGS.len(),
-        0..USER_KEYS,
+        0..p.user_keys,
     );
-    (prop::bool::weighted(0.2), key, raw_value()).prop_map(|(delete, key, value)| RawOp {
-        delete,
+    (
+        prop::bool::weighted(f64::from(p.delete_percent) / 100.0),
         key,
-        value,
-    })
+        raw_value(p.values),
+    )
+        .prop_map(|(delete, key, value)| RawOp { delete, key, value })
 }
 
-fn raw_txn() -> impl Strategy<Value = (usize, Vec<RawOp>, bool, bool)> {
+fn raw_txn(p: &ShapeParams) -> impl Strategy<Value = (usize, Vec<RawOp>, bool, bool)> {
     (
         0..RUNS.len(),
-        prop::collection::vec(raw_op(), 1..=OPS_MAX),
+        prop::collection::vec(raw_op(p), p.ops.clone()),
         prop::bool::weighted(0.1),
         prop::bool::weighted(0.1),
     )
@@ -208,10 +356,15 @@ fn truncate_value(value: Value, len_max: usize) -> Value {
 impl Workload {
     /// The workload of `case`: generated from its seed, then cut down by its limits.
     pub fn for_case(case: &Case) -> Workload {
-        Workload::generate(case.seed, &case.limits)
+        Workload::generate_shaped(case.seed, case.shape, &case.limits)
     }
 
+    /// The default ([`WorkloadShape::Mixed`]) workload of `seed`.
     pub fn generate(seed: u64, limits: &Limits) -> Workload {
+        Workload::generate_shaped(seed, WorkloadShape::Mixed, limits)
+    }
+
+    pub fn generate_shaped(seed: u64, shape: WorkloadShape, limits: &Limits) -> Workload {
         let mut seed_rng = Case::new(
             seed,
             crate::case::ModeName::Strict,
@@ -222,7 +375,8 @@ impl Workload {
         seed_rng.fill_bytes(&mut seed_bytes);
         let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
         let mut runner = TestRunner::new_with_rng(Config::default(), rng);
-        let strategy = prop::collection::vec(raw_txn(), TXNS_MIN..=TXNS_MAX);
+        let params = shape.params();
+        let strategy = prop::collection::vec(raw_txn(&params), params.txns.clone());
         let raw = strategy
             .new_tree(&mut runner)
             .expect("workload strategies never reject")
@@ -260,6 +414,10 @@ impl Workload {
                 flush_after,
             })
             .collect();
+        if let Some(n) = limits.txns_skip {
+            // At least one transaction stays, as with `txns_max`.
+            txns.drain(..n.min(txns.len().saturating_sub(1)));
+        }
         if let Some(n) = limits.txns_max {
             txns.truncate(n.max(1));
         }
@@ -439,6 +597,7 @@ mod tests {
         let cut = Workload::generate(
             7,
             &Limits {
+                txns_skip: None,
                 txns_max: Some(2),
                 ops_max: Some(1),
                 value_len_max: Some(3),

@@ -41,6 +41,7 @@ fn every_mode_and_kill(base_seed: u64, cycles: u64) -> CampaignOptions {
         threads_max: 3,
         generations_max: 2,
         shard: (0, 1),
+        shape: crashkit::workload::WorkloadShape::Mixed,
         limits: Limits::default(),
         free_space_min_bytes: 0,
         heartbeat: None,

@@ -16,6 +16,7 @@ mod report;
 use crashkit::campaign::{self, CampaignOptions, Frequency, Progress};
 use crashkit::case::{parse_seed, Case, KillKind, Limits, ModeName};
 use crashkit::cycle::{ChildCommand, CycleEnv};
+use crashkit::workload::WorkloadShape;
 
 pub(crate) const EXIT_CLEAN: u8 = 0;
 pub(crate) const EXIT_FINDINGS: u8 = 1;
@@ -119,6 +120,15 @@ enum KillArg {
 
 #[derive(Debug, Args)]
 struct WorkloadArgs {
+    /// What kind of workload each seed generates: `mixed` (5-40 txns, colliding keys,
+    /// values up to 64 KiB), `delete-heavy`, `many-keys` (4096 keys per namespace),
+    /// `long-txns` (32-256 ops per txn) or `big-log` (values up to 16 MiB, logs of several
+    /// MiB).
+    #[arg(long, value_enum, default_value_t = WorkloadShape::Mixed)]
+    shape: WorkloadShape,
+    /// Drop the first N transactions of each workload (before --txns-max).
+    #[arg(long)]
+    txns_skip: Option<usize>,
     /// Keep only the first N transactions of each workload.
     #[arg(long)]
     txns_max: Option<usize>,
@@ -133,6 +143,7 @@ struct WorkloadArgs {
 impl WorkloadArgs {
     fn limits(&self) -> Limits {
         Limits {
+            txns_skip: self.txns_skip,
             txns_max: self.txns_max,
             ops_max: self.ops_max,
             value_len_max: self.value_len_max,
@@ -462,6 +473,7 @@ fn run(args: RunArgs) -> u8 {
         threads_max: args.threads,
         generations_max: args.generations,
         shard: args.shard,
+        shape: args.workload.shape,
         limits: args.workload.limits(),
         free_space_min_bytes: args.min_free_mib.saturating_mul(1024 * 1024),
         heartbeat,
@@ -595,6 +607,7 @@ fn repro(args: ReproArgs) -> u8 {
         corrupt: args.corrupt.on(),
         threads: args.threads,
         generations: args.generations,
+        shape: args.workload.shape,
         limits: args.workload.limits(),
         kill_offset_bytes: args.kill_offset,
     };
