@@ -6,9 +6,9 @@
 use serde::Serialize;
 
 use crate::case::{Case, KillKind, ModeName};
-use crate::checker::WrongEngine;
 use crate::cycle::{run_cycle, CycleEnv, HarnessError};
 use crate::finding::Finding;
+use crate::wrong_engine::WrongEngine;
 
 /// Seeds tried before a wrong engine counts as undetected. Most are caught by the first;
 /// the one only an out-of-order crash state shows (RefusesOutOfOrderStates) takes about 7
