@@ -50,11 +50,11 @@ impl std::fmt::Display for SelfTestReport {
             match (&d.reported_as, &d.seed) {
                 (Some(kind), Some(seed)) => writeln!(
                     f,
-                    "{:<42} reported as {kind} (seed {seed}, after {} cycles)",
+                    "{:<46} reported as {kind} (seed {seed}, after {} cycles)",
                     d.wrong_engine,
                     d.cycles.unwrap_or(0)
                 )?,
-                _ => writeln!(f, "{:<42} NOT DETECTED", d.wrong_engine)?,
+                _ => writeln!(f, "{:<46} NOT DETECTED", d.wrong_engine)?,
             }
         }
         for finding in &self.correct_engine_findings {
