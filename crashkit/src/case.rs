@@ -42,9 +42,9 @@ impl ModeName {
     }
 }
 
-/// How the child writer is stopped (or faulted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// How the child writer is stopped (or faulted). Spelled (on the command line, in JSON
+/// and in ci/matrix.toml) by [`KillKind::name`], which each fault's module owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum KillKind {
     /// Whitebox: the child's WAL storage SIGKILLs the process after exactly K bytes.
     Offset,
@@ -64,13 +64,9 @@ impl KillKind {
         KillKind::IoError,
     ];
 
+    /// The `--kill` value (and JSON spelling), owned by the fault's module.
     pub fn name(self) -> &'static str {
-        match self {
-            KillKind::Offset => "offset",
-            KillKind::Watch => "watch",
-            KillKind::Time => "time",
-            KillKind::IoError => "io-error",
-        }
+        crate::faults::kill_name(self)
     }
 }
 
@@ -98,6 +94,20 @@ macro_rules! parse_by_name {
 parse_by_name!(ModeName);
 parse_by_name!(KillKind);
 parse_by_name!(crate::workload::WorkloadShape);
+
+impl Serialize for KillKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for KillKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<KillKind, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse()
+            .map_err(|_| serde::de::Error::unknown_variant(&name, &crate::faults::KILL_NAMES))
+    }
+}
 
 /// Caps applied to the generated workload; the shrinker lowers them. `None` = no cap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,15 +194,7 @@ impl Case {
             "--seed {:#018x} --mode {} --kill {}",
             self.seed, self.mode, self.kill
         );
-        if self.power_loss {
-            s.push_str(" --power-loss");
-        }
-        if self.recovery_crash {
-            s.push_str(" --recovery-crash");
-        }
-        if self.corrupt {
-            s.push_str(" --corrupt");
-        }
+        s.push_str(&crate::faults::Damage::repro_flags(self));
         if self.n_generations() > 1 {
             s.push_str(&format!(" --generations {}", self.generations));
         }
@@ -320,6 +322,9 @@ mod tests {
         }
         for k in KillKind::ALL {
             assert_eq!(k.name().parse::<KillKind>().unwrap(), k);
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.name()));
+            assert_eq!(serde_json::from_str::<KillKind>(&json).unwrap(), k);
         }
         assert!("fast".parse::<ModeName>().is_err());
         assert_eq!(parse_seed("0x10").unwrap(), 16);

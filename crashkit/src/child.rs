@@ -11,9 +11,10 @@ use std::sync::Arc;
 use engine::{DatabaseOptions, DurabilityMode};
 
 use crate::case::Case;
+use crate::faults::storage::FaultOpener;
+use crate::faults::sync_report::SyncReport;
 use crate::plan::FaultPlan;
 use crate::protocol::{Event, EventWriter};
-use crate::seam::{FaultOpener, Layers, SyncReport};
 use crate::workload::{OpPlan, Workload};
 use crate::wrong_engine::WrongEngine;
 
@@ -120,20 +121,21 @@ fn run_writer(
     let mut plan = FaultPlan::derive(case, &workload);
     plan.wrong = wrong;
     let reporter = out.clone();
-    let opener = FaultOpener::new(
-        plan.writer_layers(case),
-        Some(Arc::new(move |report| {
-            reporter.send(&match report {
-                SyncReport::Completed { covered_bytes } => Event::Synced {
-                    offset_bytes: covered_bytes,
-                },
-                SyncReport::Failed => Event::SyncFailed,
-            })
-        })),
-    );
-    let opener = opener
-        .tracing(dir)
+    let hooks = plan
+        .writer_hooks(
+            case,
+            dir,
+            Arc::new(move |report| {
+                reporter.send(&match report {
+                    SyncReport::Completed { covered_bytes } => Event::Synced {
+                        offset_bytes: covered_bytes,
+                    },
+                    SyncReport::Failed => Event::SyncFailed,
+                })
+            }),
+        )
         .unwrap_or_else(|e| panic!("crashkit child: cannot create the I/O trace: {e}"));
+    let opener = FaultOpener::new(hooks);
     let opener: Arc<dyn engine::wal::StorageOpener> = Arc::new(opener);
     let db = match open_waiting_for_lock(dir, || {
         DatabaseOptions::new()
@@ -214,12 +216,9 @@ fn run_txn(db: &engine::Database, idx: usize, plan: &crate::workload::TxnPlan, o
 fn run_recoverer(dir: &std::path::Path, case: &Case, out: Arc<EventWriter>) -> ! {
     let workload = Workload::for_case(case);
     let plan = FaultPlan::derive(case, &workload);
-    let layers = Layers {
-        kill_after_calls: plan.recovery_kill_call,
-        ..Layers::default()
-    };
     // Strict, so that a recoverer that survives and drops its handle adds nothing.
-    let opener: Arc<dyn engine::wal::StorageOpener> = Arc::new(FaultOpener::new(layers, None));
+    let opener: Arc<dyn engine::wal::StorageOpener> =
+        Arc::new(FaultOpener::new(plan.recoverer_hooks()));
     match open_waiting_for_lock(dir, || {
         DatabaseOptions::new()
             .durability(DurabilityMode::Strict)

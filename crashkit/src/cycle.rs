@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::case::{Case, KillKind, Purpose};
-use crate::checker::{self, Base, CheckInput, WrongEngine};
+use crate::checker::{self, Base, CheckInput};
 use crate::child::{child_args, Role};
 use crate::coverage::{self, KillSite};
 use crate::crash_state::DiskModel;
@@ -22,6 +22,7 @@ use crate::oracle::Ledger;
 use crate::plan::FaultPlan;
 use crate::protocol::{Event, ParseError};
 use crate::workload::Workload;
+use crate::wrong_engine::WrongEngine;
 
 /// How often a watch kill polls the WAL's length.
 const WATCH_POLL_US: u64 = 10;
@@ -457,7 +458,7 @@ fn run_generation(
     let case = &top.generation(g);
     // A wrong engine that acts in the writer goes to the child on its command line; the
     // checker never learns of it.
-    let checker_wrong = env.wrong.filter(|w| !w.acts_in_writer());
+    let engine = WrongEngine::under_test(env.wrong);
     let workload = Workload::for_case(case);
     let mut plan = FaultPlan::derive(case, &workload);
     // The plan counts WAL bytes as if only the header preceded this generation's records.
@@ -542,7 +543,7 @@ fn run_generation(
                 base,
                 layout: &written,
                 expect_exact_torn_bytes: true,
-                wrong: checker_wrong,
+                engine: engine.as_ref(),
             };
             outcome.crash_states_checked += 1;
             outcome.crash_states_damaged_in_middle += u64::from(state.damage_in_middle);
@@ -584,7 +585,7 @@ fn run_generation(
                     base,
                     layout: &written,
                     expect_exact_torn_bytes: true,
-                    wrong: checker_wrong,
+                    engine: engine.as_ref(),
                 };
                 let description = format!(
                     "{}, and directory entries no fsync covered undone: {}",
@@ -662,7 +663,7 @@ fn run_generation(
         base,
         layout: &written,
         expect_exact_torn_bytes: plan.recovery_kill_call.is_none(),
-        wrong: checker_wrong,
+        engine: engine.as_ref(),
     };
     Ok(match checker::check(&db_dir, &input) {
         Ok(report) => {

@@ -1,7 +1,7 @@
 //! `crashkit`: the fault-injection library behind `torture`.
 //!
 //! A cycle ([`cycle::run_cycle`]) starts a child writer ([`child`]) that runs a seeded
-//! workload ([`workload`]) through fault layers under the engine's I/O seam ([`seam`]),
+//! workload ([`workload`]) through the fault storage under the engine's I/O seam ([`faults`]),
 //! kills it as the case's plan says ([`plan`]), optionally damages the unsynced WAL
 //! ([`power_loss`]), and checks the reopened database against the model ([`oracle`],
 //! [`checker`]). Violations become [`finding::Finding`]s; [`campaign`] runs many cycles;
@@ -20,6 +20,7 @@ pub mod corrupt;
 pub mod coverage;
 pub mod crash_state;
 pub mod cycle;
+pub mod faults;
 pub mod finding;
 pub mod history;
 pub mod html;

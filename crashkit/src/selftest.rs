@@ -6,9 +6,9 @@
 use serde::Serialize;
 
 use crate::case::{Case, KillKind, ModeName};
-use crate::checker::WrongEngine;
 use crate::cycle::{run_cycle, CycleEnv, HarnessError};
 use crate::finding::Finding;
+use crate::wrong_engine::WrongEngine;
 
 /// Seeds tried before a wrong engine counts as undetected. Most are caught by the first;
 /// the one only an out-of-order crash state shows (RefusesOutOfOrderStates) takes about 7
@@ -50,11 +50,11 @@ impl std::fmt::Display for SelfTestReport {
             match (&d.reported_as, &d.seed) {
                 (Some(kind), Some(seed)) => writeln!(
                     f,
-                    "{:<42} reported as {kind} (seed {seed}, after {} cycles)",
+                    "{:<46} reported as {kind} (seed {seed}, after {} cycles)",
                     d.wrong_engine,
                     d.cycles.unwrap_or(0)
                 )?,
-                _ => writeln!(f, "{:<42} NOT DETECTED", d.wrong_engine)?,
+                _ => writeln!(f, "{:<46} NOT DETECTED", d.wrong_engine)?,
             }
         }
         for finding in &self.correct_engine_findings {

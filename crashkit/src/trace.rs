@@ -35,7 +35,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use engine::wal::{SyncCadence, WalStorage};
+use engine::wal::WalStorage;
+
+use crate::faults::storage::{FileRef, Hook, Next, Op, Reply};
 
 /// Where the writer of database directory `db_dir` writes its trace: next to the
 /// directory, never inside it (the engine owns its directory's contents).
@@ -112,7 +114,7 @@ impl TraceLog {
         self.emit(&format!("{word} {}\n", op.0));
     }
 
-    /// Records a successfully opened file; returns its id for [`TracedStorage`].
+    /// Records a successfully opened file; returns its id in the trace.
     pub fn opened(&self, path: &Path, created: bool, len_bytes: u64) -> u32 {
         let fid = self.next_fid.fetch_add(1, Ordering::Relaxed);
         self.begin(|op, l| {
@@ -170,150 +172,182 @@ struct Shadow {
     fresh_from_bytes: u64,
 }
 
-/// A layer that traces every operation on one file (the innermost layer, so it sees
-/// exactly what reaches the file).
+/// One traced file: its id in the trace and what the child knows of its content.
 #[derive(Debug)]
-pub struct TracedStorage {
-    inner: Arc<dyn WalStorage>,
-    log: Arc<TraceLog>,
+struct TracedFile {
     fid: u32,
     shadow: Mutex<Shadow>,
 }
 
-impl TracedStorage {
-    pub fn new(inner: Arc<dyn WalStorage>, log: Arc<TraceLog>, fid: u32) -> io::Result<Self> {
-        let size_bytes = inner.len_bytes()?;
-        Ok(TracedStorage {
-            inner,
+/// The trace's hook under the seam: records every operation on every file, and the
+/// directory operations (mkdir, fsyncdir, rename, unlink). It must be the innermost hook,
+/// so that it records exactly what reaches the files; an operation a hook above answers
+/// itself (a skipped sync) is not in the trace.
+#[derive(Debug)]
+pub struct TraceHook {
+    log: Arc<TraceLog>,
+    files: Mutex<BTreeMap<u64, Arc<TracedFile>>>,
+}
+
+impl TraceHook {
+    pub fn new(log: Arc<TraceLog>) -> TraceHook {
+        TraceHook {
             log,
+            files: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn traced(&self, file: &FileRef) -> Option<Arc<TracedFile>> {
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&file.id)
+            .cloned()
+    }
+}
+
+fn lock(shadow: &Mutex<Shadow>) -> std::sync::MutexGuard<'_, Shadow> {
+    shadow.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The bytes `[from, to)` held before an operation, as a trace field: `-` when they are
+/// known zeros or past the end of the file.
+fn old_content(raw: &dyn WalStorage, shadow: &Shadow, from: u64, to: u64) -> io::Result<String> {
+    let end = to.min(shadow.size_bytes).min(shadow.fresh_from_bytes);
+    if from >= end {
+        return Ok("-".to_string());
+    }
+    let mut buf = vec![0u8; (end - from) as usize];
+    let mut at = 0;
+    while at < buf.len() {
+        match raw.read_at(from + at as u64, &mut buf[at..])? {
+            0 => break,
+            n => at += n,
+        }
+    }
+    Ok(hex_or_dash(&buf))
+}
+
+impl Hook for TraceHook {
+    fn opened(&self, file: &FileRef) -> io::Result<()> {
+        let size_bytes = file.raw.len_bytes()?;
+        let fid = self.log.opened(&file.path, file.created, size_bytes);
+        let traced = Arc::new(TracedFile {
             fid,
             shadow: Mutex::new(Shadow {
                 size_bytes,
                 fresh_from_bytes: size_bytes,
             }),
-        })
+        });
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(file.id, traced);
+        Ok(())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Shadow> {
-        self.shadow.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The bytes `[from, to)` held before an operation, as a trace field: `-` when they
-    /// are known zeros or past the end of the file.
-    fn old_content(&self, shadow: &Shadow, from: u64, to: u64) -> io::Result<String> {
-        let end = to.min(shadow.size_bytes).min(shadow.fresh_from_bytes);
-        if from >= end {
-            return Ok("-".to_string());
-        }
-        let mut buf = vec![0u8; (end - from) as usize];
-        let mut at = 0;
-        while at < buf.len() {
-            match self.inner.read_at(from + at as u64, &mut buf[at..])? {
-                0 => break,
-                n => at += n,
-            }
-        }
-        Ok(hex_or_dash(&buf))
-    }
-}
-
-impl WalStorage for TracedStorage {
-    fn len_bytes(&self) -> io::Result<u64> {
-        self.inner.len_bytes()
-    }
-    fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read_at(offset_bytes, buf)
-    }
-    fn write_at(&self, offset_bytes: u64, data: &[u8]) -> io::Result<()> {
-        let mut shadow = self.lock();
-        let end = offset_bytes + data.len() as u64;
-        let old = self.old_content(&shadow, offset_bytes, end)?;
-        let size_before = shadow.size_bytes;
-        let op = self.log.begin(|op, l| {
-            let _ = write!(
-                l,
-                "w {op} {} {offset_bytes} {} {size_before} {old}",
-                self.fid,
-                data.len()
-            );
-        });
-        let result = self.inner.write_at(offset_bytes, data);
-        self.log.end(op, &result);
-        // Even a failed write may have changed bytes: forget they were fresh.
-        shadow.size_bytes = shadow.size_bytes.max(end);
-        if end > shadow.fresh_from_bytes {
-            shadow.fresh_from_bytes = end;
-        }
-        result
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        let mut shadow = self.lock();
-        let size_before = shadow.size_bytes;
-        let old = self.old_content(&shadow, len_bytes, size_before)?;
-        let op = self.log.begin(|op, l| {
-            let _ = write!(l, "sl {op} {} {len_bytes} {size_before} {old}", self.fid);
-        });
-        let result = self.inner.set_len(len_bytes);
-        self.log.end(op, &result);
-        if result.is_ok() {
-            shadow.size_bytes = len_bytes;
-            shadow.fresh_from_bytes = shadow.fresh_from_bytes.min(len_bytes);
-        }
-        result
-    }
-    fn allocate(
-        &self,
-        offset_bytes: u64,
-        len_bytes: u64,
-        cadence: SyncCadence,
-    ) -> io::Result<bool> {
-        let mut shadow = self.lock();
-        let end = offset_bytes + len_bytes;
-        let size_before = shadow.size_bytes;
-        let old = self.old_content(&shadow, offset_bytes, end)?;
-        let op = self.log.begin(|op, l| {
-            let _ = write!(
-                l,
-                "al {op} {} {offset_bytes} {len_bytes} {size_before} {old}",
-                self.fid
-            );
-        });
-        let result = self.inner.allocate(offset_bytes, len_bytes, cadence);
-        match &result {
-            Ok(true) => {
-                self.log.emit(&format!("done {}\n", op.0));
+    fn call(&self, file: Option<&FileRef>, op: Op<'_>, next: Next<'_>) -> io::Result<Reply> {
+        let Some(file) = file else {
+            return match op {
+                Op::CreateDir { path } => self.log.dir_op("mkdir", path, None, || next(op)),
+                Op::SyncDir { dir } => self.log.dir_op("fsyncdir", dir, None, || next(op)),
+                Op::Rename { from, to } => self.log.dir_op("rename", from, Some(to), || next(op)),
+                Op::RemoveFile { path } => self.log.dir_op("unlink", path, None, || next(op)),
+                other => next(other),
+            };
+        };
+        let Some(traced) = self.traced(file) else {
+            return next(op);
+        };
+        let (log, fid, raw) = (&self.log, traced.fid, file.raw.as_ref());
+        match op {
+            Op::Write { offset_bytes, data } => {
+                let mut shadow = lock(&traced.shadow);
+                let end = offset_bytes + data.len() as u64;
+                let old = old_content(raw, &shadow, offset_bytes, end)?;
+                let size_before = shadow.size_bytes;
+                let id = log.begin(|op, l| {
+                    let _ = write!(
+                        l,
+                        "w {op} {fid} {offset_bytes} {} {size_before} {old}",
+                        data.len()
+                    );
+                });
+                let result = next(Op::Write { offset_bytes, data });
+                log.end(id, &result);
+                // Even a failed write may have changed bytes: forget they were fresh.
                 shadow.size_bytes = shadow.size_bytes.max(end);
-                if end >= shadow.size_bytes && offset_bytes < shadow.fresh_from_bytes {
-                    shadow.fresh_from_bytes = offset_bytes;
+                if end > shadow.fresh_from_bytes {
+                    shadow.fresh_from_bytes = end;
                 }
+                result
             }
-            Ok(false) => self.log.emit(&format!("skip {}\n", op.0)),
-            Err(_) => {
-                self.log.end(op, &result);
-                // A failed allocation may have extended the file part-way and written
-                // anything there: nothing past the old end counts as fresh any more.
-                let len = self.inner.len_bytes().unwrap_or(size_before);
-                shadow.fresh_from_bytes = shadow.fresh_from_bytes.min(size_before);
-                shadow.size_bytes = size_before.max(len);
+            Op::SetLen { len_bytes } => {
+                let mut shadow = lock(&traced.shadow);
+                let size_before = shadow.size_bytes;
+                let old = old_content(raw, &shadow, len_bytes, size_before)?;
+                let id = log.begin(|op, l| {
+                    let _ = write!(l, "sl {op} {fid} {len_bytes} {size_before} {old}");
+                });
+                let result = next(op);
+                log.end(id, &result);
+                if result.is_ok() {
+                    shadow.size_bytes = len_bytes;
+                    shadow.fresh_from_bytes = shadow.fresh_from_bytes.min(len_bytes);
+                }
+                result
             }
+            Op::Allocate {
+                offset_bytes,
+                len_bytes,
+                ..
+            } => {
+                let mut shadow = lock(&traced.shadow);
+                let end = offset_bytes + len_bytes;
+                let size_before = shadow.size_bytes;
+                let old = old_content(raw, &shadow, offset_bytes, end)?;
+                let id = log.begin(|op, l| {
+                    let _ = write!(
+                        l,
+                        "al {op} {fid} {offset_bytes} {len_bytes} {size_before} {old}"
+                    );
+                });
+                let result = next(op);
+                match &result {
+                    Ok(Reply::Allocated(true)) => {
+                        log.emit(&format!("done {}\n", id.0));
+                        shadow.size_bytes = shadow.size_bytes.max(end);
+                        if end >= shadow.size_bytes && offset_bytes < shadow.fresh_from_bytes {
+                            shadow.fresh_from_bytes = offset_bytes;
+                        }
+                    }
+                    Ok(_) => log.emit(&format!("skip {}\n", id.0)),
+                    Err(_) => {
+                        log.end(id, &result);
+                        // A failed allocation may have extended the file part-way and
+                        // written anything there: nothing past the old end counts as fresh.
+                        let len = raw.len_bytes().unwrap_or(size_before);
+                        shadow.fresh_from_bytes = shadow.fresh_from_bytes.min(size_before);
+                        shadow.size_bytes = size_before.max(len);
+                    }
+                }
+                result
+            }
+            Op::SyncData | Op::SyncFileDir => {
+                let word = if matches!(op, Op::SyncData) {
+                    "s"
+                } else {
+                    "sd"
+                };
+                let id = log.begin(|op, l| {
+                    let _ = write!(l, "{word} {op} {fid}");
+                });
+                let result = next(op);
+                log.end(id, &result);
+                result
+            }
+            other => next(other),
         }
-        result
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        let op = self.log.begin(|op, l| {
-            let _ = write!(l, "s {op} {}", self.fid);
-        });
-        let result = self.inner.sync_data();
-        self.log.end(op, &result);
-        result
-    }
-    fn sync_dir(&self) -> io::Result<()> {
-        let op = self.log.begin(|op, l| {
-            let _ = write!(l, "sd {op} {}", self.fid);
-        });
-        let result = self.inner.sync_dir();
-        self.log.end(op, &result);
-        result
     }
 }
 
@@ -569,18 +603,17 @@ impl Trace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engine::wal::{FileOpener, StorageOpener};
+    use crate::faults::storage::FaultOpener;
+    use engine::wal::{StorageOpener, SyncCadence};
 
     #[test]
     fn a_trace_records_old_bytes_only_where_they_are_not_known_zeros() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db");
         std::fs::create_dir(&db).unwrap();
-        let log = Arc::new(TraceLog::create(&trace_path(&db)).unwrap());
-        let path = db.join("wal.log");
-        let opened = FileOpener.open(&path).unwrap();
-        let fid = log.opened(&path, opened.created, 0);
-        let s = TracedStorage::new(opened.storage, log.clone(), fid).unwrap();
+        let opener = FaultOpener::new(vec![crate::faults::power_loss::writer_hook(&db).unwrap()]);
+        let s = opener.open(&db.join("wal.log")).unwrap().storage;
+        let fid = 1;
         s.write_at(0, &[7u8; 10]).unwrap();
         s.sync_data().unwrap();
         assert!(s.allocate(10, 100, SyncCadence::Deferred).unwrap());

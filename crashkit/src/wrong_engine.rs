@@ -1,18 +1,21 @@
 //! Deliberately wrong engines, simulated on top of the real one, for the checker's
 //! self-test ([`crate::selftest`]): each must be reported, or the checker cannot be trusted.
 
-use std::path::Path;
+use std::sync::Arc;
 
 use engine::{Key, RunId, Value};
 
-use crate::checker::CheckInput;
+use crate::checker::{AppendContext, EngineUnderTest, RealEngine, RecoveryContext};
+use crate::faults::storage::Hook;
+use crate::faults::wrong_storage::{Skipped, SkippedSyncs};
 use crate::oracle::{self, State};
 use crate::workload::{OpPlan, TxnPlan};
 
 /// Deliberately wrong engines, simulated on top of the real one, for the checker's
-/// self-test: each must be reported, or the checker cannot be trusted. The first six are
-/// simulated by the checker's caller; the last two are real wrong behaviour inside the
-/// writer child (its storage, its options), which only power-loss crash states expose.
+/// self-test: each must be reported, or the checker cannot be trusted. Each is a fault:
+/// applied to what the first recovery produced, to the storage that recovery (or the
+/// writer child) runs on, or to the writer's options; the checker only ever sees an
+/// [`EngineUnderTest`]. Those acting in the writer show only in power-loss crash states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WrongEngine {
@@ -26,25 +29,30 @@ pub enum WrongEngine {
     ShiftsVersions,
     /// Keeps the torn tail and appends new commits after it.
     KeepsTornTailAndAppends,
-    /// Recovers without an fdatasync of what it accepted (its syncs are hidden from the
-    /// tracker, as if they never happened).
+    /// Recovers without an fdatasync of what it accepted: the storage under the first
+    /// recovery answers every fdatasync of the log itself, above the checker's tracker.
     SkipsRecoverySync,
     /// The writer's storage reports every fdatasync complete at once and never issues it
-    /// ([`crate::seam::SkippedSyncs`]): Strict commits are acknowledged before any
+    /// ([`Skipped::LogSyncs`]): Strict commits are acknowledged before any
     /// sync made them durable. A process kill cannot tell; a power loss can.
     AcksBeforeSyncReturns,
     /// The writer creates its database in format version 1, whose reader takes any valid
     /// record after damage for proof of corruption, and so refuses a legal crash state
     /// that lost an unsynced sector while a later one reached the disk.
     RefusesOutOfOrderStates,
-    /// The writer never fsyncs a directory ([`crate::seam::SkippedSyncs`]): the creation of
+    /// The writer never fsyncs a directory ([`Skipped::DirSyncs`]): the creation of
     /// `wal.log` and `IDENTITY` (and the rename that makes IDENTITY) is not durable, and a
     /// power loss may undo it. Only a crash state that undoes directory entries shows it.
     SkipsDirSync,
+    /// Recovery cuts a torn tail (`set_len`) but does not fdatasync the cut before new
+    /// records are appended ([`Skipped::SyncAfterRecoveryCut`], under the first recovery,
+    /// above the checker's tracker): a power loss may bring the cut bytes back behind
+    /// the new records (docs/faults.md P6).
+    CutNotSyncedBeforeAppends,
 }
 
 impl WrongEngine {
-    pub const ALL: [WrongEngine; 9] = [
+    pub const ALL: [WrongEngine; 10] = [
         WrongEngine::DropsLastAcked,
         WrongEngine::AppliesIncompleteTxn,
         WrongEngine::AppliesInWrongOrder,
@@ -54,6 +62,7 @@ impl WrongEngine {
         WrongEngine::AcksBeforeSyncReturns,
         WrongEngine::RefusesOutOfOrderStates,
         WrongEngine::SkipsDirSync,
+        WrongEngine::CutNotSyncedBeforeAppends,
     ];
 
     /// Whether it acts inside the writer child (handed over with the case); the checker
@@ -66,15 +75,63 @@ impl WrongEngine {
                 | WrongEngine::SkipsDirSync
         )
     }
+
+    /// The hook it puts under the writer child's storage (below the sync tracker, above
+    /// the trace), if it acts there.
+    pub fn writer_storage(self) -> Option<Arc<dyn Hook>> {
+        match self {
+            WrongEngine::AcksBeforeSyncReturns => Some(SkippedSyncs::hook(Skipped::LogSyncs)),
+            WrongEngine::SkipsDirSync => Some(SkippedSyncs::hook(Skipped::DirSyncs)),
+            _ => None,
+        }
+    }
+
+    /// The format version its writer creates a database with, when not the current one.
+    pub fn writer_format_version(self) -> Option<u32> {
+        (self == WrongEngine::RefusesOutOfOrderStates).then_some(1)
+    }
+
+    /// The engine the checker drives when the cycle tests this wrong engine: the real one
+    /// when it acts in the writer (the checker then knows nothing of it).
+    pub fn under_test(wrong: Option<WrongEngine>) -> Box<dyn EngineUnderTest> {
+        match wrong {
+            Some(w) if !w.acts_in_writer() => Box::new(w),
+            _ => Box::new(RealEngine),
+        }
+    }
 }
 
-pub(crate) fn simulate_wrong_state(
-    wrong: WrongEngine,
-    input: &CheckInput<'_>,
-    states: &[State],
-    firsts: &[u64],
-    recovered: State,
-) -> State {
+impl EngineUnderTest for WrongEngine {
+    fn recovery_storage(&self) -> Vec<Arc<dyn Hook>> {
+        match self {
+            WrongEngine::SkipsRecoverySync => vec![SkippedSyncs::hook(Skipped::LogSyncs)],
+            WrongEngine::CutNotSyncedBeforeAppends => {
+                vec![SkippedSyncs::hook(Skipped::SyncAfterRecoveryCut)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn recovered(&self, real: State, context: &RecoveryContext<'_>) -> State {
+        distort_recovered(*self, context, real)
+    }
+
+    fn append_after_recovery(
+        &self,
+        post: &[TxnPlan],
+        context: &AppendContext<'_>,
+        expected: &State,
+    ) -> Option<std::io::Result<State>> {
+        (*self == WrongEngine::KeepsTornTailAndAppends).then(|| {
+            let mut expected = expected.clone();
+            append_after_torn_tail(context, post, &mut expected).map(|()| expected)
+        })
+    }
+}
+
+/// What the wrong engines that change the recovered state recover instead of `recovered`.
+fn distort_recovered(wrong: WrongEngine, context: &RecoveryContext<'_>, recovered: State) -> State {
+    let (input, states, firsts) = (context.input, context.states, context.firsts);
     let ledger = input.ledger;
     let acked: Vec<usize> = (0..ledger.attempts.len())
         .filter(|m| ledger.attempts[*m].ack.is_some())
@@ -121,7 +178,8 @@ pub(crate) fn simulate_wrong_state(
         | WrongEngine::SkipsRecoverySync
         | WrongEngine::AcksBeforeSyncReturns
         | WrongEngine::RefusesOutOfOrderStates
-        | WrongEngine::SkipsDirSync => recovered,
+        | WrongEngine::SkipsDirSync
+        | WrongEngine::CutNotSyncedBeforeAppends => recovered,
     }
 }
 
@@ -142,14 +200,17 @@ fn fabricated_txn(n_ops: usize) -> TxnPlan {
 
 /// The wrong engine of [`WrongEngine::KeepsTornTailAndAppends`]: puts the torn bytes
 /// back after the valid end and appends the new commits' records after them.
-pub(crate) fn append_after_torn_tail(
-    wal_path: &Path,
-    crashed_wal: &[u8],
-    valid_end: u64,
+fn append_after_torn_tail(
+    context: &AppendContext<'_>,
     post: &[TxnPlan],
-    max_txn_id: u64,
     expected: &mut State,
 ) -> std::io::Result<()> {
+    let (wal_path, crashed_wal, valid_end, max_txn_id) = (
+        context.wal_path,
+        context.crashed_wal,
+        context.valid_end_bytes,
+        context.max_txn_id,
+    );
     use engine::wal::entry::{encode_begin, encode_end, encode_write};
     use std::io::Write;
     debug_assert!(valid_end as usize <= crashed_wal.len());

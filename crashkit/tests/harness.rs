@@ -171,8 +171,8 @@ fn saved_regressions_replay_clean() {
 
 #[test]
 fn shrinking_keeps_the_finding_and_cuts_the_workload() {
-    use crashkit::checker::WrongEngine;
     use crashkit::workload::Workload;
+    use crashkit::wrong_engine::WrongEngine;
     let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
     let wrong_env = CycleEnv {
         wrong: Some(WrongEngine::DropsLastAcked),

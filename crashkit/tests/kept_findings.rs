@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use crashkit::case::{cycle_seed, Case, KillKind, ModeName};
-use crashkit::checker::WrongEngine;
 use crashkit::cycle::{run_cycle, set_kept_findings_max, ChildCommand, CycleEnv};
+use crashkit::wrong_engine::WrongEngine;
 
 #[test]
 fn only_the_first_n_findings_keep_their_directory() {

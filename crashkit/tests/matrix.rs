@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
-use crashkit::checker::WrongEngine;
 use crashkit::cycle::{ChildCommand, CycleEnv};
 use crashkit::matrix::{Matrix, RunSettings};
 use crashkit::matrix_run::{run_cells, CellStatus, MatrixEvent};
+use crashkit::wrong_engine::WrongEngine;
 
 const MATRIX: &str = r#"
 seed = "0x5eed"

@@ -16,6 +16,7 @@ mod report;
 use crashkit::campaign::{self, CampaignOptions, Frequency, Progress};
 use crashkit::case::{parse_seed, Case, KillKind, Limits, ModeName};
 use crashkit::cycle::{ChildCommand, CycleEnv};
+use crashkit::faults;
 use crashkit::workload::WorkloadShape;
 
 pub(crate) const EXIT_CLEAN: u8 = 0;
@@ -109,13 +110,20 @@ impl Toggle {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum KillArg {
-    Offset,
-    Watch,
-    Time,
-    IoError,
-    All,
+/// The kill kinds `run --kill` names: one by its name, or every one for `all`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Kills(Vec<KillKind>);
+
+/// Parses `--kill` of `run`: the names come from the kill kinds themselves, plus `all`.
+fn kills_parser() -> impl clap::builder::TypedValueParser<Value = Kills> {
+    let names: Vec<&'static str> = KillKind::ALL.iter().map(|k| k.name()).collect();
+    let parser = clap::builder::PossibleValuesParser::new(names.into_iter().chain(["all"]));
+    clap::builder::TypedValueParser::map(parser, |name: String| {
+        Kills(match name.parse::<KillKind>() {
+            Ok(kill) => vec![kill],
+            Err(_) => KillKind::ALL.to_vec(),
+        })
+    })
 }
 
 #[derive(Debug, Args)]
@@ -173,11 +181,11 @@ struct RunArgs {
     /// How writers are stopped: `offset` (the writer SIGKILLs itself after exactly K WAL
     /// bytes), `watch` (SIGKILL once wal.log reaches K bytes), `time` (SIGKILL after a
     /// random delay), `io-error` (the n-th write or fsync fails); `all` rotates.
-    #[arg(long, value_enum, default_value_t = KillArg::All)]
-    kill: KillArg,
+    #[arg(long, value_parser = kills_parser(), default_value = "all")]
+    kill: Kills,
     /// Damage the unsynced WAL after the kill, as a power loss could (a bare flag means
     /// `always`).
-    #[arg(long, value_enum, default_value_t = Frequency::Sometimes, num_args = 0..=1, default_missing_value = "always")]
+    #[arg(long = faults::power_loss::FLAG, value_enum, default_value_t = Frequency::Sometimes, num_args = 0..=1, default_missing_value = "always")]
     power_loss: Frequency,
     /// Legal crash states built and checked from each power-loss crash's I/O trace (at
     /// least 1; state i is the same whatever the count, so a finding in state i replays with
@@ -185,11 +193,11 @@ struct RunArgs {
     #[arg(long, default_value_t = crashkit::power_loss::DEFAULT_STATES_PER_CRASH, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..), usize::from))]
     crash_states: usize,
     /// Kill a first recovery attempt, then recover again (a bare flag means `always`).
-    #[arg(long, value_enum, default_value_t = Frequency::Sometimes, num_args = 0..=1, default_missing_value = "always")]
+    #[arg(long = faults::recovery_crash::FLAG, value_enum, default_value_t = Frequency::Sometimes, num_args = 0..=1, default_missing_value = "always")]
     recovery_crash: Frequency,
     /// Flip a bit in committed history before recovery; it must be refused (a bare flag
     /// means `always`).
-    #[arg(long, value_enum, default_value_t = Frequency::Sometimes, num_args = 0..=1, default_missing_value = "always")]
+    #[arg(long = faults::corrupt::FLAG, value_enum, default_value_t = Frequency::Sometimes, num_args = 0..=1, default_missing_value = "always")]
     corrupt: Frequency,
     /// Each cycle's writer commits from 1..=N threads at once (io-error cycles use one).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=8))]
@@ -241,7 +249,7 @@ struct ReproArgs {
     kill: KillKind,
     /// Damage the unsynced WAL after the kill, as a power loss could. A bare flag means
     /// `always` (the spelling reproduce lines print, and the same as `run`'s).
-    #[arg(long, value_enum, default_value_t = Toggle::Never, num_args = 0..=1, default_missing_value = "always")]
+    #[arg(long = faults::power_loss::FLAG, value_enum, default_value_t = Toggle::Never, num_args = 0..=1, default_missing_value = "always")]
     power_loss: Toggle,
     /// Legal crash states built and checked from each power-loss crash's I/O trace (at
     /// least 1; state i is the same whatever the count, so a finding in state i replays with
@@ -249,10 +257,10 @@ struct ReproArgs {
     #[arg(long, default_value_t = crashkit::power_loss::DEFAULT_STATES_PER_CRASH, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..), usize::from))]
     crash_states: usize,
     /// Kill a first recovery attempt, then recover again (a bare flag means `always`).
-    #[arg(long, value_enum, default_value_t = Toggle::Never, num_args = 0..=1, default_missing_value = "always")]
+    #[arg(long = faults::recovery_crash::FLAG, value_enum, default_value_t = Toggle::Never, num_args = 0..=1, default_missing_value = "always")]
     recovery_crash: Toggle,
     /// Flip a bit in committed history before recovery (a bare flag means `always`).
-    #[arg(long, value_enum, default_value_t = Toggle::Never, num_args = 0..=1, default_missing_value = "always")]
+    #[arg(long = faults::corrupt::FLAG, value_enum, default_value_t = Toggle::Never, num_args = 0..=1, default_missing_value = "always")]
     corrupt: Toggle,
     /// Writer threads.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
@@ -460,13 +468,7 @@ fn run(args: RunArgs) -> u8 {
             ModeArg::Async => vec![ModeName::Async],
             ModeArg::All => ModeName::ALL.to_vec(),
         },
-        kills: match args.kill {
-            KillArg::Offset => vec![KillKind::Offset],
-            KillArg::Watch => vec![KillKind::Watch],
-            KillArg::Time => vec![KillKind::Time],
-            KillArg::IoError => vec![KillKind::IoError],
-            KillArg::All => KillKind::ALL.to_vec(),
-        },
+        kills: args.kill.0,
         power_loss: args.power_loss,
         recovery_crash: args.recovery_crash,
         corrupt: args.corrupt,

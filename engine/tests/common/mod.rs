@@ -1,5 +1,6 @@
 //! Helpers shared by the engine's test binaries: keys, hand-built WAL images, a log
-//! capturing logger and a fault-injecting storage layer under the WAL's I/O seam.
+//! capturing logger and the faults the tests inject under the WAL's I/O seam (a hook of
+//! crashkit's fault storage).
 //!
 //! Each test binary uses a different subset of these helpers, so unused ones are allowed
 //! here rather than marked per binary.
@@ -7,13 +8,14 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crashkit::faults::storage::{FaultOpener, FileRef, Hook, Next, Op, Reply};
 use engine::database::identity;
 use engine::wal::format::{put_leb128, FileHeader, FrameCodec, FORMAT_VERSION, HEADER_LEN};
 use engine::wal::Framing;
-use engine::wal::{FileOpener, OpenedStorage, StorageOpener, WalStorage};
+use engine::wal::{StorageOpener, WalStorage};
 use engine::{
     Database, DatabaseOptions, DurabilityMode, Key, Namespace, RunId, Timestamp, Value, WALEntry,
     WAL_FILE_NAME,
@@ -347,7 +349,9 @@ pub fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, Vec<Captured>) {
     (out, mine)
 }
 
-/// Faults to inject into every storage the [`FaultyOpener`] hands out.
+/// Faults injected into every file a [`Faults::opener`] opens: a hook of crashkit's one
+/// fault storage ([`FaultOpener`]), which forwards every seam method (`allocate`
+/// included, so preallocation runs under these faults as in production).
 #[derive(Debug, Default)]
 pub struct Faults {
     /// The next this many `sync_data` calls fail with EIO; later ones succeed (E1: the
@@ -358,13 +362,19 @@ pub struct Faults {
     /// When n > 0, the n-th `set_len` call from now fails with EIO before changing the
     /// file: a crash (or an error) in the middle of recovery, before it cut the log.
     pub failing_set_len_call: AtomicUsize,
+    /// When non-zero, every `allocate` fails with this errno before changing the file.
+    pub failing_allocate_errno: AtomicI32,
+    /// Every `sync_data` that reaches the file first sleeps this long (a slow disk).
+    pub sync_delay_us: AtomicU64,
     /// Number of `sync_data` calls that reached the file.
     pub syncs: AtomicUsize,
     /// Number of `sync_dir` calls that reached the directory.
     pub dir_syncs: AtomicUsize,
+    /// Number of `allocate` calls that reached the file.
+    pub allocations: AtomicUsize,
     /// A failing `sync_data` announces the failure here, then waits this long before
     /// returning the error: the device has failed, the engine does not know yet.
-    pub failing_sync_delay_ms: std::sync::atomic::AtomicU64,
+    pub failing_sync_delay_ms: AtomicU64,
     /// Set (and notified) when a failing `sync_data` has started its delay.
     pub sync_failure_announced: (std::sync::Mutex<bool>, std::sync::Condvar),
 }
@@ -378,97 +388,85 @@ impl Faults {
             announced = cv.wait(announced).unwrap();
         }
     }
+
+    /// Real files under these faults.
+    pub fn opener(self: &Arc<Faults>) -> Arc<dyn StorageOpener> {
+        Arc::new(FaultOpener::new(vec![self.clone()]))
+    }
+
+    fn failing_sync(&self) -> io::Error {
+        let delay_ms = self.failing_sync_delay_ms.load(Ordering::Acquire);
+        if delay_ms > 0 {
+            let (flag, cv) = &self.sync_failure_announced;
+            *flag.lock().unwrap() = true;
+            cv.notify_all();
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        }
+        io::Error::from_raw_os_error(libc::EIO)
+    }
 }
 
-/// A real file with injectable failures.
-#[derive(Debug)]
-pub struct FaultyStorage {
-    inner: Arc<dyn WalStorage>,
-    faults: Arc<Faults>,
+/// Takes one from a countdown; true when it was this call's turn (the count was 1).
+fn count_down(counter: &AtomicUsize) -> bool {
+    counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)) == Ok(1)
 }
 
-impl WalStorage for FaultyStorage {
-    fn len_bytes(&self) -> io::Result<u64> {
-        self.inner.len_bytes()
-    }
-
-    fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read_at(offset_bytes, buf)
-    }
-
-    fn write_at(&self, offset_bytes: u64, data: &[u8]) -> io::Result<()> {
-        if self.faults.fail_next_write.swap(false, Ordering::AcqRel) {
-            // A short write then an error: what a full disk does to a large write.
-            self.inner.write_at(offset_bytes, &data[..data.len() / 2])?;
-            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+impl Hook for Faults {
+    fn call(&self, file: Option<&FileRef>, op: Op<'_>, next: Next<'_>) -> io::Result<Reply> {
+        if file.is_none() {
+            return next(op);
         }
-        self.inner.write_at(offset_bytes, data)
-    }
-
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        let countdown = self.faults.failing_set_len_call.fetch_update(
-            Ordering::AcqRel,
-            Ordering::Acquire,
-            |n| n.checked_sub(1),
-        );
-        if countdown == Ok(1) {
-            return Err(io::Error::from_raw_os_error(libc::EIO));
-        }
-        self.inner.set_len(len_bytes)
-    }
-
-    fn sync_data(&self) -> io::Result<()> {
-        let failing =
-            self.faults
-                .failing_syncs
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        if failing.is_ok() {
-            let delay_ms = self.faults.failing_sync_delay_ms.load(Ordering::Acquire);
-            if delay_ms > 0 {
-                let (flag, cv) = &self.faults.sync_failure_announced;
-                *flag.lock().unwrap() = true;
-                cv.notify_all();
-                std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        match op {
+            Op::Write { offset_bytes, data }
+                if self.fail_next_write.swap(false, Ordering::AcqRel) =>
+            {
+                // A short write then an error: what a full disk does to a large write.
+                next(Op::Write {
+                    offset_bytes,
+                    data: &data[..data.len() / 2],
+                })?;
+                Err(io::Error::from_raw_os_error(libc::ENOSPC))
             }
-            return Err(io::Error::from_raw_os_error(libc::EIO));
+            Op::SetLen { .. } if count_down(&self.failing_set_len_call) => {
+                Err(io::Error::from_raw_os_error(libc::EIO))
+            }
+            Op::Allocate { .. } => match self.failing_allocate_errno.load(Ordering::Acquire) {
+                0 => {
+                    self.allocations.fetch_add(1, Ordering::AcqRel);
+                    next(op)
+                }
+                errno => Err(io::Error::from_raw_os_error(errno)),
+            },
+            Op::SyncData => {
+                let failing =
+                    self.failing_syncs
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+                if failing.is_ok() {
+                    return Err(self.failing_sync());
+                }
+                let delay_us = self.sync_delay_us.load(Ordering::Acquire);
+                if delay_us > 0 {
+                    std::thread::sleep(std::time::Duration::from_micros(delay_us));
+                }
+                self.syncs.fetch_add(1, Ordering::AcqRel);
+                next(op)
+            }
+            Op::SyncFileDir => {
+                self.dir_syncs.fetch_add(1, Ordering::AcqRel);
+                next(op)
+            }
+            other => next(other),
         }
-        self.faults.syncs.fetch_add(1, Ordering::AcqRel);
-        self.inner.sync_data()
-    }
-
-    fn sync_dir(&self) -> io::Result<()> {
-        self.faults.dir_syncs.fetch_add(1, Ordering::AcqRel);
-        self.inner.sync_dir()
     }
 }
 
-/// Opens real files wrapped in [`FaultyStorage`] sharing one [`Faults`].
-#[derive(Debug, Default)]
-pub struct FaultyOpener {
-    pub faults: Arc<Faults>,
-}
-
-impl StorageOpener for FaultyOpener {
-    fn open(&self, path: &Path) -> io::Result<OpenedStorage> {
-        let opened = FileOpener.open(path)?;
-        Ok(OpenedStorage {
-            storage: Arc::new(FaultyStorage {
-                inner: opened.storage,
-                faults: self.faults.clone(),
-            }),
-            created: opened.created,
-        })
-    }
-}
-
-/// Opens `dir` in `mode` through a fresh [`FaultyOpener`] and returns the database with the
-/// opener's [`Faults`], so a test can arm faults or count syncs after the open.
+/// Opens `dir` in `mode` under fresh [`Faults`] and returns the database with them, so a
+/// test can arm faults or count syncs after the open.
 pub fn open_faulty(dir: &Path, mode: DurabilityMode) -> (Database, Arc<Faults>) {
-    let opener = FaultyOpener::default();
-    let faults = opener.faults.clone();
+    let faults = Arc::new(Faults::default());
     let db = DatabaseOptions::new()
         .durability(mode)
-        .storage_opener(Arc::new(opener))
+        .storage_opener(faults.opener())
         .open(dir)
         .unwrap();
     (db, faults)

@@ -13,7 +13,7 @@ use engine::{
     WAL, WAL_FILE_NAME,
 };
 
-use crate::common::{key, open_faulty, FaultyOpener, WalImage, HEADER_LEN_BYTES, RUN};
+use crate::common::{key, open_faulty, Faults, WalImage, HEADER_LEN_BYTES, RUN};
 use crate::{open, state};
 
 /// A value above the 16 MiB record limit, or a namespace name above 64 KiB, is refused
@@ -338,10 +338,10 @@ fn failing_fsync_during_recovery_fails_the_open() {
         txn.put(key("a"), Value::Null).unwrap();
         txn.commit().unwrap();
     }
-    let opener = FaultyOpener::default();
-    opener.faults.failing_syncs.store(1, Ordering::SeqCst);
+    let faults = Arc::new(Faults::default());
+    faults.failing_syncs.store(1, Ordering::SeqCst);
     let err = DatabaseOptions::new()
-        .storage_opener(Arc::new(opener))
+        .storage_opener(faults.opener())
         .open(dir.path())
         .unwrap_err();
     assert!(

@@ -18,19 +18,15 @@
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use engine::wal::{
-    FileOpener, OpenedStorage, StorageOpener, SyncCadence, WalStorage,
-    DEFAULT_PREALLOCATE_CHUNK_BYTES, PREALLOCATE_STEP_MIN_BYTES,
-};
+use engine::wal::{DEFAULT_PREALLOCATE_CHUNK_BYTES, PREALLOCATE_STEP_MIN_BYTES};
 use engine::{Database, DatabaseOptions, DurabilityMode, EngineError, RunId, Value, WAL_FILE_NAME};
 
-use crate::common::key;
+use crate::common::{key, open_faulty, Faults};
 
 /// Marks an acknowledgement on the child's stdout (the test harness prints its own text,
 /// not always ending its lines, on the same stream).
@@ -185,79 +181,29 @@ fn default_options_preallocate_and_the_zeros_never_outlive_the_handle_or_a_recov
     assert_eq!(db.recovery_stats().torn_tail_bytes, 0);
 }
 
-/// Which storage call a [`Flaky`] layer fails or slows down.
-#[derive(Debug, Default)]
-struct Flaky {
-    inner: Option<Arc<dyn WalStorage>>,
-    fail_allocate: Option<i32>,
-    sync_delay: Duration,
-    syncs: Arc<AtomicU64>,
-}
-
-impl WalStorage for Flaky {
-    fn len_bytes(&self) -> io::Result<u64> {
-        self.inner().len_bytes()
-    }
-    fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner().read_at(offset_bytes, buf)
-    }
-    fn write_at(&self, offset_bytes: u64, data: &[u8]) -> io::Result<()> {
-        self.inner().write_at(offset_bytes, data)
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner().set_len(len_bytes)
-    }
-    fn allocate(
-        &self,
-        offset_bytes: u64,
-        len_bytes: u64,
-        cadence: SyncCadence,
-    ) -> io::Result<bool> {
-        if let Some(errno) = self.fail_allocate {
-            return Err(io::Error::from_raw_os_error(errno));
-        }
-        self.inner().allocate(offset_bytes, len_bytes, cadence)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        std::thread::sleep(self.sync_delay);
-        self.syncs.fetch_add(1, Ordering::AcqRel);
-        self.inner().sync_data()
-    }
-    fn sync_dir(&self) -> io::Result<()> {
-        self.inner().sync_dir()
-    }
-}
-
-impl Flaky {
-    fn inner(&self) -> &dyn WalStorage {
-        self.inner.as_deref().expect("opened")
-    }
-}
-
-/// Opens `wal.log` as a [`Flaky`] over the real file (other files: plain).
-#[derive(Debug)]
-struct FlakyOpener {
-    /// Every `allocate` fails with this errno.
-    fail_allocate: Option<i32>,
-    sync_delay: Duration,
-    syncs: Arc<AtomicU64>,
-}
-
-impl StorageOpener for FlakyOpener {
-    fn open(&self, path: &Path) -> io::Result<OpenedStorage> {
-        let opened = FileOpener.open(path)?;
-        if path.file_name().and_then(|n| n.to_str()) != Some(WAL_FILE_NAME) {
-            return Ok(opened);
-        }
-        Ok(OpenedStorage {
-            storage: Arc::new(Flaky {
-                inner: Some(opened.storage),
-                fail_allocate: self.fail_allocate,
-                sync_delay: self.sync_delay,
-                syncs: self.syncs.clone(),
-            }),
-            created: opened.created,
-        })
+/// Preallocation runs under the fault storage the I/O-error tests use: its `allocate`
+/// reaches the file (a wrapper that left `allocate` to the trait's default body, which
+/// answers "not preallocated", ran every such test on plain appends), and the log is
+/// preallocated past its end as with the real file.
+#[test]
+fn preallocation_runs_under_the_fault_storage() {
+    for mode in [DurabilityMode::Strict, DurabilityMode::Async] {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, faults) = open_faulty(dir.path(), mode);
+        let end = commit_one(&db, "k").unwrap().end_offset_bytes;
+        assert!(
+            faults.allocations.load(Ordering::SeqCst) >= 1,
+            "{mode:?}: no allocate reached the file"
+        );
+        let len = std::fs::metadata(dir.path().join(WAL_FILE_NAME))
+            .unwrap()
+            .len();
+        assert!(
+            len > end,
+            "{mode:?}: the log is not preallocated ({len} <= {end})"
+        );
+        assert_eq!(len % PREALLOCATE_STEP_MIN_BYTES, 0, "{mode:?}");
+        db.close().unwrap();
     }
 }
 
@@ -266,14 +212,13 @@ impl StorageOpener for FlakyOpener {
 #[test]
 fn a_failed_preallocation_poisons_the_database() {
     let dir = tempfile::tempdir().unwrap();
-    let opener = FlakyOpener {
-        fail_allocate: Some(libc::EIO),
-        sync_delay: Duration::ZERO,
-        syncs: Arc::default(),
-    };
+    let faults = Arc::new(Faults::default());
+    faults
+        .failing_allocate_errno
+        .store(libc::EIO, Ordering::SeqCst);
     let db = DatabaseOptions::new()
         .durability(DurabilityMode::Async)
-        .storage_opener(Arc::new(opener))
+        .storage_opener(faults.opener())
         .open(dir.path())
         .unwrap();
     let err = commit_one(&db, "first").unwrap_err();
@@ -306,14 +251,16 @@ fn a_failed_preallocation_poisons_the_database() {
 fn preallocation_out_of_space_falls_back_to_plain_appends() {
     for mode in [DurabilityMode::Strict, DurabilityMode::Async] {
         let dir = tempfile::tempdir().unwrap();
-        let full_disk = || FlakyOpener {
-            fail_allocate: Some(libc::ENOSPC),
-            sync_delay: Duration::ZERO,
-            syncs: Arc::default(),
+        let full_disk = || {
+            let faults = Arc::new(Faults::default());
+            faults
+                .failing_allocate_errno
+                .store(libc::ENOSPC, Ordering::SeqCst);
+            faults.opener()
         };
         let db = DatabaseOptions::new()
             .durability(mode)
-            .storage_opener(Arc::new(full_disk()))
+            .storage_opener(full_disk())
             .open(dir.path())
             .unwrap();
         for i in 0..50 {
@@ -331,7 +278,7 @@ fn preallocation_out_of_space_falls_back_to_plain_appends() {
         db.close().unwrap();
         let db = DatabaseOptions::new()
             .durability(mode)
-            .storage_opener(Arc::new(full_disk()))
+            .storage_opener(full_disk())
             .open(dir.path())
             .unwrap();
         assert_eq!(db.recovery_stats().txns_applied, 50);
@@ -359,16 +306,13 @@ fn strict_group_commit_gathers_every_committer_into_one_sync() {
     const THREADS: u64 = 4;
     const COMMITS_PER_THREAD: u64 = 40;
     let dir = tempfile::tempdir().unwrap();
-    let syncs = Arc::new(AtomicU64::new(0));
     // A slow disk: each committer finishes its next commit long before a sync ends, so
     // the groups' sizes depend only on when leaders start syncing.
-    let opener = FlakyOpener {
-        fail_allocate: None,
-        sync_delay: Duration::from_millis(4),
-        syncs: syncs.clone(),
-    };
+    let faults = Arc::new(Faults::default());
+    faults.sync_delay_us.store(4_000, Ordering::SeqCst);
+    let syncs = &faults.syncs;
     let db = DatabaseOptions::new()
-        .storage_opener(Arc::new(opener))
+        .storage_opener(faults.opener())
         .open(dir.path())
         .unwrap();
     let syncs_before = syncs.load(Ordering::Acquire);
@@ -383,7 +327,7 @@ fn strict_group_commit_gathers_every_committer_into_one_sync() {
             });
         }
     });
-    let syncs_used = syncs.load(Ordering::Acquire) - syncs_before;
+    let syncs_used = (syncs.load(Ordering::Acquire) - syncs_before) as u64;
     let commits = THREADS * COMMITS_PER_THREAD;
     // Without gathering, the leader promoted when a sync completes starts the next one at
     // once with the THREADS - 1 commits written during it, while the committer just

@@ -16,7 +16,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::common::{
-    announce_seed, fast_tempdir, install_wal, key, FaultyOpener, WalImage, HEADER_LEN_BYTES, RUN,
+    announce_seed, fast_tempdir, install_wal, key, Faults, WalImage, HEADER_LEN_BYTES, RUN,
 };
 use crate::{open, state, State};
 
@@ -291,15 +291,14 @@ fn t4_t5_interrupted_and_repeated_recovery_is_idempotent() {
     let root = tempfile::tempdir().unwrap();
     let dir = install_wal(root.path(), DATABASE_ID, &full[..cut as usize]);
     for round in 0..6 {
-        let opener = FaultyOpener::default();
+        let faults = Arc::new(Faults::default());
         if round == 0 {
-            opener
-                .faults
+            faults
                 .failing_set_len_call
                 // Call 1 gives the torn tail's sidecar its length; call 2 cuts the log.
                 .store(2, Ordering::SeqCst);
             let err = DatabaseOptions::new()
-                .storage_opener(Arc::new(opener))
+                .storage_opener(faults.opener())
                 .open(&dir)
                 .unwrap_err();
             assert!(
@@ -314,7 +313,7 @@ fn t4_t5_interrupted_and_repeated_recovery_is_idempotent() {
             continue;
         }
         let db = DatabaseOptions::new()
-            .storage_opener(Arc::new(opener))
+            .storage_opener(faults.opener())
             .open(&dir)
             .unwrap();
         assert_eq!(state(&db), expected, "round {round}");
@@ -350,14 +349,13 @@ fn r7_interrupted_point_in_time_recovery_is_idempotent() {
     let dir = install_wal(root.path(), DATABASE_ID, &bytes);
     let sidecar = dir.join(format!("{WAL_FILE_NAME}.dropped-{damage}"));
     let open_pit = |failing_call: usize| {
-        let opener = FaultyOpener::default();
-        opener
-            .faults
+        let faults = Arc::new(Faults::default());
+        faults
             .failing_set_len_call
             .store(failing_call, Ordering::SeqCst);
         DatabaseOptions::new()
             .recovery(RecoveryMode::PointInTime)
-            .storage_opener(Arc::new(opener))
+            .storage_opener(faults.opener())
             .open(&dir)
     };
     // Call 1 gives the sidecar its length (trailing zeros as a hole); call 2 cuts the log.

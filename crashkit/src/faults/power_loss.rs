@@ -1,0 +1,48 @@
+//! `--power-loss`: the writer records its I/O in a trace that survives SIGKILL (its hook
+//! under the seam); after the kill the parent builds legal crash states from it, each
+//! recovered and checked on its own copy (docs/faults.md P1, P2, P5, P6). The damage
+//! itself is drawn by [`crate::power_loss`]; this module is the fault's entry point.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::storage::Hook;
+use crate::case::Case;
+use crate::crash_state::DiskModel;
+use crate::power_loss::CrashState;
+use crate::trace::{trace_path, TraceHook, TraceLog};
+
+/// The flag of `torture run` and `torture repro`.
+pub const FLAG: &str = "power-loss";
+
+/// A power loss after the kill: the writer traces its I/O, and the parent checks this
+/// many legal crash states built from the trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PowerLossPlan {
+    pub crash_states: usize,
+}
+
+/// The plan when `case` asks for a power loss: the process-wide number of crash states
+/// per crash ([`crate::power_loss::crash_states_per_crash`]).
+pub fn draw_plan(case: &Case) -> Option<PowerLossPlan> {
+    case.power_loss.then(|| PowerLossPlan {
+        crash_states: crate::power_loss::crash_states_per_crash(),
+    })
+}
+
+/// The writer's hook: traces every operation on every file of the database in `db_dir`
+/// to [`trace_path`] (created empty now, before the engine makes any call). It must be
+/// the innermost hook, so that it records exactly what reaches the files.
+pub fn writer_hook(db_dir: &Path) -> io::Result<Arc<dyn Hook>> {
+    let log = TraceLog::create(&trace_path(db_dir))?;
+    Ok(Arc::new(TraceHook::new(Arc::new(log))))
+}
+
+/// The damage: `n` legal crash states of the log `model` describes, each a pure
+/// function of the case seed, the trace and its index.
+pub fn crash_states(model: &DiskModel, case: &Case, n: usize) -> Vec<CrashState> {
+    crate::power_loss::draw_states(model, case, n)
+}

@@ -1,0 +1,80 @@
+//! `--recovery-crash`: a first recovery of the crashed database is killed part-way, at its
+//! n-th storage call on `wal.log`; the next recovery must equal an uninterrupted recovery
+//! of a copy (docs/recovery-contract.md R7, docs/faults.md T4, T5).
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rand::Rng;
+
+use super::storage::{FileRef, Hook, Next, Op, Reply};
+use super::{stop_now, Stop};
+use crate::case::{Case, Purpose};
+
+/// The flag of `torture run` and `torture repro`.
+pub const FLAG: &str = "recovery-crash";
+
+/// Draws the storage call the first recovery dies at. A recovery makes a handful of
+/// storage calls (length, header, record reads, truncate, fdatasync); draws past the last
+/// call let recovery finish and the process exit before any new write (docs/faults.md T4).
+pub fn draw_kill_call(case: &Case) -> u64 {
+    case.rng(Purpose::RecoveryCrash).gen_range(1..=12)
+}
+
+/// Stops the process at its `nth` call of any kind on `wal.log`.
+#[derive(Debug)]
+pub struct KillAfterCalls {
+    nth: u64,
+    count: AtomicU64,
+    stop: Stop,
+}
+
+impl KillAfterCalls {
+    pub fn new(nth: u64, stop: Stop) -> KillAfterCalls {
+        KillAfterCalls {
+            nth,
+            count: AtomicU64::new(0),
+            stop,
+        }
+    }
+
+    pub fn hook(nth: u64) -> Arc<dyn Hook> {
+        Arc::new(KillAfterCalls::new(nth, Stop::SigKill))
+    }
+}
+
+impl Hook for KillAfterCalls {
+    fn call(&self, file: Option<&FileRef>, op: Op<'_>, next: Next<'_>) -> io::Result<Reply> {
+        if file.is_some_and(FileRef::is_wal)
+            && self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.nth
+        {
+            return Err(stop_now(
+                self.stop,
+                &format!("storage call {} ({})", self.nth, op.name()),
+            ));
+        }
+        next(op)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::storage::FaultOpener;
+    use engine::wal::StorageOpener;
+
+    #[test]
+    fn kill_after_calls_stops_at_the_nth_call_on_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let opener = FaultOpener::new(vec![Arc::new(KillAfterCalls::new(3, Stop::Fail))]);
+        let other = opener.open(&dir.path().join("IDENTITY")).unwrap().storage;
+        let s = opener.open(&dir.path().join("wal.log")).unwrap().storage;
+        s.len_bytes().unwrap();
+        other.sync_data().unwrap();
+        s.write_at(0, b"ab").unwrap();
+        let err = s.sync_data().unwrap_err();
+        assert!(err.to_string().contains("sync_data"), "{err}");
+        s.sync_data().unwrap();
+    }
+}
