@@ -217,8 +217,10 @@ fn run_recoverer(dir: &std::path::Path, case: &Case, out: Arc<EventWriter>) -> !
     let workload = Workload::for_case(case);
     let plan = FaultPlan::derive(case, &workload);
     // Strict, so that a recoverer that survives and drops its handle adds nothing.
-    let opener: Arc<dyn engine::wal::StorageOpener> =
-        Arc::new(FaultOpener::new(plan.recoverer_hooks()));
+    let hooks = plan
+        .recoverer_hooks(dir)
+        .unwrap_or_else(|e| panic!("crashkit child: cannot create the recovery's I/O trace: {e}"));
+    let opener: Arc<dyn engine::wal::StorageOpener> = Arc::new(FaultOpener::new(hooks));
     match open_waiting_for_lock(dir, || {
         DatabaseOptions::new()
             .durability(DurabilityMode::Strict)

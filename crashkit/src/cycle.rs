@@ -665,6 +665,21 @@ fn run_generation(
         expect_exact_torn_bytes: plan.recovery_kill_call.is_none(),
         engine: engine.as_ref(),
     };
+    if plan.power_loss.is_some() && plan.recovery_kill_call.is_some() {
+        let states_input = CheckInput {
+            corrupt_at: None,
+            ..input
+        };
+        if let Err(found) = check_recovery_crash_states(
+            &db_dir,
+            scratch,
+            &states_input,
+            plan.power_loss.map_or(1, |p| p.crash_states),
+            outcome,
+        )? {
+            return Ok(Err((found.0, plan, found.1)));
+        }
+    }
     Ok(match checker::check(&db_dir, &input) {
         Ok(report) => {
             outcome.recovered_n = Some(report.n);
@@ -677,6 +692,65 @@ fn run_generation(
             Err((v, plan, damaged_image))
         }
     })
+}
+
+/// A power loss while recovery ran (docs/faults.md P4, P6): the legal crash states of the
+/// interrupted recovery's own trace (its cut of a torn tail before or after the sync that
+/// makes the cut durable, its sidecar, its directory entries), each recovered on its own
+/// copy and checked like the crash it came from, against an uninterrupted recovery's state
+/// (R7). Returns the violation and the state's WAL image when one fails.
+fn check_recovery_crash_states(
+    db_dir: &Path,
+    scratch: &Path,
+    input: &CheckInput<'_>,
+    n_states: usize,
+    outcome: &mut CycleOutcome,
+) -> Result<Result<(), (Violation, Vec<u8>)>, HarnessError> {
+    let trace_path = crate::trace::recovery_trace_path(db_dir);
+    let trace = crate::trace::Trace::read_path(&trace_path)
+        .map_err(io_err(format!("reading {}", trace_path.display())))?;
+    let wal_path = db_dir.join(engine::WAL_FILE_NAME);
+    let Ok(wal_now) = std::fs::read(&wal_path) else {
+        return Ok(Ok(()));
+    };
+    let model = DiskModel::build(&trace, engine::WAL_FILE_NAME, wal_now);
+    let undos = crate::crash_state::uncovered_entries(&trace);
+    if model.uncovered_ops == 0 && undos.is_empty() {
+        return Ok(Ok(()));
+    }
+    let sub = crate::faults::power_loss::recovery_states_case(input.case);
+    let states = crate::faults::power_loss::crash_states(&model, &sub, n_states);
+    for (i, state) in states.iter().enumerate() {
+        let dir = scratch.join(format!("recovery-state-{}", state.index));
+        let _ = std::fs::remove_dir_all(&dir);
+        copy_tree(db_dir, &dir)?;
+        std::fs::write(dir.join(engine::WAL_FILE_NAME), &state.image).map_err(io_err(format!(
+            "writing recovery crash state {}",
+            state.index
+        )))?;
+        let mut description = format!("power loss during recovery, {}", state.describe(&model));
+        // The first state also loses the directory entries recovery's fsyncs did not cover.
+        if i == 0 && !undos.is_empty() {
+            let changed = crate::crash_state::apply_entry_undos(db_dir, &dir, &undos).map_err(
+                io_err(format!("undoing directory entries in {}", dir.display())),
+            )?;
+            if !changed.is_empty() {
+                description.push_str(&format!(
+                    ", and directory entries no fsync covered undone: {}",
+                    changed.join("; ")
+                ));
+            }
+        }
+        outcome.crash_states_checked += 1;
+        outcome.crash_states_damaged_in_middle += u64::from(state.damage_in_middle);
+        outcome.crash_state_descriptions.push(description.clone());
+        if let Err(mut v) = checker::check(&dir, input) {
+            v.detail = format!("{description}: {}", v.detail);
+            return Ok(Err((v, state.image.clone())));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(Ok(()))
 }
 
 /// Moves the cycle's directory under the artifacts folder and saves the crashed WAL image.

@@ -31,7 +31,9 @@ pub struct FaultPlan {
     #[serde(skip)]
     pub fail: Option<(FailOp, u64)>,
     pub power_loss: Option<PowerLossPlan>,
-    /// Recovery crash: the first recovery dies at this storage call.
+    /// Recovery crash: the first recovery dies at this storage call (on `wal.log`; with a
+    /// power loss too, at this changing call on any file, and its trace gives more crash
+    /// states: `faults::recovery_crash::Counted`).
     pub recovery_kill_call: Option<u64>,
     /// Self-test only: a wrong engine acting in the writer (its storage or options),
     /// handed to the child on its command line, never derived from the case.
@@ -94,12 +96,25 @@ impl FaultPlan {
         Ok(hooks)
     }
 
-    /// The hooks of the recoverer child: the recovery crash's kill, if planned.
-    pub fn recoverer_hooks(&self) -> Vec<Arc<dyn Hook>> {
-        self.recovery_kill_call
-            .map(recovery_crash::KillAfterCalls::hook)
+    /// The hooks of the recoverer child: the recovery crash's kill, if planned, and (with a
+    /// power loss too) the trace of recovery's own I/O, innermost.
+    pub fn recoverer_hooks(&self, db_dir: &Path) -> io::Result<Vec<Arc<dyn Hook>>> {
+        // The same rule as the draw's (`recovery_crash::counted`): a power loss is planned
+        // exactly when the case asks for one.
+        let counted = if self.power_loss.is_some() {
+            recovery_crash::Counted::Changes
+        } else {
+            recovery_crash::Counted::WalCalls
+        };
+        let mut hooks: Vec<Arc<dyn Hook>> = self
+            .recovery_kill_call
+            .map(|n| recovery_crash::KillAfterCalls::hook(n, counted))
             .into_iter()
-            .collect()
+            .collect();
+        if self.power_loss.is_some() && self.recovery_kill_call.is_some() {
+            hooks.push(power_loss::recoverer_hook(db_dir)?);
+        }
+        Ok(hooks)
     }
 
     /// The format version the writer creates a new database with.

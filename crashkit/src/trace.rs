@@ -49,6 +49,14 @@ pub fn trace_path(db_dir: &Path) -> PathBuf {
     db_dir.with_file_name(format!("{name}.trace"))
 }
 
+/// Where a recoverer child of `db_dir` writes its trace (a power loss during recovery):
+/// beside the writer's, which it must not overwrite.
+pub fn recovery_trace_path(db_dir: &Path) -> PathBuf {
+    let mut path = trace_path(db_dir).into_os_string();
+    path.push(".recovery");
+    PathBuf::from(path)
+}
+
 /// The child's side: an append-only trace file.
 #[derive(Debug)]
 pub struct TraceLog {
@@ -442,7 +450,12 @@ impl Trace {
     /// Reads the trace file of `db_dir`'s writer; a missing file is an empty trace (the
     /// child died before it could create it).
     pub fn read_for(db_dir: &Path) -> io::Result<Trace> {
-        match std::fs::read_to_string(trace_path(db_dir)) {
+        Trace::read_path(&trace_path(db_dir))
+    }
+
+    /// Reads the trace at `path`; a missing file is an empty trace.
+    pub fn read_path(path: &Path) -> io::Result<Trace> {
+        match std::fs::read_to_string(path) {
             Ok(text) => Ok(Trace::parse(&text)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Trace::default()),
             Err(e) => Err(e),

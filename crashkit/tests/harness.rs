@@ -124,6 +124,34 @@ fn power_loss_checks_several_crash_states_and_some_lose_the_middle_of_unsynced_b
 }
 
 #[test]
+fn a_power_loss_during_recovery_undoes_its_unsynced_cut_and_recovers_the_same_state() {
+    // Async offset kills leave a torn tail for recovery to cut; a recovery killed after
+    // some of its calls leaves its own unsynced operations, whose crash states (the cut
+    // undone among them) must recover to what an uninterrupted recovery gives (R7).
+    let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
+    let (mut during_recovery, mut cut_undone) = (0, 0);
+    for i in 0..24 {
+        let mut case = Case::new(
+            crashkit::case::cycle_seed(0x2ec0, i),
+            ModeName::Async,
+            KillKind::Offset,
+        );
+        case.power_loss = true;
+        case.recovery_crash = true;
+        let outcome = run_cycle(&case, &env(dir.path())).unwrap();
+        assert!(outcome.finding.is_none(), "{}", outcome.finding.unwrap());
+        for d in &outcome.crash_state_descriptions {
+            if d.starts_with("power loss during recovery") {
+                during_recovery += 1;
+                cut_undone += usize::from(d.contains("size undone"));
+            }
+        }
+    }
+    assert!(during_recovery > 0, "no recovery left anything unsynced");
+    assert!(cut_undone > 0, "no crash state undid recovery's cut");
+}
+
+#[test]
 fn a_case_replays_exactly() {
     let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
     // Offset kill, one thread, no background flusher: bit-exact (see `Case::bit_exact`).

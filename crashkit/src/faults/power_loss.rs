@@ -41,6 +41,23 @@ pub fn writer_hook(db_dir: &Path) -> io::Result<Arc<dyn Hook>> {
     Ok(Arc::new(TraceHook::new(Arc::new(log))))
 }
 
+/// The recoverer's hook when a power loss and a recovery crash meet: the recovering
+/// process traces its own I/O to [`crate::trace::recovery_trace_path`], so that the
+/// parent builds the next crash states from what recovery itself left unsynced (a cut
+/// tail not yet synced, a sidecar whose directory entry no fsync covered).
+pub fn recoverer_hook(db_dir: &Path) -> io::Result<Arc<dyn Hook>> {
+    let log = TraceLog::create(&crate::trace::recovery_trace_path(db_dir))?;
+    Ok(Arc::new(TraceHook::new(Arc::new(log))))
+}
+
+/// The case whose seed draws the crash states of an interrupted recovery: its own
+/// streams, so that they neither repeat the writer's states nor change when those do.
+pub fn recovery_states_case(case: &Case) -> Case {
+    let mut sub = *case;
+    sub.seed = crate::case::cycle_seed(case.seed, 2_000_000);
+    sub
+}
+
 /// The damage: `n` legal crash states of the log `model` describes, each a pure
 /// function of the case seed, the trace and its index.
 pub fn crash_states(model: &DiskModel, case: &Case, n: usize) -> Vec<CrashState> {
