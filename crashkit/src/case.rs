@@ -116,8 +116,16 @@ pub struct Limits {
     /// shrinker keeps a window of the workload, not only a prefix.
     #[serde(default)]
     pub txns_skip: Option<usize>,
-    /// Keep only the first `txns_max` transactions.
+    /// Keep only the first `txns_max` transactions (after `txns_skip`).
     pub txns_max: Option<usize>,
+    /// Then drop the transactions whose bit is set (bit i: the i-th one kept so far; the
+    /// shrinker's way to take out single transactions in the middle).
+    #[serde(default)]
+    pub txns_drop: Option<u64>,
+    /// Then drop the operations whose bit is set (bit i: the i-th operation of the
+    /// workload after `ops_max`; each transaction keeps at least one).
+    #[serde(default)]
+    pub ops_drop: Option<u64>,
     /// Keep only the first `ops_max` operations of each transaction.
     pub ops_max: Option<usize>,
     /// Truncate string and byte values to `value_len_max` bytes.
@@ -210,8 +218,14 @@ impl Case {
         if let Some(n) = self.limits.txns_max {
             s.push_str(&format!(" --txns-max {n}"));
         }
+        if let Some(mask) = self.limits.txns_drop {
+            s.push_str(&format!(" --txns-drop {mask:#x}"));
+        }
         if let Some(n) = self.limits.ops_max {
             s.push_str(&format!(" --ops-max {n}"));
+        }
+        if let Some(mask) = self.limits.ops_drop {
+            s.push_str(&format!(" --ops-drop {mask:#x}"));
         }
         if let Some(n) = self.limits.value_len_max {
             s.push_str(&format!(" --value-len-max {n}"));

@@ -60,6 +60,8 @@ impl Profile {
     pub fn limits(&self) -> Limits {
         Limits {
             txns_skip: None,
+            txns_drop: None,
+            ops_drop: None,
             txns_max: self.txns_max,
             ops_max: self.ops_max,
             value_len_max: self.value_len_max,

@@ -435,6 +435,8 @@ mod order_tests {
             11,
             &Limits {
                 txns_skip: None,
+                txns_drop: None,
+                ops_drop: None,
                 txns_max: Some(6),
                 ops_max: Some(1),
                 value_len_max: None,

@@ -353,6 +353,32 @@ fn truncate_value(value: Value, len_max: usize) -> Value {
     }
 }
 
+/// Which of `n_generated` transactions `limits` keep, ascending: drop the first
+/// `txns_skip`, keep the next `txns_max`, then drop those whose bit is set in `txns_drop`
+/// (bit i: the i-th transaction kept so far). At least one always stays.
+pub fn kept_txn_indices(limits: &Limits, n_generated: usize) -> Vec<usize> {
+    let skip = limits
+        .txns_skip
+        .unwrap_or(0)
+        .min(n_generated.saturating_sub(1));
+    let mut kept: Vec<usize> = (skip..n_generated).collect();
+    if let Some(n) = limits.txns_max {
+        kept.truncate(n.max(1));
+    }
+    if let Some(mask) = limits.txns_drop {
+        let left: Vec<usize> = kept
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i >= 64 || mask & (1u64 << i) == 0)
+            .map(|(_, idx)| *idx)
+            .collect();
+        if !left.is_empty() {
+            kept = left;
+        }
+    }
+    kept
+}
+
 impl Workload {
     /// The workload of `case`: generated from its seed, then cut down by its limits.
     pub fn for_case(case: &Case) -> Workload {
@@ -390,7 +416,7 @@ impl Workload {
                 })
             })
             .collect();
-        let mut txns: Vec<TxnPlan> = raw
+        let txns: Vec<TxnPlan> = raw
             .into_iter()
             .map(|(run, ops, abort, flush_after)| TxnPlan {
                 run_id: RunId(RUNS[run]),
@@ -414,16 +440,33 @@ impl Workload {
                 flush_after,
             })
             .collect();
-        if let Some(n) = limits.txns_skip {
-            // At least one transaction stays, as with `txns_max`.
-            txns.drain(..n.min(txns.len().saturating_sub(1)));
-        }
-        if let Some(n) = limits.txns_max {
-            txns.truncate(n.max(1));
-        }
+        let kept = kept_txn_indices(limits, txns.len());
+        let mut txns: Vec<TxnPlan> = txns
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| kept.binary_search(i).is_ok())
+            .map(|(_, t)| t)
+            .collect();
+        let mut op_index = 0usize;
         for txn in &mut txns {
             if let Some(n) = limits.ops_max {
                 txn.ops.truncate(n.max(1));
+            }
+            if let Some(mask) = limits.ops_drop {
+                // Bit i: the i-th operation of the workload (after `ops_max`); each
+                // transaction keeps at least one (its first, when the mask takes them all).
+                let first = op_index;
+                op_index += txn.ops.len();
+                let dropped = |i: usize| i < 64 && mask & (1u64 << i) != 0;
+                if (first..op_index).all(dropped) {
+                    txn.ops.truncate(1);
+                } else {
+                    let mut i = first;
+                    txn.ops.retain(|_| {
+                        i += 1;
+                        !dropped(i - 1)
+                    });
+                }
             }
             if let Some(len_max) = limits.value_len_max {
                 for op in &mut txn.ops {
@@ -598,6 +641,8 @@ mod tests {
             7,
             &Limits {
                 txns_skip: None,
+                txns_drop: None,
+                ops_drop: None,
                 txns_max: Some(2),
                 ops_max: Some(1),
                 value_len_max: Some(3),
@@ -610,6 +655,67 @@ mod tests {
                 assert!(value.payload_len_bytes() <= 8);
             }
         }
+    }
+
+    #[test]
+    fn windows_and_drop_masks_pick_transactions_and_operations() {
+        let limits = Limits {
+            txns_skip: Some(2),
+            txns_max: Some(5),
+            txns_drop: Some(0b01010),
+            ..Limits::default()
+        };
+        assert_eq!(kept_txn_indices(&limits, 10), vec![2, 4, 6]);
+        // Never empty: a skip past the end keeps the last, a mask over all keeps all.
+        let past = Limits {
+            txns_skip: Some(50),
+            ..Limits::default()
+        };
+        assert_eq!(kept_txn_indices(&past, 10), vec![9]);
+        let all = Limits {
+            txns_max: Some(3),
+            txns_drop: Some(0b111),
+            ..Limits::default()
+        };
+        assert_eq!(kept_txn_indices(&all, 10), vec![0, 1, 2]);
+
+        let full = Workload::generate(11, &Limits::default());
+        let w = Workload::generate(11, &limits);
+        assert_eq!(
+            w.txns,
+            vec![
+                full.txns[2].clone(),
+                full.txns[4].clone(),
+                full.txns[6].clone()
+            ]
+        );
+        // Dropping the first operation of the workload keeps the rest in order, and a
+        // transaction whose operations are all dropped keeps its first.
+        let one = Limits {
+            txns_max: Some(2),
+            ..Limits::default()
+        };
+        let base = Workload::generate(11, &one);
+        let first_len = base.txns[0].ops.len();
+        let dropped = Workload::generate(
+            11,
+            &Limits {
+                ops_drop: Some(1),
+                ..one
+            },
+        );
+        if first_len > 1 {
+            assert_eq!(dropped.txns[0].ops, base.txns[0].ops[1..].to_vec());
+        }
+        let emptied = Workload::generate(
+            11,
+            &Limits {
+                ops_drop: Some((1u64 << first_len) - 1),
+                ..one
+            },
+        );
+        assert_eq!(emptied.txns[0].ops, base.txns[0].ops[..1].to_vec());
+        assert_eq!(emptied.txns[1], base.txns[1]);
     }
 
     #[test]

@@ -227,10 +227,68 @@ fn shrinking_keeps_the_finding_and_cuts_the_workload() {
         "nothing was shrunk: {steps:#?}"
     );
     assert!(
-        shrunk.repro.contains("--txns-max") || shrunk.repro.contains("--ops-max"),
+        shrunk.repro.contains("--txns-max")
+            || shrunk.repro.contains("--txns-skip")
+            || shrunk.repro.contains("--ops-max"),
         "{}",
         shrunk.repro
     );
+    // The bar: a single-threaded finding shrinks to at most 10 operations within
+    // the default budget.
+    assert!(
+        after.n_ops() <= 10,
+        "{} ops left ({} txns): {steps:#?}",
+        after.n_ops(),
+        after.txns.len()
+    );
+    let last = steps.last().expect("the shrink reports how it ended");
+    assert!(
+        last.starts_with("minimal after") || last.starts_with("stopped on budget"),
+        "{last}"
+    );
+}
+
+/// Wrong engines found on workloads of 30 to 90 operations (Strict and Async offset kills,
+/// some with a power loss or a crashed recovery) shrink to at most 10 operations within
+/// the default budget: these need transactions dropped from the middle and single
+/// operations dropped, which prefix cuts alone cannot do (they stopped at 16 and 11).
+#[test]
+fn shrinking_reaches_ten_operations_for_several_wrong_engines() {
+    use crashkit::workload::Workload;
+    use crashkit::wrong_engine::WrongEngine;
+    let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
+    for wrong in [
+        WrongEngine::AppliesInWrongOrder,
+        WrongEngine::AcksBeforeSyncReturns,
+    ] {
+        let wrong_env = CycleEnv {
+            wrong: Some(wrong),
+            ..env(dir.path())
+        };
+        let finding = (0..60u64)
+            .find_map(|i| {
+                let mut case = Case::new(
+                    crashkit::case::cycle_seed(0x9999, i),
+                    [ModeName::Strict, ModeName::Async][(i % 2) as usize],
+                    KillKind::Offset,
+                );
+                case.power_loss = i % 3 == 0;
+                case.recovery_crash = i % 5 == 0;
+                let f = run_cycle(&case, &wrong_env).unwrap().finding?;
+                (Workload::for_case(&f.case).n_ops() > 10).then_some(f)
+            })
+            .unwrap_or_else(|| panic!("{wrong:?} is reported on a workload of over 10 ops"));
+        let mut steps = Vec::new();
+        let shrunk =
+            crashkit::shrink::shrink(&finding, &wrong_env, &mut |s| steps.push(s)).unwrap();
+        let after = Workload::for_case(&shrunk.case);
+        assert_eq!(shrunk.violation.kind, finding.violation.kind);
+        assert!(
+            after.n_ops() <= 10,
+            "{wrong:?}: {} ops left: {steps:#?}",
+            after.n_ops()
+        );
+    }
 }
 
 #[test]

@@ -137,9 +137,17 @@ struct WorkloadArgs {
     /// Drop the first N transactions of each workload (before --txns-max).
     #[arg(long)]
     txns_skip: Option<usize>,
-    /// Keep only the first N transactions of each workload.
+    /// Keep only the first N transactions of each workload (after --txns-skip).
     #[arg(long)]
     txns_max: Option<usize>,
+    /// Then drop the transactions whose bit is set in MASK (decimal or 0x hex; bit i: the
+    /// i-th transaction kept so far), as shrunk cases print it.
+    #[arg(long, value_name = "MASK", value_parser = parse_seed)]
+    txns_drop: Option<u64>,
+    /// Then drop the operations whose bit is set in MASK (decimal or 0x hex; bit i: the
+    /// i-th operation of the workload), as shrunk cases print it.
+    #[arg(long, value_name = "MASK", value_parser = parse_seed)]
+    ops_drop: Option<u64>,
     /// Keep only the first N operations of each transaction.
     #[arg(long)]
     ops_max: Option<usize>,
@@ -153,6 +161,8 @@ impl WorkloadArgs {
         Limits {
             txns_skip: self.txns_skip,
             txns_max: self.txns_max,
+            txns_drop: self.txns_drop,
+            ops_drop: self.ops_drop,
             ops_max: self.ops_max,
             value_len_max: self.value_len_max,
         }

@@ -322,6 +322,8 @@ fn printed_repro_lines_paste_into_repro_and_fault_flags_match_run() {
     case.generations = 2;
     case.limits = Limits {
         txns_skip: None,
+        txns_drop: None,
+        ops_drop: None,
         txns_max: Some(6),
         ops_max: Some(3),
         value_len_max: Some(100),

@@ -28,7 +28,6 @@ pub fn draw_kill_call(case: &Case) -> u64 {
     }
 }
 
-
 /// Which calls a [`KillAfterCalls`] counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counted {
