@@ -240,21 +240,14 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
         };
         match check_prefix(&ordered_input, &states, &firsts, &recovered) {
             Ok(n) => {
-                // R4: the final version is the last version of the recovered prefix.
-                // Several prefix lengths (and orders) can give the same state (a txn
-                // that only deletes absent keys changes nothing but the version), so any
-                // matching n whose last version agrees will do.
-                let final_version_of = |m: usize| {
-                    if m == 0 {
-                        start_version - 1
-                    } else {
-                        let ops = input.workload.txns[ordered.attempts[m - 1].idx].ops.len();
-                        firsts[m - 1] + ops as u64 - 1
-                    }
-                };
-                let fits = (ordered.required_prefix_len()..=n).rev().find(|m| {
-                    states[*m] == recovered && final_version_of(*m) == stats.final_version
-                });
+                let fits = fitting_prefix(
+                    &ordered_input,
+                    &states,
+                    &firsts,
+                    &recovered,
+                    n,
+                    stats.final_version,
+                );
                 match fits {
                     Some(m) => {
                         explained = Some((ordered, m));
@@ -269,7 +262,7 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
                             FindingKind::VersionMismatch,
                             format!(
                                 "recovered prefix n = {n} ends at version {}, replay reports final_version {}",
-                                final_version_of(n),
+                                final_version_of(&ordered_input, &firsts, n),
                                 stats.final_version
                             ),
                         ));
@@ -449,6 +442,66 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
             wal_len_bytes: std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0),
         },
     })
+}
+
+/// The last version of the first `m` commits of `input.ledger` (R4: the final version
+/// recovery must report for that prefix).
+fn final_version_of(input: &CheckInput<'_>, firsts: &[u64], m: usize) -> u64 {
+    if m == 0 {
+        input.base.next_version - 1
+    } else {
+        let ops = input.workload.txns[input.ledger.attempts[m - 1].idx]
+            .ops
+            .len();
+        firsts[m - 1] + ops as u64 - 1
+    }
+}
+
+/// R4: several prefix lengths can give the same state (a txn that only deletes absent
+/// keys changes nothing but the version), so any allowed `m <= n` whose state is the
+/// recovered one and whose last version is the reported final version explains it.
+fn fitting_prefix(
+    input: &CheckInput<'_>,
+    states: &[State],
+    firsts: &[u64],
+    recovered: &State,
+    n: usize,
+    final_version: u64,
+) -> Option<usize> {
+    (input.ledger.required_prefix_len()..=n)
+        .rev()
+        .find(|m| states[*m] == *recovered && final_version_of(input, firsts, *m) == final_version)
+}
+
+/// R1-R4 for one commit order (a single writer's, `input.ledger` as it is): the recovered
+/// state must equal the model after an allowed prefix (every required commit, no hole,
+/// no partial or phantom commit) whose last version is the `final_version` replay
+/// reported. `states` and `firsts` are [`oracle::prefix_states`] and
+/// [`oracle::first_versions`] of a ledger whose attempts start with `input.ledger`'s (they
+/// may cover more attempts: a sweep computes them once for the whole run). Returns the
+/// prefix length; the same verdicts [`check`] gives.
+pub fn explain_recovered(
+    input: &CheckInput<'_>,
+    states: &[State],
+    firsts: &[u64],
+    recovered: &State,
+    final_version: u64,
+) -> Result<usize, Violation> {
+    let n = check_prefix(input, states, firsts, recovered)?;
+    fitting_prefix(input, states, firsts, recovered, n, final_version).ok_or_else(|| {
+        Violation::new(
+            FindingKind::VersionMismatch,
+            format!(
+                "recovered prefix n = {n} ends at version {}, replay reports final_version {final_version}",
+                final_version_of(input, firsts, n),
+            ),
+        )
+    })
+}
+
+/// The finding kind of a failed open of a crash state (see `refused`).
+pub fn refusal_kind(e: &engine::EngineError) -> FindingKind {
+    refused(e)
 }
 
 /// Finds the prefix length the recovered state equals, or explains why there is none.

@@ -134,6 +134,9 @@ fn run_writer(
     let opener = opener
         .tracing(dir)
         .unwrap_or_else(|e| panic!("crashkit child: cannot create the I/O trace: {e}"));
+    if let Some(trace) = opener.trace_log() {
+        out.mirror_to(trace); // events in the trace: crate::sweep orders acks among operations
+    }
     let opener: Arc<dyn engine::wal::StorageOpener> = Arc::new(opener);
     let db = match open_waiting_for_lock(dir, || {
         DatabaseOptions::new()

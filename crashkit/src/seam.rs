@@ -429,6 +429,11 @@ impl FaultOpener {
         Ok(self)
     }
 
+    /// The trace this opener writes, if it traces (the writer mirrors its events there).
+    pub fn trace_log(&self) -> Option<Arc<crate::trace::TraceLog>> {
+        self.trace.clone()
+    }
+
     fn dir_op<T>(
         &self,
         verb: &str,

@@ -78,6 +78,12 @@ enum Command {
     /// (exit 1 when any run had findings, 3 when a run never printed its summary).
     #[command(after_help = EXIT_CODES_HELP)]
     Report(report::ReportArgs),
+    /// Run one small single-threaded workload once, then recover and check every crash
+    /// point of its I/O trace (every operation boundary and every byte of every write),
+    /// each crossed with the legal crash states of its unsynced sectors: all combinations
+    /// up to --states-per-point, else that many drawn from the seed (exit 1 on findings).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Sweep(SweepArgs),
     /// Internal: the child writer / recoverer process.
     #[command(hide = true)]
     Child {
@@ -268,6 +274,45 @@ struct ReproArgs {
 }
 
 #[derive(Debug, Args)]
+struct SweepArgs {
+    /// Seed of the workload and of the sampled crash states (decimal or 0x hex).
+    #[arg(long, value_parser = parse_seed)]
+    seed: u64,
+    /// Durability mode the writer opens the database with.
+    #[arg(long, default_value = "strict")]
+    mode: ModeName,
+    /// About how many WAL bytes the workload writes: values are capped at an eighth of it
+    /// and transactions kept while the predicted log fits (ignored with --txns-max).
+    #[arg(long, default_value_t = 16 * 1024, value_parser = parse_count::<u64>)]
+    log_bytes: u64,
+    /// Crash states per crash point: every combination of sector fates when there are at
+    /// most this many, else this many drawn from the seed (at least 1).
+    #[arg(long, default_value_t = crashkit::sweep::DEFAULT_STATES_PER_POINT, value_parser = parse_count::<usize>)]
+    states_per_point: usize,
+    /// Threads recovering states, at least 1.
+    #[arg(long, default_value_t = 2, value_parser = parse_count::<usize>)]
+    jobs: usize,
+    /// Stop after this many findings, at least 1.
+    #[arg(long, default_value_t = crashkit::sweep::DEFAULT_FINDINGS_MAX, value_parser = parse_count::<usize>)]
+    findings_max: usize,
+    /// Check only this crash point (as a finding names it).
+    #[arg(long)]
+    point: Option<usize>,
+    /// With --point: check only this state of it.
+    #[arg(long, requires = "point")]
+    state: Option<usize>,
+    /// Where findings keep the state's files, the crashed image and the trace.
+    #[arg(long, default_value = "artifacts")]
+    artifacts: PathBuf,
+    /// One JSON object per finding (`type` = `finding`), then the summary (`type` =
+    /// `sweep`), on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+}
+
+#[derive(Debug, Args)]
 struct InspectArgs {
     /// A WAL file, or a database directory (then its wal.log is read).
     path: PathBuf,
@@ -371,6 +416,7 @@ fn main() -> ExitCode {
         Command::Matrix(args) => matrix::matrix(args),
         Command::Bench(args) => bench::bench(args),
         Command::Report(args) => report::report(args),
+        Command::Sweep(args) => sweep(args),
         Command::Child { .. } => unreachable!("handled above"),
     };
     ExitCode::from(code)
@@ -701,6 +747,72 @@ fn selftest(seed: u64, json: bool) -> u8 {
         print!("{report}");
     }
     if report.passed() {
+        EXIT_CLEAN
+    } else {
+        EXIT_FINDINGS
+    }
+}
+
+fn sweep(args: SweepArgs) -> u8 {
+    let child = match child_command() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let temp = match tempfile::Builder::new()
+        .prefix("torture-sweep-")
+        .tempdir_in(crashkit::cycle::default_work_root())
+    {
+        Ok(t) => t,
+        Err(e) => return harness_failure("cannot create a temporary directory", e),
+    };
+    let limits = if args.workload.txns_max.is_some() {
+        args.workload.limits()
+    } else {
+        let derived = crashkit::sweep::limits_for_log_bytes(args.seed, args.log_bytes);
+        Limits {
+            ops_max: args.workload.ops_max,
+            value_len_max: args.workload.value_len_max.or(derived.value_len_max),
+            ..derived
+        }
+    };
+    let opts = crashkit::sweep::SweepOptions {
+        seed: args.seed,
+        mode: args.mode,
+        limits,
+        states_per_point: args.states_per_point,
+        jobs: args.jobs,
+        work_dir: temp.path().to_path_buf(),
+        artifacts_dir: Some(args.artifacts.clone()),
+        child,
+        wrong: None,
+        findings_max: args.findings_max,
+        only: args.point.map(|p| (p, args.state)),
+    };
+    let report = match crashkit::sweep::run_sweep(&opts) {
+        Ok(r) => r,
+        Err(e @ crashkit::sweep::SweepError::NoSuchPoint { .. }) => {
+            eprintln!("torture sweep: {e}");
+            return EXIT_USAGE;
+        }
+        Err(e) => return harness_failure("the sweep failed", e),
+    };
+    for f in &report.findings {
+        if args.json {
+            let mut v = serde_json::to_value(f).unwrap_or_default();
+            v["type"] = "finding".into();
+            json_line(&v);
+        } else {
+            eprintln!("{f}");
+        }
+    }
+    if args.json {
+        let mut v = serde_json::to_value(&report.summary).unwrap_or_default();
+        v["type"] = "sweep".into();
+        json_line(&v);
+    } else {
+        print!("{}", report.summary);
+    }
+    if report.findings.is_empty() {
         EXIT_CLEAN
     } else {
         EXIT_FINDINGS
