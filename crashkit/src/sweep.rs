@@ -111,29 +111,44 @@ pub struct SweepOptions {
     pub only: Option<(usize, Option<usize>)>,
 }
 
-/// The caps that make `seed`'s workload write about `log_bytes` of WAL: values at most an
-/// eighth of it (so a log holds several transactions), and the most transactions whose
-/// predicted log stays within it (at least one).
+/// The caps that make `seed`'s workload write about `log_bytes` of WAL (at most that,
+/// as predicted by [`Workload::expected_wal_len_bytes`]): every transaction with the
+/// largest value cap that fits; when even 8-byte values do not fit, values of at most an
+/// eighth of the budget and the most transactions that fit (at least one).
 pub fn limits_for_log_bytes(seed: u64, log_bytes: u64) -> Limits {
-    let value_len_max = ((log_bytes / 8) as usize).clamp(8, crate::workload::VALUE_LEN_MAX);
+    let len_with = |limits: &Limits| Workload::generate(seed, limits).expected_wal_len_bytes();
+    let with_cap = |cap: usize| Limits {
+        txns_max: None,
+        ops_max: None,
+        value_len_max: Some(cap),
+    };
+    let (mut lo, mut hi) = (8usize, crate::workload::VALUE_LEN_MAX);
+    if len_with(&with_cap(lo)) <= log_bytes {
+        // The largest cap in lo..=hi that fits (the length grows with the cap).
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if len_with(&with_cap(mid)) <= log_bytes {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        return with_cap(lo);
+    }
+    let cap = ((log_bytes / 8) as usize).clamp(8, crate::workload::VALUE_LEN_MAX);
     let mut limits = Limits {
         txns_max: Some(1),
-        ops_max: None,
-        value_len_max: Some(value_len_max),
+        ..with_cap(cap)
     };
-    for n in 1..=crate::workload::TXNS_MAX {
+    for n in 2..=crate::workload::TXNS_MAX {
         let candidate = Limits {
             txns_max: Some(n),
             ..limits
         };
-        let w = Workload::generate(seed, &candidate);
-        if w.expected_wal_len_bytes() > log_bytes {
+        if len_with(&candidate) > log_bytes {
             break;
         }
         limits = candidate;
-        if w.txns.len() < n {
-            break;
-        }
     }
     limits
 }
@@ -717,6 +732,8 @@ struct PointStates {
     exhaustive: Option<usize>,
     fate_states: usize,
     undos: Vec<EntryUndo>,
+    /// Where the writer stopped writing in the crashed `wal.log` (0: none).
+    crash_len_bytes: u64,
     /// The oracle: every acknowledgement (process kill) and the power-loss one.
     ledger_kill: Ledger,
     ledger_power: Ledger,
@@ -781,7 +798,9 @@ impl Run {
         let mut ledger_power = ledger_kill.clone();
         ledger_kill.mark_required(self.case.mode, false);
         ledger_power.mark_required(self.case.mode, true);
+        let crash_len_bytes = wal_index.map_or(0, |i| crate::seam::written_end_bytes(&files[i].1));
         Ok(PointStates {
+            crash_len_bytes,
             files,
             wal_index,
             model,
@@ -991,7 +1010,9 @@ fn state_key(
         for b in path.as_os_str().as_encoded_bytes() {
             mix(u64::from(*b));
         }
+        // Trailing zeros (preallocated space) are implied by the length.
         mix(content.len() as u64);
+        let content = &content[..content.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)];
         let mut chunks = content.chunks_exact(8);
         for c in &mut chunks {
             mix(u64::from_le_bytes(c.try_into().expect("8 bytes")));
@@ -1010,11 +1031,10 @@ fn state_key(
 
 impl Run {
     /// Where recovery must end the log of a state whose first damaged byte is
-    /// `first_changed_bytes`, when the crashed image `crashed` is known (as a cycle
-    /// computes it).
-    fn expected_end(&self, crashed: &[u8], first_changed_bytes: u64) -> Option<u64> {
+    /// `first_changed_bytes`, when the crashed image ends its writing at `crash_len`
+    /// ([`crate::seam::written_end_bytes`]; as a cycle computes it).
+    fn expected_end(&self, crash_len: u64, first_changed_bytes: u64) -> Option<u64> {
         let header = engine::wal::HEADER_LEN as u64;
-        let crash_len = crate::seam::written_end_bytes(crashed);
         (crash_len >= header).then(|| {
             crate::coverage::boundary_at_or_before(
                 &self.written,
@@ -1250,7 +1270,7 @@ fn sweep_worker(shared: &Shared<'_>, worker: usize) -> Result<(), SweepError> {
                 let expected_end = ps
                     .wal_index
                     .filter(|_| wal_kept)
-                    .and_then(|i| run.expected_end(&ps.files[i].1, built.first_changed_bytes));
+                    .and_then(|_| run.expected_end(ps.crash_len_bytes, built.first_changed_bytes));
                 let key = state_key(&built.files, ledger, expected_end);
                 if opts.only.is_none()
                     && !shared
