@@ -38,6 +38,7 @@ pub mod seam;
 pub mod selftest;
 pub mod shrink;
 pub mod space;
+pub mod state_shrink;
 pub mod sweep;
 pub mod trace;
 pub mod workload;

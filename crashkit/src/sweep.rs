@@ -673,6 +673,19 @@ fn run_writer(
     db_dir: &Path,
     wrong: Option<WrongEngine>,
 ) -> Result<Ledger, SweepError> {
+    run_writer_child(child, case, db_dir, wrong, true)
+}
+
+/// Runs the writer child of `case` in `db_dir` (its trace next to it) and returns its
+/// ledger; with `must_finish`, a writer that did not run its workload to a clean end is
+/// an error (otherwise a planned self-kill is how it ends).
+pub(crate) fn run_writer_child(
+    child: &ChildCommand,
+    case: &Case,
+    db_dir: &Path,
+    wrong: Option<WrongEngine>,
+    must_finish: bool,
+) -> Result<Ledger, SweepError> {
     let stderr_path = db_dir.with_extension("stderr");
     let stderr = std::fs::File::create(&stderr_path)
         .map_err(io_err(format!("creating {}", stderr_path.display())))?;
@@ -703,7 +716,7 @@ fn run_writer(
         }
     }
     let status = process.wait().map_err(io_err("waiting for the writer"))?;
-    if !status.success() || !ledger.done {
+    if must_finish && (!status.success() || !ledger.done) {
         let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
         return Err(SweepError::Writer {
             detail: format!(

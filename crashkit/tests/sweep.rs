@@ -146,3 +146,53 @@ fn a_writer_that_skips_directory_fsyncs_is_caught_by_undone_entries() {
         "{f}"
     );
 }
+
+/// `torture repro --shrink`'s second stage: the crash state of a power-loss finding made
+/// of a writer whose fdatasyncs do nothing shrinks to fewer damaged units, and still fails
+/// the same way.
+#[test]
+fn a_power_loss_state_shrinks_to_fewer_damaged_units() {
+    use crashkit::case::{cycle_seed, Case, KillKind};
+    use crashkit::cycle::{run_cycle, CycleEnv};
+    let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
+    let env = CycleEnv {
+        work_dir: dir.path().join("work"),
+        artifacts_dir: dir.path().join("artifacts"),
+        child: ChildCommand {
+            program: PathBuf::from(env!("CARGO_BIN_EXE_crashkit-child")),
+            args_prefix: Vec::new(),
+        },
+        wrong: Some(WrongEngine::AcksBeforeSyncReturns),
+    };
+    std::fs::create_dir_all(&env.work_dir).unwrap();
+    for i in 0..48 {
+        let mut case = Case::new(cycle_seed(0x57a7e, i), ModeName::Strict, KillKind::Offset);
+        case.power_loss = true;
+        case.limits.value_len_max = Some(2048);
+        let outcome = run_cycle(&case, &env).unwrap();
+        let Some(finding) = outcome.finding else {
+            continue;
+        };
+        if !finding.violation.detail.starts_with("crash state") {
+            continue;
+        }
+        let shrunk = match crashkit::state_shrink::shrink_state(&finding, &env, &mut |_| {}) {
+            Ok(s) => s,
+            Err(crashkit::state_shrink::StateShrinkError::NotApplicable { .. }) => continue,
+            Err(e) => panic!("{e}"),
+        };
+        if shrunk.non_kept_before < 2 {
+            continue;
+        }
+        assert_eq!(shrunk.kind, finding.violation.kind);
+        assert!(
+            shrunk.non_kept_after < shrunk.non_kept_before,
+            "{shrunk:#?}"
+        );
+        assert!(shrunk.mixed_after <= shrunk.mixed_before, "{shrunk:#?}");
+        assert!(shrunk.after.starts_with("crash state"), "{}", shrunk.after);
+        eprintln!("seed {:#x}: {shrunk:#?}", case.seed);
+        return;
+    }
+    panic!("no seed gave a power-loss finding with a state of two or more damaged units");
+}

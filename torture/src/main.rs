@@ -687,6 +687,21 @@ fn repro(args: ReproArgs) -> u8 {
     } else {
         finding
     };
+    // Then the crash state of a power-loss finding: as little damage as still fails.
+    let shrunk_state = if args.shrink && finding.case.power_loss {
+        match crashkit::state_shrink::shrink_state(&finding, &env, &mut |step| {
+            eprintln!("shrink state: {step}")
+        }) {
+            Ok(s) => Some(s),
+            Err(e @ crashkit::state_shrink::StateShrinkError::NotApplicable { .. }) => {
+                eprintln!("shrink state: {e}");
+                None
+            }
+            Err(e) => return harness_failure("shrinking the crash state failed", e),
+        }
+    } else {
+        None
+    };
     if let Some(path) = &args.save_regression {
         if let Err(e) = crashkit::regressions::append(path, &finding.case, finding.violation.kind) {
             return harness_failure("cannot save the regression", e);
@@ -696,9 +711,19 @@ fn repro(args: ReproArgs) -> u8 {
     if args.json {
         let mut v = serde_json::to_value(&finding).unwrap_or_default();
         v["type"] = "finding".into();
+        if let Some(s) = &shrunk_state {
+            v["shrunk_state"] = serde_json::to_value(s).unwrap_or_default();
+        }
         json_line(&v);
     } else {
         println!("{finding}");
+        if let Some(s) = &shrunk_state {
+            println!(
+                "  shrunk crash state ({} -> {} units not kept, {} -> {} torn or garbage, {} checks): {}",
+                s.non_kept_before, s.non_kept_after, s.mixed_before, s.mixed_after, s.checks, s.after
+            );
+            println!("  its verdict: {}", s.detail);
+        }
     }
     EXIT_FINDINGS
 }
