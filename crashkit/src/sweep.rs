@@ -78,7 +78,7 @@ use crate::wrong_engine::WrongEngine;
 
 /// Crash states per crash point unless told otherwise: every combination up to this many,
 /// else this many (state 0 and drawn ones).
-pub const DEFAULT_STATES_PER_POINT: usize = 8;
+pub const DEFAULT_STATES_PER_POINT: usize = 5;
 /// Findings after which a sweep stops (a broken engine fails almost everywhere).
 pub const DEFAULT_FINDINGS_MAX: usize = 5;
 /// The kill offset that never fires: the writer runs to completion.

@@ -310,6 +310,19 @@ struct SweepArgs {
     json: bool,
     #[command(flatten)]
     workload: WorkloadArgs,
+    /// Self-test only: run the writer as a deliberately wrong engine (kebab-case name of
+    /// one that acts in the writer, e.g. acks-before-sync-returns).
+    #[arg(long, hide = true, value_parser = parse_wrong_engine)]
+    wrong_engine: Option<crashkit::wrong_engine::WrongEngine>,
+}
+
+fn parse_wrong_engine(s: &str) -> Result<crashkit::wrong_engine::WrongEngine, String> {
+    let w: crashkit::wrong_engine::WrongEngine =
+        serde_json::from_value(s.into()).map_err(|e| format!("unknown wrong engine {s:?}: {e}"))?;
+    if !w.acts_in_writer() {
+        return Err(format!("{s} does not act in the writer"));
+    }
+    Ok(w)
 }
 
 #[derive(Debug, Args)]
@@ -809,7 +822,7 @@ fn sweep(args: SweepArgs) -> u8 {
         work_dir: temp.path().to_path_buf(),
         artifacts_dir: Some(args.artifacts.clone()),
         child,
-        wrong: None,
+        wrong: args.wrong_engine,
         findings_max: args.findings_max,
         only: args.point.map(|p| (p, args.state)),
     };
