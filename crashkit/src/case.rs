@@ -177,6 +177,12 @@ impl Case {
         );
         if self.power_loss {
             s.push_str(" --power-loss");
+            // State i is drawn only when at least i + 1 states are: a run with more states
+            // than the default must say so, or its finding's state is never rebuilt.
+            let states = crate::power_loss::crash_states_per_crash();
+            if states != crate::power_loss::DEFAULT_STATES_PER_CRASH {
+                s.push_str(&format!(" --crash-states {states}"));
+            }
         }
         if self.recovery_crash {
             s.push_str(" --recovery-crash");
