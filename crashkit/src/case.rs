@@ -299,6 +299,8 @@ pub enum Purpose {
     PostRecovery = 5,
     Campaign = 6,
     Corrupt = 7,
+    /// The sampled crash states (and garbage bytes) of `torture sweep` ([`crate::sweep`]).
+    Sweep = 8,
 }
 
 /// The seed of cycle `index` of a campaign with base seed `base`: a SplitMix64 step, so

@@ -135,6 +135,10 @@ fn run_writer(
             }),
         )
         .unwrap_or_else(|e| panic!("crashkit child: cannot create the I/O trace: {e}"));
+    let crate::plan::WriterHooks { hooks, trace } = hooks;
+    if let Some(trace) = trace {
+        out.mirror_to(trace); // events in the trace: crate::sweep orders acks among operations
+    }
     let opener = FaultOpener::new(hooks);
     let opener: Arc<dyn engine::wal::StorageOpener> = Arc::new(opener);
     let db = match open_waiting_for_lock(dir, || {

@@ -20,6 +20,13 @@ use crate::wrong_engine::WrongEngine;
 pub use crate::faults::power_loss::PowerLossPlan;
 pub use crate::faults::time::{TIME_KILL_DELAY_US_MAX, TIME_KILL_DELAY_US_MIN};
 
+/// The writer child's hooks, outermost first, and its I/O trace when it keeps one.
+#[derive(Debug)]
+pub struct WriterHooks {
+    pub hooks: Vec<Arc<dyn Hook>>,
+    pub trace: Option<Arc<crate::trace::TraceLog>>,
+}
+
 /// Concrete fault parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct FaultPlan {
@@ -74,12 +81,14 @@ impl FaultPlan {
     /// The hooks the writer child runs under, outermost first: the sync tracker (the
     /// ledger's syncs, as the engine saw them), the kill at offset K, the failing I/O, a
     /// wrong engine's storage, and innermost the power-loss trace (what reached the files).
+    /// Also returns the trace, when there is one: the writer mirrors its events into it
+    /// (`crate::sweep` orders acknowledgements among the operations).
     pub fn writer_hooks(
         &self,
         case: &Case,
         db_dir: &Path,
         report_synced: SyncReporter,
-    ) -> io::Result<Vec<Arc<dyn Hook>>> {
+    ) -> io::Result<WriterHooks> {
         let mut hooks = vec![SyncTracker::hook(report_synced)];
         if let (KillKind::Offset, Some(k)) = (case.kill, self.kill_offset_bytes) {
             hooks.push(KillAtOffset::hook(k));
@@ -90,10 +99,13 @@ impl FaultPlan {
         if let Some(hook) = self.wrong.and_then(WrongEngine::writer_storage) {
             hooks.push(hook);
         }
+        let mut trace = None;
         if self.power_loss.is_some() {
-            hooks.push(power_loss::writer_hook(db_dir)?);
+            let log = power_loss::writer_trace_log(db_dir)?;
+            hooks.push(Arc::new(crate::trace::TraceHook::new(log.clone())));
+            trace = Some(log);
         }
-        Ok(hooks)
+        Ok(WriterHooks { hooks, trace })
     }
 
     /// The hooks of the recoverer child: the recovery crash's kill, if planned, and (with a

@@ -80,6 +80,9 @@ pub enum Shape {
     Prefix,
     /// Every unit lost.
     AllLost,
+    /// One combination of an exhaustive enumeration ([`crate::sweep`]), or fates set by
+    /// hand (a shrunk state, [`crate::state_shrink`]).
+    Enumerated,
 }
 
 /// One legal crash state of the WAL.
@@ -258,6 +261,7 @@ pub fn draw(model: &DiskModel, index: usize, rng: &mut ChaCha8Rng) -> CrashState
                 f.1 = Fate::Lost;
             }
         }
+        Shape::Enumerated => unreachable!("draw never picks Enumerated"),
     }
     let size_undone = model.size_uncovered()
         && match shape {
@@ -282,13 +286,20 @@ pub fn build(
     } else {
         model.crashed.len() as u64
     };
-    let mut image: Vec<u8> = (0..len).map(|b| model.new_byte(b)).collect();
+    // Every byte starts as its new content (past the crashed end: the old content, which
+    // is what `new_byte` gives there); a kept unit changes nothing, so only the others are
+    // visited (the same bytes as setting every unit, far cheaper on a large extent).
     let crashed_len = model.crashed.len() as u64;
+    let mut image: Vec<u8> = model.crashed[..len.min(crashed_len) as usize].to_vec();
+    image.extend((crashed_len..len).map(|b| model.old_byte(b)));
     let mut garbage = vec![0u8; unit_bytes as usize];
     for (start, fate) in &fates {
         let end = (start + unit_bytes).min(len);
         if *fate == Fate::Garbage {
             rng.fill_bytes(&mut garbage);
+        }
+        if *fate == Fate::Kept {
+            continue;
         }
         for b in *start..end {
             if !model.is_unsynced(b) {
@@ -313,10 +324,13 @@ pub fn build(
         .zip(&model.crashed[..common])
         .position(|(a, b)| a != b)
         .unwrap_or(common) as u64;
-    let damage_in_middle = ((first_changed_bytes + 1)..common as u64).any(|b| {
-        model.is_unsynced(b)
-            && image[b as usize] == model.crashed[b as usize]
-            && model.crashed[b as usize] != model.old_byte(b)
+    // Only unsynced bytes count, so only their span is scanned.
+    let damage_in_middle = model.unsynced_span().is_some_and(|(from, to)| {
+        ((first_changed_bytes + 1).max(from)..(common as u64).min(to)).any(|b| {
+            model.is_unsynced(b)
+                && image[b as usize] == model.crashed[b as usize]
+                && model.crashed[b as usize] != model.old_byte(b)
+        })
     });
     CrashState {
         index,

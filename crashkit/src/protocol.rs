@@ -166,11 +166,23 @@ impl Event {
 #[derive(Debug)]
 pub struct EventWriter {
     fd: i32,
+    /// The writer's I/O trace, when it traces: every event sent is mirrored there too
+    /// (see [`crate::trace`], `ev` lines).
+    mirror: std::sync::OnceLock<std::sync::Arc<crate::trace::TraceLog>>,
 }
 
 impl EventWriter {
     pub fn new(fd: i32) -> EventWriter {
-        EventWriter { fd }
+        EventWriter {
+            fd,
+            mirror: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// From now on, mirrors every event sent into `trace` after sending it (the first
+    /// call wins).
+    pub fn mirror_to(&self, trace: std::sync::Arc<crate::trace::TraceLog>) {
+        let _ = self.mirror.set(trace);
     }
 
     /// Sends one event. A failed write means the parent is gone: the child has nobody to
@@ -178,6 +190,7 @@ impl EventWriter {
     pub fn send(&self, event: &Event) {
         let mut line = event.to_string();
         line.truncate(3500);
+        let mirrored = self.mirror.get().map(|t| (t, line.clone()));
         line.push('\n');
         let mut bytes = line.as_bytes();
         while !bytes.is_empty() {
@@ -190,6 +203,9 @@ impl EventWriter {
                 std::process::exit(101);
             }
             bytes = &bytes[n as usize..];
+        }
+        if let Some((trace, line)) = mirrored {
+            trace.event(&line);
         }
     }
 }

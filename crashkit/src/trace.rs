@@ -23,7 +23,13 @@
 //! sd <op> <fid>                    fsync of the file's directory
 //! dir <op> <verb> <path>[ -> <path>]   mkdir, fsyncdir, rename, unlink
 //! done <op> | fail <op> | skip <op>    (skip: allocate returned false, nothing changed)
+//! ev <protocol line>               an event the writer just reported (crate::protocol)
 //! ```
+//!
+//! `ev` lines mirror the writer's events (attempt, ack, synced, ...) into the trace right
+//! after each was sent to the parent, so the trace alone says which commits had been
+//! acknowledged at any point between two operations ([`crate::sweep`] needs that order;
+//! the pipe and the trace are two files, so their relative order is otherwise lost).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -134,6 +140,12 @@ impl TraceLog {
             );
         });
         fid
+    }
+
+    /// Mirrors one protocol event line (without its newline) into the trace as `ev <line>`,
+    /// after the event was sent: see the module comment.
+    pub fn event(&self, line: &str) {
+        self.emit(&format!("ev {}\n", line.replace(['\n', '\r'], " ")));
     }
 
     /// Records a directory operation around `run`.
@@ -429,6 +441,8 @@ pub struct Trace {
     pub files: Vec<OpenedFile>,
     pub ops: Vec<FileOp>,
     pub dir_ops: Vec<DirOp>,
+    /// `(line index, protocol line)` of every mirrored event (`ev` lines), in order.
+    pub events: Vec<(usize, String)>,
     /// Lines that did not parse (a torn last line; anything else is a harness bug).
     pub bad_lines: usize,
 }
@@ -497,6 +511,7 @@ impl Trace {
             Some((v, it.next().unwrap_or("").to_string()))
         };
         match word {
+            "ev" => trace.events.push((line_idx, rest.to_string())),
             "open" => {
                 let (v, path) = nums(rest, 4)?;
                 trace.files.push(OpenedFile {

@@ -80,6 +80,12 @@ enum Command {
     /// (exit 1 when any run had findings, 3 when a run never printed its summary).
     #[command(after_help = EXIT_CODES_HELP)]
     Report(report::ReportArgs),
+    /// Run one small single-threaded workload once, then recover and check every crash
+    /// point of its I/O trace (every operation boundary and every byte of every write),
+    /// each crossed with the legal crash states of its unsynced sectors: all combinations
+    /// up to --states-per-point, else that many drawn from the seed (exit 1 on findings).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Sweep(SweepArgs),
     /// Internal: the child writer / recoverer process.
     #[command(hide = true)]
     Child {
@@ -302,6 +308,58 @@ struct ReproArgs {
 }
 
 #[derive(Debug, Args)]
+struct SweepArgs {
+    /// Seed of the workload and of the sampled crash states (decimal or 0x hex).
+    #[arg(long, value_parser = parse_seed)]
+    seed: u64,
+    /// Durability mode the writer opens the database with.
+    #[arg(long, default_value = "strict")]
+    mode: ModeName,
+    /// About how many WAL bytes the workload writes: values are capped at an eighth of it
+    /// and transactions kept while the predicted log fits (ignored with --txns-max).
+    #[arg(long, default_value_t = 16 * 1024, value_parser = parse_count::<u64>)]
+    log_bytes: u64,
+    /// Crash states per crash point: every combination of sector fates when there are at
+    /// most this many, else this many drawn from the seed (at least 1).
+    #[arg(long, default_value_t = crashkit::sweep::DEFAULT_STATES_PER_POINT, value_parser = parse_count::<usize>)]
+    states_per_point: usize,
+    /// Threads recovering states, at least 1.
+    #[arg(long, default_value_t = 2, value_parser = parse_count::<usize>)]
+    jobs: usize,
+    /// Stop after this many findings, at least 1.
+    #[arg(long, default_value_t = crashkit::sweep::DEFAULT_FINDINGS_MAX, value_parser = parse_count::<usize>)]
+    findings_max: usize,
+    /// Check only this crash point (as a finding names it).
+    #[arg(long)]
+    point: Option<usize>,
+    /// With --point: check only this state of it.
+    #[arg(long, requires = "point")]
+    state: Option<usize>,
+    /// Where findings keep the state's files, the crashed image and the trace.
+    #[arg(long, default_value = "artifacts")]
+    artifacts: PathBuf,
+    /// One JSON object per finding (`type` = `finding`), then the summary (`type` =
+    /// `sweep`), on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+    /// Self-test only: run the writer as a deliberately wrong engine (kebab-case name of
+    /// one that acts in the writer, e.g. acks-before-sync-returns).
+    #[arg(long, hide = true, value_parser = parse_wrong_engine)]
+    wrong_engine: Option<crashkit::wrong_engine::WrongEngine>,
+}
+
+fn parse_wrong_engine(s: &str) -> Result<crashkit::wrong_engine::WrongEngine, String> {
+    let w: crashkit::wrong_engine::WrongEngine =
+        serde_json::from_value(s.into()).map_err(|e| format!("unknown wrong engine {s:?}: {e}"))?;
+    if !w.acts_in_writer() {
+        return Err(format!("{s} does not act in the writer"));
+    }
+    Ok(w)
+}
+
+#[derive(Debug, Args)]
 struct InspectArgs {
     /// A WAL file, or a database directory (then its wal.log is read).
     path: PathBuf,
@@ -405,6 +463,7 @@ fn main() -> ExitCode {
         Command::Matrix(args) => matrix::matrix(args),
         Command::Bench(args) => bench::bench(args),
         Command::Report(args) => report::report(args),
+        Command::Sweep(args) => sweep(args),
         Command::Child { .. } => unreachable!("handled above"),
     };
     ExitCode::from(code)
@@ -672,6 +731,21 @@ fn repro(args: ReproArgs) -> u8 {
     } else {
         finding
     };
+    // Then the crash state of a power-loss finding: as little damage as still fails.
+    let shrunk_state = if args.shrink && finding.case.power_loss {
+        match crashkit::state_shrink::shrink_state(&finding, &env, &mut |step| {
+            eprintln!("shrink state: {step}")
+        }) {
+            Ok(s) => Some(s),
+            Err(e @ crashkit::state_shrink::StateShrinkError::NotApplicable { .. }) => {
+                eprintln!("shrink state: {e}");
+                None
+            }
+            Err(e) => return harness_failure("shrinking the crash state failed", e),
+        }
+    } else {
+        None
+    };
     if let Some(path) = &args.save_regression {
         if let Err(e) = crashkit::regressions::append(path, &finding.case, finding.violation.kind) {
             return harness_failure("cannot save the regression", e);
@@ -681,9 +755,19 @@ fn repro(args: ReproArgs) -> u8 {
     if args.json {
         let mut v = serde_json::to_value(&finding).unwrap_or_default();
         v["type"] = "finding".into();
+        if let Some(s) = &shrunk_state {
+            v["shrunk_state"] = serde_json::to_value(s).unwrap_or_default();
+        }
         json_line(&v);
     } else {
         println!("{finding}");
+        if let Some(s) = &shrunk_state {
+            println!(
+                "  shrunk crash state ({} -> {} units not kept, {} -> {} torn or garbage, {} checks): {}",
+                s.non_kept_before, s.non_kept_after, s.mixed_before, s.mixed_after, s.checks, s.after
+            );
+            println!("  its verdict: {}", s.detail);
+        }
     }
     EXIT_FINDINGS
 }
@@ -732,6 +816,72 @@ fn selftest(seed: u64, json: bool) -> u8 {
         print!("{report}");
     }
     if report.passed() {
+        EXIT_CLEAN
+    } else {
+        EXIT_FINDINGS
+    }
+}
+
+fn sweep(args: SweepArgs) -> u8 {
+    let child = match child_command() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let temp = match tempfile::Builder::new()
+        .prefix("torture-sweep-")
+        .tempdir_in(crashkit::cycle::default_work_root())
+    {
+        Ok(t) => t,
+        Err(e) => return harness_failure("cannot create a temporary directory", e),
+    };
+    let limits = if args.workload.txns_max.is_some() {
+        args.workload.limits()
+    } else {
+        let derived = crashkit::sweep::limits_for_log_bytes(args.seed, args.log_bytes);
+        Limits {
+            ops_max: args.workload.ops_max,
+            value_len_max: args.workload.value_len_max.or(derived.value_len_max),
+            ..derived
+        }
+    };
+    let opts = crashkit::sweep::SweepOptions {
+        seed: args.seed,
+        mode: args.mode,
+        limits,
+        states_per_point: args.states_per_point,
+        jobs: args.jobs,
+        work_dir: temp.path().to_path_buf(),
+        artifacts_dir: Some(args.artifacts.clone()),
+        child,
+        wrong: args.wrong_engine,
+        findings_max: args.findings_max,
+        only: args.point.map(|p| (p, args.state)),
+    };
+    let report = match crashkit::sweep::run_sweep(&opts) {
+        Ok(r) => r,
+        Err(e @ crashkit::sweep::SweepError::NoSuchPoint { .. }) => {
+            eprintln!("torture sweep: {e}");
+            return EXIT_USAGE;
+        }
+        Err(e) => return harness_failure("the sweep failed", e),
+    };
+    for f in &report.findings {
+        if args.json {
+            let mut v = serde_json::to_value(f).unwrap_or_default();
+            v["type"] = "finding".into();
+            json_line(&v);
+        } else {
+            eprintln!("{f}");
+        }
+    }
+    if args.json {
+        let mut v = serde_json::to_value(&report.summary).unwrap_or_default();
+        v["type"] = "sweep".into();
+        json_line(&v);
+    } else {
+        print!("{}", report.summary);
+    }
+    if report.findings.is_empty() {
         EXIT_CLEAN
     } else {
         EXIT_FINDINGS

@@ -1087,3 +1087,118 @@ fn report_renders_a_recorded_run_as_a_self_contained_html_page() {
         .collect();
     assert!(page.matches("<rect").count() >= 5 * record_types.len());
 }
+
+/// `torture sweep`: 0 on a clean sweep (its JSON summary counts points and states), 1 on
+/// findings (a writer whose fdatasyncs do nothing) with a repro line that rebuilds the
+/// state alone, 2 on usage errors (a missing seed, a zero cap, a point the run lacks).
+#[test]
+fn sweep_exit_codes_follow_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = [
+        "sweep",
+        "--seed",
+        "0x5eed",
+        "--txns-max",
+        "2",
+        "--ops-max",
+        "1",
+        "--value-len-max",
+        "16",
+        "--states-per-point",
+        "2",
+    ];
+    let out = torture()
+        .args(small)
+        .args(["--json", "--artifacts"])
+        .arg(dir.path().join("artifacts"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["type"], "sweep");
+    assert_eq!(summary["findings"], 0);
+    assert!(summary["points"].as_u64().unwrap() > 10, "{summary}");
+    assert!(summary["states_checked"].as_u64().unwrap() > 0, "{summary}");
+
+    let out = torture()
+        .args(small)
+        .args([
+            "--wrong-engine",
+            "acks-before-sync-returns",
+            "--findings-max",
+            "1",
+            "--json",
+            "--artifacts",
+        ])
+        .arg(dir.path().join("artifacts"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let finding: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(finding["type"], "finding");
+    let repro = finding["repro"].as_str().unwrap().to_string();
+    let (point, state) = (
+        finding["point"].as_u64().unwrap(),
+        finding["state"].as_u64().unwrap(),
+    );
+    assert!(
+        repro.contains(&format!("--point {point} --state {state}")),
+        "{repro}"
+    );
+    // The printed repro (plus the wrong engine) rebuilds that state and fails the same way.
+    let args: Vec<&str> = repro.split(" -- ").nth(1).unwrap().split(' ').collect();
+    let again = torture()
+        .args(&args)
+        .args([
+            "--wrong-engine",
+            "acks-before-sync-returns",
+            "--json",
+            "--artifacts",
+        ])
+        .arg(dir.path().join("artifacts"))
+        .output()
+        .unwrap();
+    let again_out = String::from_utf8(again.stdout).unwrap();
+    assert_eq!(again.status.code(), Some(1), "{again_out}");
+    let again_finding: serde_json::Value =
+        serde_json::from_str(again_out.lines().next().unwrap()).unwrap();
+    assert_eq!(again_finding["kind"], finding["kind"]);
+    assert_eq!(
+        again_finding["state_description"],
+        finding["state_description"]
+    );
+
+    for bad in [
+        vec!["sweep"],
+        vec!["sweep", "--seed", "1", "--states-per-point", "0"],
+        vec!["sweep", "--seed", "1", "--state", "3"],
+        vec!["sweep", "--seed", "1", "--wrong-engine", "drops-last-acked"],
+    ] {
+        let out = torture().args(&bad).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = torture()
+        .args(small)
+        .args(["--point", "999999999", "--artifacts"])
+        .arg(dir.path().join("artifacts"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

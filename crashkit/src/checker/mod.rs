@@ -364,6 +364,50 @@ fn check_final_version(
         })
 }
 
+/// R1-R4 for one commit order (a single writer's, `input.ledger` as it is): the recovered
+/// state must equal the model after an allowed prefix (every required commit, no hole,
+/// no partial or phantom commit) whose last version is the `final_version` replay
+/// reported. `states` and `firsts` are [`oracle::prefix_states`] and
+/// [`oracle::first_versions`] of a ledger whose attempts start with `input.ledger`'s (they
+/// may cover more attempts: a sweep computes them once for the whole run). Returns the
+/// prefix length, with the same verdicts [`check`] gives.
+pub fn explain_recovered(
+    input: &CheckInput<'_>,
+    states: &[State],
+    firsts: &[u64],
+    recovered: &State,
+    final_version: u64,
+) -> Result<usize, Violation> {
+    let prefix = PrefixCheck {
+        input,
+        states,
+        firsts,
+        recovered,
+    };
+    let n = prefix.matching_prefix()?;
+    (input.ledger.required_prefix_len()..=n)
+        .rev()
+        .find(|m| {
+            states[*m] == *recovered
+                && final_version_of(input, input.ledger, firsts, *m) == final_version
+        })
+        .ok_or_else(|| {
+            Violation::new(
+                FindingKind::VersionMismatch,
+                format!(
+                    "recovered prefix n = {n} ends at version {}, replay reports final_version {final_version}",
+                    final_version_of(input, input.ledger, firsts, n),
+                ),
+            )
+        })
+}
+
+/// The finding kind of a failed open of a crash state: `legal-state-refused` for a
+/// refusal, `recovery-failed` for anything else.
+pub fn refusal_kind(e: &::engine::EngineError) -> FindingKind {
+    open::refused(e)
+}
+
 /// `recovery-not-durable` (docs/faults.md P4): what recovery accepted is covered by a
 /// completed fdatasync before anything builds on it.
 fn check_recovery_durable(recovery: &Recovery) -> Result<(), Violation> {

@@ -92,11 +92,18 @@ impl Damage {
     /// The `repro` flags that turn on the damages `case` asks for (each with a leading
     /// space), in [`Damage::ALL`] order.
     pub fn repro_flags(case: &Case) -> String {
-        Damage::ALL
+        let mut flags: String = Damage::ALL
             .iter()
             .filter(|d| d.is_on(case))
             .map(|d| format!(" --{}", d.flag()))
-            .collect()
+            .collect();
+        // State i is drawn only when at least i + 1 states are: a run with more states than
+        // the default must say so, or its finding's state is never rebuilt.
+        let states = crate::power_loss::crash_states_per_crash();
+        if case.power_loss && states != crate::power_loss::DEFAULT_STATES_PER_CRASH {
+            flags.push_str(&format!(" --crash-states {states}"));
+        }
+        flags
     }
 }
 

@@ -37,8 +37,13 @@ pub fn draw_plan(case: &Case) -> Option<PowerLossPlan> {
 /// to [`trace_path`] (created empty now, before the engine makes any call). It must be
 /// the innermost hook, so that it records exactly what reaches the files.
 pub fn writer_hook(db_dir: &Path) -> io::Result<Arc<dyn Hook>> {
-    let log = TraceLog::create(&trace_path(db_dir))?;
-    Ok(Arc::new(TraceHook::new(Arc::new(log))))
+    Ok(Arc::new(TraceHook::new(writer_trace_log(db_dir)?)))
+}
+
+/// The writer's trace file ([`trace_path`] of `db_dir`), created empty, for
+/// [`writer_hook`]'s hook and for the events the writer mirrors into it.
+pub fn writer_trace_log(db_dir: &Path) -> io::Result<Arc<TraceLog>> {
+    Ok(Arc::new(TraceLog::create(&trace_path(db_dir))?))
 }
 
 /// The recoverer's hook when a power loss and a recovery crash meet: the recovering
