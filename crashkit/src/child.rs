@@ -90,8 +90,9 @@ pub fn main_from_args(args: Vec<String>) -> ! {
     }
 }
 
-/// How long a child waits for the directory lock.
-const LOCK_WAIT_MS: u64 = 2_000;
+/// How long a child waits for the directory lock (as long as the checker does, and for
+/// the same reason: `checker::open::LOCK_RETRY_MS`).
+const LOCK_WAIT_MS: u64 = 10_000;
 
 /// Opens, retrying while the directory is locked: the parent's checker has just closed
 /// it, but a sibling child forked by another worker thread may hold an inherited copy of
