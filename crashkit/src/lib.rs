@@ -37,6 +37,7 @@ pub mod protocol;
 pub mod regressions;
 pub mod seam;
 pub mod selftest;
+pub mod selftest_faults;
 pub mod shrink;
 pub mod space;
 pub mod state_shrink;

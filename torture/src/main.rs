@@ -67,6 +67,10 @@ enum Command {
         /// One JSON object (`type` = `selftest`) on stdout instead of the report.
         #[arg(long)]
         json: bool,
+        /// Instead: every wrong engine against cases of each fault kind in turn, a table
+        /// of the cycles each kind needs to catch each engine (`-`: not within N cases).
+        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "12")]
+        by_fault: Option<u64>,
     },
     /// Run the crash matrix (ci/matrix.toml): every mode x fault x workload profile cell
     /// as a campaign of its own, reported as a table, JSON Lines and JUnit XML (exit 1 when
@@ -459,7 +463,11 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Repro(args) => repro(args),
         Command::Inspect(args) => inspect(args),
-        Command::Selftest { seed, json } => selftest(seed, json),
+        Command::Selftest {
+            seed,
+            json,
+            by_fault,
+        } => selftest(seed, json, by_fault),
         Command::Matrix(args) => matrix::matrix(args),
         Command::Bench(args) => bench::bench(args),
         Command::Report(args) => report::report(args),
@@ -785,7 +793,7 @@ fn inspect(args: InspectArgs) -> u8 {
     }
 }
 
-fn selftest(seed: u64, json: bool) -> u8 {
+fn selftest(seed: u64, json: bool, by_fault: Option<u64>) -> u8 {
     let child = match child_command() {
         Ok(c) => c,
         Err(code) => return code,
@@ -803,6 +811,25 @@ fn selftest(seed: u64, json: bool) -> u8 {
         child,
         wrong: None,
     };
+    if let Some(seeds_max) = by_fault {
+        let table = match crashkit::selftest_faults::run(&env, seed, seeds_max.max(1)) {
+            Ok(t) => t,
+            Err(e) => return harness_failure("the self-test failed to run", e),
+        };
+        if json {
+            let mut v = serde_json::to_value(&table).unwrap_or_default();
+            v["type"] = "selftest-by-fault".into();
+            json_line(&v);
+        } else {
+            print!("{table}");
+        }
+        // Not every kind can catch every engine; only a finding against the real one fails.
+        return if table.correct_engine_findings.is_empty() {
+            EXIT_CLEAN
+        } else {
+            EXIT_FINDINGS
+        };
+    }
     let report = match crashkit::selftest::run(&env, seed) {
         Ok(r) => r,
         Err(e) => return harness_failure("the self-test failed to run", e),
