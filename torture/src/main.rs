@@ -254,6 +254,14 @@ struct RunArgs {
     shard: (u64, u64),
     #[command(flatten)]
     workload: WorkloadArgs,
+    /// Self-test only: run the campaign against a deliberately wrong engine (its
+    /// kebab-case name, e.g. skips-dir-sync), to time how soon default settings catch it.
+    #[arg(long, hide = true, value_parser = parse_any_wrong_engine)]
+    wrong_engine: Option<crashkit::wrong_engine::WrongEngine>,
+}
+
+fn parse_any_wrong_engine(s: &str) -> Result<crashkit::wrong_engine::WrongEngine, String> {
+    serde_json::from_value(s.into()).map_err(|e| format!("unknown wrong engine {s:?}: {e}"))
 }
 
 #[derive(Debug, Args)]
@@ -562,7 +570,7 @@ fn run(args: RunArgs) -> u8 {
         work_dir,
         artifacts_dir: args.artifacts.clone(),
         child,
-        wrong: None,
+        wrong: args.wrong_engine,
     };
     if args.json {
         json_line(&serde_json::json!({

@@ -1202,3 +1202,28 @@ fn sweep_exit_codes_follow_the_contract() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A campaign on default settings against a wrong engine the self-test knows finds it
+/// and exits 1; an unknown name is a usage error.
+#[test]
+fn run_against_a_wrong_engine_finds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = torture()
+        .args(["run", "--cycles", "6", "--seed", "7", "--json"])
+        .args(["--wrong-engine", "shifts-versions", "--artifacts"])
+        .arg(dir.path().join("artifacts"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"kind\":\"version-mismatch\""));
+    let bad = torture()
+        .args(["run", "--cycles", "1", "--wrong-engine", "no-such-engine"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
