@@ -148,6 +148,35 @@ pub struct Violation {
 }
 
 impl Violation {
+    /// The evidence lines of a finding's text: the allowed prefixes, up to five differing
+    /// keys and the replay's statistics (each line indented by two spaces).
+    pub fn write_evidence(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((lo, hi)) = self.n_range {
+            writeln!(
+                f,
+                "  allowed prefix n in {lo}..={hi}, closest n = {:?}",
+                self.closest_n
+            )?;
+        }
+        for d in self.diffs.iter().take(5) {
+            writeln!(
+                f,
+                "  key {}: expected {}, recovered {}",
+                d.key,
+                d.expected.as_deref().unwrap_or("absent"),
+                d.recovered.as_deref().unwrap_or("absent")
+            )?;
+        }
+        if let Some(s) = &self.stats {
+            writeln!(
+                f,
+                "  replay: {} txns applied, {} discarded, {} orphaned, final version {}, torn {} bytes, {}",
+                s.txns_applied, s.discarded_txns, s.orphaned_entries, s.final_version, s.torn_tail_bytes, s.end
+            )?;
+        }
+        Ok(())
+    }
+
     pub fn new(kind: FindingKind, detail: impl Into<String>) -> Violation {
         Violation {
             kind,
@@ -194,29 +223,7 @@ impl fmt::Display for Finding {
             }
             writeln!(f)?;
         }
-        if let Some((lo, hi)) = v.n_range {
-            writeln!(
-                f,
-                "  allowed prefix n in {lo}..={hi}, closest n = {:?}",
-                v.closest_n
-            )?;
-        }
-        for d in v.diffs.iter().take(5) {
-            writeln!(
-                f,
-                "  key {}: expected {}, recovered {}",
-                d.key,
-                d.expected.as_deref().unwrap_or("absent"),
-                d.recovered.as_deref().unwrap_or("absent")
-            )?;
-        }
-        if let Some(s) = &v.stats {
-            writeln!(
-                f,
-                "  replay: {} txns applied, {} discarded, {} orphaned, final version {}, torn {} bytes, {}",
-                s.txns_applied, s.discarded_txns, s.orphaned_entries, s.final_version, s.torn_tail_bytes, s.end
-            )?;
-        }
+        v.write_evidence(f)?;
         match &self.artifacts_dir {
             Some(dir) => writeln!(f, "  artifacts: {}", dir.display())?,
             None => writeln!(

@@ -211,29 +211,7 @@ impl fmt::Display for SweepFinding {
         writeln!(f, "FINDING {}: {}", v.kind, v.detail)?;
         writeln!(f, "  point {}: {}", self.point, self.point_description)?;
         writeln!(f, "  state {}: {}", self.state, self.state_description)?;
-        if let Some((lo, hi)) = v.n_range {
-            writeln!(
-                f,
-                "  allowed prefix n in {lo}..={hi}, closest n = {:?}",
-                v.closest_n
-            )?;
-        }
-        for d in v.diffs.iter().take(5) {
-            writeln!(
-                f,
-                "  key {}: expected {}, recovered {}",
-                d.key,
-                d.expected.as_deref().unwrap_or("absent"),
-                d.recovered.as_deref().unwrap_or("absent")
-            )?;
-        }
-        if let Some(s) = &v.stats {
-            writeln!(
-                f,
-                "  replay: {} txns applied, {} discarded, final version {}, torn {} bytes, {}",
-                s.txns_applied, s.discarded_txns, s.final_version, s.torn_tail_bytes, s.end
-            )?;
-        }
+        v.write_evidence(f)?;
         if let Some(dir) = &self.artifacts_dir {
             writeln!(f, "  artifacts: {}", dir.display())?;
         }
