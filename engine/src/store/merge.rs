@@ -13,7 +13,8 @@
 
 use std::cmp::Ordering;
 
-use super::tree::{IntoSorted, OrderedMap};
+#[cfg(test)]
+use super::tree::OrderedMap;
 
 /// Entries merged out of a run between two shrinks of its buffer (~90 KiB returned each
 /// time: with 4096, a 100K-operation replay peaked 1.6x its store).
@@ -225,29 +226,37 @@ impl<K: Ord, V> Run<K, V> {
 /// Merges `runs` (oldest first, each newer than `map`) into `map`: the result holds, for
 /// every key, what applying the map's entries and then every run's operations in order
 /// would leave (the newest operation of a key wins; a delete removes it).
-pub(crate) fn merge_runs<K: Ord + Clone, V>(
+#[cfg(test)]
+pub(crate) fn merge_runs<K: RunKey + Clone, V>(
     map: OrderedMap<K, V>,
     runs: Vec<Run<K, V>>,
 ) -> OrderedMap<K, V> {
-    let runs = LoserTree::new(runs);
-    if map.is_empty() {
-        // Deletes of keys that no older entry holds remove nothing.
-        OrderedMap::from_sorted(runs.filter_map(|(key, val)| Some((key, val?))))
-    } else {
-        OrderedMap::from_sorted(OverMap {
-            map: map.into_sorted().peekable(),
-            runs: runs.peekable(),
-        })
+    OrderedMap::from_sorted(merge_sorted(map.into_sorted(), runs))
+}
+
+/// Lays `runs` (oldest first, each newer than every entry of `base`) over `base`, entries in
+/// strictly ascending key order: for every key, what applying `base` and then every run's
+/// operations in order would leave (the newest operation of a key wins; a delete removes
+/// it), in ascending key order.
+pub(crate) fn merge_sorted<K: Ord, V>(
+    base: impl Iterator<Item = (K, V)>,
+    runs: Vec<Run<K, V>>,
+) -> impl Iterator<Item = (K, V)> {
+    OverMap {
+        map: base.peekable(),
+        runs: LoserTree::new(runs).peekable(),
     }
 }
 
 /// The runs' merged operations laid over the map's entries, in key order.
-struct OverMap<K, V, R: Iterator<Item = RunEntry<K, V>>> {
-    map: std::iter::Peekable<IntoSorted<K, V>>,
+struct OverMap<B: Iterator, R: Iterator> {
+    map: std::iter::Peekable<B>,
     runs: std::iter::Peekable<R>,
 }
 
-impl<K: Ord, V, R: Iterator<Item = RunEntry<K, V>>> Iterator for OverMap<K, V, R> {
+impl<K: Ord, V, B: Iterator<Item = (K, V)>, R: Iterator<Item = RunEntry<K, V>>> Iterator
+    for OverMap<B, R>
+{
     type Item = (K, V);
 
     fn next(&mut self) -> Option<(K, V)> {

@@ -16,13 +16,14 @@
 //! plus ~45 MiB.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLockWriteGuard};
+use std::sync::RwLockWriteGuard;
 
 use super::key::StoredKey;
-use super::merge::{merge_runs, Run, RunBuilder};
+use super::merge::{merge_sorted, Run, RunBuilder};
+use super::spaces::Spaces;
 use super::value::{StoredPayload, StoredValue};
 use super::{Contents, UnifiedStore};
-use crate::types::{Namespace, Timestamp};
+use crate::types::Timestamp;
 use crate::wal::entry::{KeyRef, ValueRef};
 
 /// Operations per sorted run (a run of 88-byte entries is ~2.8 MiB: sorting it stays in
@@ -42,8 +43,6 @@ pub(crate) struct ReplayApplier<'a> {
     store: &'a UnifiedStore,
     contents: RwLockWriteGuard<'a, Contents>,
     version_max: u64,
-    /// The namespace of the last put, already interned in the store.
-    last_namespace: Option<Arc<Namespace>>,
     /// Operations not yet in a run or the map, in commit order.
     pending: RunBuilder<StoredKey, StoredValue>,
     /// Sorted runs not yet merged, oldest first; all newer than the map.
@@ -100,7 +99,6 @@ impl<'a> ReplayApplier<'a> {
             store,
             contents,
             version_max: 0,
-            last_namespace: None,
             pending: RunBuilder::new(RUN_LEN_MAX),
             runs: Vec::new(),
             runs_len: 0,
@@ -111,20 +109,10 @@ impl<'a> ReplayApplier<'a> {
     pub(crate) fn apply(&mut self, op: ReplayOp, timestamp: Timestamp) {
         let entry = match op {
             ReplayOp::Put {
-                mut key,
+                key,
                 payload,
                 version,
             } => {
-                // Replay's keys already share one allocation per namespace (the decoder
-                // interns them); this only checks the pointer, or interns a new one.
-                if !self
-                    .last_namespace
-                    .as_ref()
-                    .is_some_and(|ns| Arc::ptr_eq(ns, key.namespace()))
-                {
-                    self.contents.namespaces.intern(&mut key);
-                    self.last_namespace = Some(key.namespace().clone());
-                }
                 self.version_max = self.version_max.max(version);
                 let value = StoredValue::from_payload(payload, version, timestamp);
                 if self.pending.is_empty() && self.runs.is_empty() {
@@ -141,7 +129,7 @@ impl<'a> ReplayApplier<'a> {
                 if self.pending.is_empty() && self.runs.is_empty() {
                     // Nothing buffered: deleting now keeps logs of ascending puts and
                     // deletes on the append path instead of buffering from here on.
-                    self.contents.map.remove_by(|stored| stored.cmp(&key));
+                    self.contents.map.remove_key(&key);
                     return;
                 }
                 (key, None)
@@ -172,7 +160,8 @@ impl<'a> ReplayApplier<'a> {
         // map it builds: recovery's peak. They are allocated again if replay goes on.
         self.pending = RunBuilder::new(RUN_LEN_MAX);
         let map = std::mem::take(&mut self.contents.map);
-        self.contents.map = merge_runs(map, std::mem::take(&mut self.runs));
+        let runs = std::mem::take(&mut self.runs);
+        self.contents.map = Spaces::from_sorted(merge_sorted(map.into_sorted(), runs));
         self.runs_len = 0;
     }
 
@@ -192,8 +181,9 @@ impl<'a> ReplayApplier<'a> {
 mod tests {
     use super::*;
     use crate::store::StoreOp;
-    use crate::types::{Key, RunId, Value};
+    use crate::types::{Key, Namespace, RunId, Value};
     use proptest::prelude::*;
+    use std::sync::Arc;
 
     fn ns(run: u64) -> Arc<Namespace> {
         Arc::new(Namespace::new("tenant", "app", "agent", RunId(run)))

@@ -64,6 +64,12 @@ impl<K: Ord + Clone, V> OrderedMap<K, V> {
                 leaf.vals.reserve_exact(LEAF_LEN_MAX - leaf.vals.len());
             }
         }
+        if level.is_empty() {
+            // A lone leaf is the root: only as large as its entries (a small namespace's
+            // tree), it grows like a `Vec` and is fitted if it ever becomes a child.
+            leaf.keys.shrink_to_fit();
+            leaf.vals.shrink_to_fit();
+        }
         level.push((leaf.keys[0].clone(), Node::Leaf(leaf)));
         while level.len() > 1 {
             level = build_parents(level);
