@@ -109,15 +109,22 @@ impl<K: RunKey, V> RunBuilder<K, V> {
         // is the one that stays. Positions are distinct, so the unstable sorts are exact.
         if self.uniform && n_ops > 1 {
             let (skip, words) = distinguishing_words(ops);
-            let mut sorted: Vec<(u64, u32)> = words.zip(0..n_ops as u32).collect();
             // Keys that share `skip` bytes and differ in the next 8 order by those 8 bytes;
-            // only keys equal there are compared whole.
+            // only keys equal there are compared whole. Latest first into the stable sort.
             debug_assert!(skip <= SORT_BYTES_LEN);
-            sorted.sort_unstable_by(|a, b| {
-                b.0.cmp(&a.0)
-                    .then_with(|| ops[b.1 as usize].0.cmp(&ops[a.1 as usize].0))
-                    .then(b.1.cmp(&a.1))
-            });
+            let mut sorted: Vec<(u64, u32)> = words.rev().zip((0..n_ops as u32).rev()).collect();
+            radix_sort_descending(&mut sorted);
+            // Equal words (latest first, from the stable sort) are ordered by whole keys.
+            for group in sorted.chunk_by_mut(|a, b| a.0 == b.0) {
+                if group.len() > 1 {
+                    group.sort_unstable_by(|a, b| {
+                        ops[b.1 as usize]
+                            .0
+                            .cmp(&ops[a.1 as usize].0)
+                            .then(b.1.cmp(&a.1))
+                    });
+                }
+            }
             self.order
                 .extend(sorted.iter().map(|&(_, position)| position));
         } else {
@@ -154,13 +161,47 @@ impl<K: RunKey, V> RunBuilder<K, V> {
     }
 }
 
+/// Sorts `items` by their words, descending, keeping the order of items with equal words
+/// (a least-significant-digit radix sort, a byte per pass; passes over a byte that every
+/// word shares are skipped). Measured on replay's runs of 32K random keys: the comparison
+/// sort it replaced was ~375 instructions per operation, a sixth of a random replay.
+fn radix_sort_descending(items: &mut Vec<(u64, u32)>) {
+    let n_items = items.len();
+    let mut counts = [[0usize; 256]; 8];
+    for &(word, _) in items.iter() {
+        for (digit, count) in counts.iter_mut().enumerate() {
+            count[((word >> (8 * digit)) & 0xff) as usize] += 1;
+        }
+    }
+    let mut scratch: Vec<(u64, u32)> = Vec::new();
+    for (digit, count) in counts.iter().enumerate() {
+        if count.contains(&n_items) {
+            continue;
+        }
+        // Descending: the largest digit's items go first.
+        let mut next = [0usize; 256];
+        let mut at = 0;
+        for byte in (0..256).rev() {
+            next[byte] = at;
+            at += count[byte];
+        }
+        scratch.resize(n_items, (0, 0));
+        for &item in items.iter() {
+            let byte = ((item.0 >> (8 * digit)) & 0xff) as usize;
+            scratch[next[byte]] = item;
+            next[byte] += 1;
+        }
+        std::mem::swap(items, &mut scratch);
+    }
+}
+
 /// For the keys of a uniform run (one class, every key with sort bytes): how many leading
 /// sort bytes all of them share, and for each key the next 8 bytes as a big-endian word
 /// (zero past the end). Skipping the shared prefix matters: replay's keys often share
 /// several bytes (`key_` and more), and a word of them would decide almost nothing.
 fn distinguishing_words<K: RunKey, V>(
     ops: &[RunEntry<K, V>],
-) -> (usize, impl Iterator<Item = u64> + '_) {
+) -> (usize, impl DoubleEndedIterator<Item = u64> + '_) {
     let bytes_of = |key: &K| key.sort_bytes().expect("a uniform run");
     let first = bytes_of(&ops[0].0);
     let mut skip = SORT_BYTES_LEN;
@@ -413,6 +454,22 @@ mod tests {
     }
 
     proptest! {
+        /// The radix sort orders like a stable sort by descending word, whatever the words
+        /// share (few distinct words, so equal ones keep their order).
+        #[test]
+        fn radix_sort_is_a_stable_descending_sort(
+            words in proptest::collection::vec(
+                prop_oneof![any::<u64>(), 0u64..4, (0u64..4).prop_map(|w| w << 40 | 0xff)],
+                0..300,
+            ),
+        ) {
+            let mut items: Vec<(u64, u32)> = words.iter().copied().zip(0..).collect();
+            let mut expected = items.clone();
+            expected.sort_by(|a, b| b.0.cmp(&a.0));
+            radix_sort_descending(&mut items);
+            prop_assert_eq!(items, expected);
+        }
+
         /// A run keeps exactly the last operation of every key, in key order.
         #[test]
         fn run_keeps_the_last_operation_of_each_key(ops in ops_strategy()) {
