@@ -465,7 +465,7 @@ mod tests {
         ) {
             let mut items: Vec<(u64, u32)> = words.iter().copied().zip(0..).collect();
             let mut expected = items.clone();
-            expected.sort_by(|a, b| b.0.cmp(&a.0));
+            expected.sort_by_key(|item| std::cmp::Reverse(item.0));
             radix_sort_descending(&mut items);
             prop_assert_eq!(items, expected);
         }
