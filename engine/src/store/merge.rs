@@ -51,7 +51,6 @@ pub(crate) trait RunKey: Ord {
 #[derive(Debug)]
 pub(crate) struct RunBuilder<K: RunKey, V> {
     ops: Vec<RunEntry<K, V>>,
-    order: Vec<u32>,
     /// The class of the first key, and whether every key since shares it and has an
     /// integer form.
     class: Option<K::Class>,
@@ -60,7 +59,7 @@ pub(crate) struct RunBuilder<K: RunKey, V> {
     run_len: usize,
 }
 
-/// Marks a position of `RunBuilder::order` whose operation is in place.
+/// Marks a position of the sort's order whose operation is in place.
 const PLACED: u32 = u32::MAX;
 
 impl<K: RunKey, V> RunBuilder<K, V> {
@@ -68,7 +67,6 @@ impl<K: RunKey, V> RunBuilder<K, V> {
     pub(crate) fn new(run_len: usize) -> RunBuilder<K, V> {
         RunBuilder {
             ops: Vec::new(),
-            order: Vec::new(),
             class: None,
             uniform: true,
             run_len,
@@ -97,18 +95,50 @@ impl<K: RunKey, V> RunBuilder<K, V> {
 
     /// Sorts what was pushed into a run and empties the builder: of several operations on
     /// one key only the last is kept, as applying them in order would leave it.
+    #[cfg(test)]
     pub(crate) fn seal(&mut self) -> Run<K, V> {
-        let n_ops = self.ops.len();
+        self.take_unsorted().sort()
+    }
+
+    /// Takes what was pushed, to be sorted into a run (`Unsorted::sort`), perhaps on
+    /// another thread, and empties the builder.
+    pub(crate) fn take_unsorted(&mut self) -> Unsorted<K, V> {
+        let unsorted = Unsorted {
+            ops: std::mem::take(&mut self.ops),
+            uniform: self.uniform,
+        };
+        self.class = None;
+        self.uniform = true;
+        unsorted
+    }
+}
+
+/// Operations in the order they were applied, not yet sorted into a run.
+#[derive(Debug)]
+pub(crate) struct Unsorted<K, V> {
+    ops: Vec<RunEntry<K, V>>,
+    /// Every key shares one class and has an integer form.
+    uniform: bool,
+}
+
+impl<K: RunKey, V> Unsorted<K, V> {
+    pub(crate) fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// The run: of several operations on one key only the last is kept, as applying them
+    /// in order would leave it.
+    pub(crate) fn sort(self) -> Run<K, V> {
+        let Unsorted { mut ops, uniform } = self;
+        let n_ops = ops.len();
         assert!(
             u32::try_from(n_ops).is_ok_and(|n| n < PLACED),
             "run too long"
         );
-        let ops = &mut self.ops;
-        self.order.clear();
         // Descending key order and, among equal keys, latest first: the first of each key
         // is the one that stays. Positions are distinct, so the unstable sorts are exact.
-        if self.uniform && n_ops > 1 {
-            let (skip, words) = distinguishing_words(ops);
+        let mut order: Vec<u32> = if uniform && n_ops > 1 {
+            let (skip, words) = distinguishing_words(&ops);
             // Keys that share `skip` bytes and differ in the next 8 order by those 8 bytes;
             // only keys equal there are compared whole. Latest first into the stable sort.
             debug_assert!(skip <= SORT_BYTES_LEN);
@@ -125,23 +155,21 @@ impl<K: RunKey, V> RunBuilder<K, V> {
                     });
                 }
             }
-            self.order
-                .extend(sorted.iter().map(|&(_, position)| position));
+            sorted.iter().map(|&(_, position)| position).collect()
         } else {
-            self.order.extend(0..n_ops as u32);
-            self.order.sort_unstable_by(|&a, &b| {
+            let mut order: Vec<u32> = (0..n_ops as u32).collect();
+            order.sort_unstable_by(|&a, &b| {
                 ops[b as usize].0.cmp(&ops[a as usize].0).then(b.cmp(&a))
             });
-        }
-        self.class = None;
-        self.uniform = true;
+            order
+        };
         // Slot `at` must receive the operation at `order[at]`: follow each cycle of the
         // permutation, swapping every operation into place once.
         for start in 0..n_ops {
             let mut at = start;
-            while self.order[at] != PLACED {
-                let from = self.order[at] as usize;
-                self.order[at] = PLACED;
+            while order[at] != PLACED {
+                let from = order[at] as usize;
+                order[at] = PLACED;
                 if from == start {
                     break;
                 }
@@ -149,13 +177,14 @@ impl<K: RunKey, V> RunBuilder<K, V> {
                 at = from;
             }
         }
+        drop(order);
         // `dedup_by` keeps the first of equal neighbours: the latest operation of the key.
         ops.dedup_by(|later, kept| later.0 == kept.0);
         if ops.len() < ops.capacity() / 2 {
             ops.shrink_to_fit();
         }
         Run {
-            entries: std::mem::take(ops),
+            entries: ops,
             popped_since_shrink: 0,
         }
     }
