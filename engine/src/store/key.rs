@@ -300,6 +300,29 @@ impl<'a> Probe<'a> {
 impl RunKey for StoredKey {
     /// The namespace allocation and the type tag.
     type Class = (usize, TypeTag);
+    type Space = Arc<Namespace>;
+    type Local = LocalKey;
+
+    fn split(self) -> (Arc<Namespace>, LocalKey) {
+        self.into_parts()
+    }
+
+    fn join(namespace: Arc<Namespace>, local: LocalKey) -> StoredKey {
+        StoredKey::from_parts(namespace, local)
+    }
+
+    /// Like `Ord::cmp`: parts of one namespace allocation compare their local keys inline.
+    #[inline(always)]
+    fn cmp_parts(a: (&Arc<Namespace>, &LocalKey), b: (&Arc<Namespace>, &LocalKey)) -> Ordering {
+        if Arc::ptr_eq(a.0, b.0) {
+            return a.1.cmp(b.1);
+        }
+        cmp_namespaces(a.0, b.0).then_with(|| a.1.cmp(b.1))
+    }
+
+    fn same_space(a: &Arc<Namespace>, b: &Arc<Namespace>) -> bool {
+        cmp_namespaces(a, b).is_eq()
+    }
 
     fn class(&self) -> (usize, TypeTag) {
         (Arc::as_ptr(&self.namespace) as usize, self.local.type_tag())
