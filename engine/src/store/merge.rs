@@ -312,6 +312,12 @@ impl<K: RunKey, V> Run<K, V> {
         self.entries.len()
     }
 
+    /// The next entry's key inside its space.
+    #[inline(always)]
+    fn peek_local(&self) -> Option<&K::Local> {
+        self.entries.last().map(|(local, _)| local)
+    }
+
     #[inline(always)]
     fn peek(&self) -> Option<(&K::Space, &K::Local)> {
         let (local, _) = self.entries.last()?;
@@ -410,13 +416,22 @@ struct LoserTree<K: RunKey, V> {
     /// of the match at node `p`. Run `r` is the leaf at node `runs.len() + r`; the parent
     /// of node `p` is `p / 2`.
     nodes: Vec<usize>,
+    /// Every run's keys are in one space (replay's common case: one namespace): matches
+    /// compare keys inside it only.
+    one_space: bool,
 }
 
 impl<K: RunKey, V> LoserTree<K, V> {
     fn new(runs: Vec<Run<K, V>>) -> LoserTree<K, V> {
+        let mut spaces = runs.iter().flat_map(|run| run.spaces.iter());
+        let one_space = match spaces.next() {
+            Some((first, _)) => spaces.all(|(space, _)| K::same_space(first, space)),
+            None => true,
+        };
         let mut tree = LoserTree {
             nodes: vec![0; runs.len().max(1)],
             runs,
+            one_space,
         };
         if !tree.runs.is_empty() {
             tree.nodes[0] = tree.play(1);
@@ -445,6 +460,17 @@ impl<K: RunKey, V> LoserTree<K, V> {
     /// same key in a newer run. An exhausted run loses every match.
     #[inline(always)]
     fn beats(&self, a: usize, b: usize) -> bool {
+        if self.one_space {
+            return match (self.runs[a].peek_local(), self.runs[b].peek_local()) {
+                (Some(a_key), Some(b_key)) => match a_key.cmp(b_key) {
+                    Ordering::Less => true,
+                    Ordering::Greater => false,
+                    Ordering::Equal => a > b,
+                },
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+        }
         match (self.runs[a].peek(), self.runs[b].peek()) {
             (Some(a_key), Some(b_key)) => match K::cmp_parts(a_key, b_key) {
                 Ordering::Less => true,
@@ -479,10 +505,14 @@ impl<K: RunKey, V> Iterator for LoserTree<K, V> {
     fn next(&mut self) -> Option<RunEntry<K, V>> {
         let (space, local, val) = self.pop()?;
         // Older runs' operations on the same key come out next: they lost.
-        while self.runs[self.nodes[0]]
-            .peek()
-            .is_some_and(|next| K::cmp_parts(next, (&space, &local)).is_eq())
-        {
+        let one_space = self.one_space;
+        while self.runs[self.nodes[0]].peek().is_some_and(|next| {
+            if one_space {
+                *next.1 == local
+            } else {
+                K::cmp_parts(next, (&space, &local)).is_eq()
+            }
+        }) {
             self.pop();
         }
         Some((K::join(space, local), val))

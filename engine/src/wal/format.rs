@@ -476,6 +476,12 @@ pub fn put_leb128(out: &mut Vec<u8>, mut value: u64) {
 /// a record re-encodes to exactly its bytes.
 #[inline]
 pub fn read_leb128(bytes: &[u8]) -> Option<(u64, usize)> {
+    // Most of a record's varints (ids, tags, lengths) are one byte: no loop for them.
+    if let Some(&first) = bytes.first() {
+        if first & 0x80 == 0 {
+            return Some((u64::from(first), 1));
+        }
+    }
     let mut value = 0u64;
     for (idx, byte) in bytes.iter().take(SYNCED_OFFSET_LEN_MAX).enumerate() {
         let low = u64::from(byte & 0x7f);
