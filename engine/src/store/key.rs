@@ -307,21 +307,13 @@ impl RunKey for StoredKey {
         self.into_parts()
     }
 
+    #[cfg(test)]
     fn join(namespace: Arc<Namespace>, local: LocalKey) -> StoredKey {
         StoredKey::from_parts(namespace, local)
     }
 
-    /// Like `Ord::cmp`: parts of one namespace allocation compare their local keys inline.
-    #[inline(always)]
-    fn cmp_parts(a: (&Arc<Namespace>, &LocalKey), b: (&Arc<Namespace>, &LocalKey)) -> Ordering {
-        if Arc::ptr_eq(a.0, b.0) {
-            return a.1.cmp(b.1);
-        }
-        cmp_namespaces(a.0, b.0).then_with(|| a.1.cmp(b.1))
-    }
-
-    fn same_space(a: &Arc<Namespace>, b: &Arc<Namespace>) -> bool {
-        cmp_namespaces(a, b).is_eq()
+    fn cmp_space(a: &Arc<Namespace>, b: &Arc<Namespace>) -> Ordering {
+        cmp_namespaces(a, b)
     }
 
     fn class(&self) -> (usize, TypeTag) {

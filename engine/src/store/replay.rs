@@ -22,7 +22,7 @@ use std::sync::{mpsc, RwLockWriteGuard};
 use std::thread::JoinHandle;
 
 use super::key::StoredKey;
-use super::merge::{merge_sorted, Run, RunBuilder, Unsorted};
+use super::merge::{merge_spaces, Run, RunBuilder, Unsorted};
 use super::spaces::Spaces;
 use super::value::{StoredPayload, StoredValue};
 use super::{Contents, UnifiedStore};
@@ -295,7 +295,7 @@ impl<'a> ReplayApplier<'a> {
         self.take_sorted_runs();
         let map = std::mem::take(&mut self.contents.map);
         let runs = std::mem::take(&mut self.runs);
-        self.contents.map = Spaces::from_sorted(merge_sorted(map.into_sorted(), runs));
+        self.contents.map = Spaces::from_maps(merge_spaces(map.into_maps(), runs));
         self.runs_len = 0;
     }
 

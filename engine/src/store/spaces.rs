@@ -15,6 +15,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use super::key::{LocalKey, Probe, StoredKey};
+use super::merge::SpaceMaps;
 use super::tree::OrderedMap;
 use crate::types::{cmp_namespaces, Namespace};
 
@@ -133,8 +134,30 @@ impl<V> Spaces<V> {
         }
     }
 
+    /// Each namespace with its tree, in ascending namespace order (for `merge_spaces`).
+    pub(crate) fn into_maps(self) -> SpaceMaps<StoredKey, V> {
+        self.spaces
+            .into_iter()
+            .map(|space| (space.namespace, space.map))
+            .collect()
+    }
+
+    /// The map of `maps`: namespaces strictly ascending, none empty (as `merge_spaces`
+    /// leaves them; checked in debug builds).
+    pub(crate) fn from_maps(maps: SpaceMaps<StoredKey, V>) -> Spaces<V> {
+        debug_assert!(maps.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        debug_assert!(maps.iter().all(|(_, map)| !map.is_empty()));
+        Spaces {
+            spaces: maps
+                .into_iter()
+                .map(|(namespace, map)| Space { namespace, map })
+                .collect(),
+        }
+    }
+
     /// Builds the map from entries in strictly ascending key order (each namespace's trees
     /// as `OrderedMap::from_sorted` builds them).
+    #[cfg(test)]
     pub(crate) fn from_sorted(entries: impl IntoIterator<Item = (StoredKey, V)>) -> Spaces<V> {
         let mut entries = entries.into_iter().peekable();
         let mut spaces = Vec::new();
@@ -155,6 +178,7 @@ impl<V> Spaces<V> {
 
     /// Takes the map apart into its entries in ascending key order, freeing each leaf once
     /// passed (see `OrderedMap::into_sorted`).
+    #[cfg(test)]
     pub(crate) fn into_sorted(self) -> impl Iterator<Item = (StoredKey, V)> {
         self.spaces.into_iter().flat_map(|space| {
             let namespace = space.namespace;
