@@ -9,7 +9,9 @@
 //!
 //! A run keeps its entries in descending key order and is consumed from the back, so the
 //! memory of the entries already merged can be returned as the merge goes (about one copy
-//! of the data is live at any time, not two).
+//! of the data is live at any time, not two). It keeps each key's space (namespace) once
+//! per stretch of keys that share it, and the merge goes space by space, moving and
+//! comparing local keys only.
 
 use std::cmp::Ordering;
 
