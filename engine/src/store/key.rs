@@ -1,11 +1,13 @@
-//! `StoredKey`: a key as the map holds it, 32 bytes with short user keys inline.
+//! `LocalKey`: a key as a namespace's tree holds it, 24 bytes with short user keys inline;
+//! `StoredKey`: the same with its namespace, as replay buffers it.
 //!
 //! A [`Key`] keeps its user key in a `Vec` (24 bytes plus a heap block). In the map that cost
 //! a heap block per key and, worse, a pointer chase on every comparison of a search: a
 //! lookup compares with ~20 keys on its way down, each in another heap block. A stored key
 //! holds its type tag and up to [`USER_KEY_INLINE_LEN_MAX`] user-key bytes inline, so a
 //! search compares keys that sit in the leaf's own array, and longer user keys are boxed
-//! without spare capacity. The order is exactly `Key`'s (namespace, type tag, user key).
+//! without spare capacity. The order is exactly `Key`'s (namespace, type tag, user key);
+//! inside one namespace, `LocalKey`'s (type tag, user key).
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -17,14 +19,20 @@ use crate::types::{cmp_namespaces, cmp_user_keys, Key, Namespace, TypeTag};
 /// the type tag and the length in the 24 bytes a boxed slice takes with its tag anyway.
 pub(crate) const USER_KEY_INLINE_LEN_MAX: usize = 21;
 
+/// A key with its namespace: the form replay buffers, sorts and merges (runs span
+/// namespaces). The map itself keeps one tree per namespace, keyed by [`LocalKey`].
 #[derive(Clone)]
 pub(crate) struct StoredKey {
     namespace: Arc<Namespace>,
-    bytes: UserKeyBytes,
+    local: LocalKey,
 }
 
+/// A key as a namespace's tree holds it, 24 bytes: the type tag and the user key, inline
+/// up to [`USER_KEY_INLINE_LEN_MAX`] bytes. The namespace is the tree's, not the key's:
+/// 8 bytes per entry (9% of a 1M-key store of 20-byte keys and 32-byte values) that every
+/// key of a namespace repeated.
 #[derive(Clone)]
-enum UserKeyBytes {
+pub(crate) enum LocalKey {
     Inline {
         type_tag: TypeTag,
         len: u8,
@@ -36,24 +44,150 @@ enum UserKeyBytes {
     },
 }
 
-impl StoredKey {
-    /// The stored form of a key given by parts (the namespace is shared, not copied).
-    pub(crate) fn new(namespace: Arc<Namespace>, type_tag: TypeTag, user_key: &[u8]) -> StoredKey {
-        let bytes = if user_key.len() <= USER_KEY_INLINE_LEN_MAX {
+impl LocalKey {
+    /// The stored form of a type tag and user key.
+    pub(crate) fn new(type_tag: TypeTag, user_key: &[u8]) -> LocalKey {
+        if user_key.len() <= USER_KEY_INLINE_LEN_MAX {
             let mut inline = [0u8; USER_KEY_INLINE_LEN_MAX];
             inline[..user_key.len()].copy_from_slice(user_key);
-            UserKeyBytes::Inline {
+            LocalKey::Inline {
                 type_tag,
                 len: user_key.len() as u8,
                 bytes: inline,
             }
         } else {
-            UserKeyBytes::Boxed {
+            LocalKey::Boxed {
                 type_tag,
                 bytes: user_key.into(),
             }
-        };
-        StoredKey { namespace, bytes }
+        }
+    }
+
+    pub(crate) fn type_tag(&self) -> TypeTag {
+        match self {
+            LocalKey::Inline { type_tag, .. } | LocalKey::Boxed { type_tag, .. } => *type_tag,
+        }
+    }
+
+    pub(crate) fn user_key(&self) -> &[u8] {
+        match self {
+            LocalKey::Inline { len, bytes, .. } => &bytes[..usize::from(*len)],
+            LocalKey::Boxed { bytes, .. } => bytes,
+        }
+    }
+
+    /// The public form, in `namespace` (allocates the user key).
+    pub(crate) fn to_key(&self, namespace: &Arc<Namespace>) -> Key {
+        Key::new(namespace.clone(), self.type_tag(), self.user_key())
+    }
+
+    #[inline(never)]
+    fn cmp_general(&self, other: &LocalKey) -> Ordering {
+        self.type_tag()
+            .cmp(&other.type_tag())
+            .then_with(|| cmp_user_keys(self.user_key(), other.user_key()))
+    }
+
+    /// How this key orders against `probe`. The common case (both user keys inline) is a
+    /// handful of instructions inlined into the search loop; anything else takes the
+    /// general comparison out of line, which keeps the loop small enough to stay inlined
+    /// (with the general case inlined too, each step was a call).
+    #[inline(always)]
+    pub(crate) fn cmp_probe(&self, probe: &Probe<'_>) -> Ordering {
+        if let (
+            LocalKey::Inline {
+                type_tag,
+                len,
+                bytes,
+            },
+            Some(words),
+        ) = (self, &probe.words)
+        {
+            return cmp_inline(
+                (*type_tag, &inline_words(bytes), usize::from(*len)),
+                (probe.type_tag, words, probe.user_key.len()),
+            );
+        }
+        self.cmp_probe_general(probe)
+    }
+
+    #[inline(never)]
+    fn cmp_probe_general(&self, probe: &Probe<'_>) -> Ordering {
+        self.type_tag()
+            .cmp(&probe.type_tag)
+            .then_with(|| cmp_user_keys(self.user_key(), probe.user_key))
+    }
+}
+
+impl Ord for LocalKey {
+    /// The common case (both user keys inline) inlined into sorts, merges and tree
+    /// inserts; anything else out of line (as for `cmp_probe`): as one function it stayed a
+    /// call per comparison, ~15% of a random-order replay.
+    #[inline(always)]
+    fn cmp(&self, other: &LocalKey) -> Ordering {
+        if let (
+            LocalKey::Inline {
+                type_tag,
+                len,
+                bytes,
+            },
+            LocalKey::Inline {
+                type_tag: other_type_tag,
+                len: other_len,
+                bytes: other_bytes,
+            },
+        ) = (self, other)
+        {
+            return cmp_inline(
+                (*type_tag, &inline_words(bytes), usize::from(*len)),
+                (
+                    *other_type_tag,
+                    &inline_words(other_bytes),
+                    usize::from(*other_len),
+                ),
+            );
+        }
+        self.cmp_general(other)
+    }
+}
+
+impl PartialOrd for LocalKey {
+    fn partial_cmp(&self, other: &LocalKey) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for LocalKey {
+    fn eq(&self, other: &LocalKey) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for LocalKey {}
+
+impl std::fmt::Debug for LocalKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}/{:?}", self.type_tag(), self.user_key())
+    }
+}
+
+impl StoredKey {
+    /// The stored form of a key given by parts (the namespace is shared, not copied).
+    pub(crate) fn new(namespace: Arc<Namespace>, type_tag: TypeTag, user_key: &[u8]) -> StoredKey {
+        StoredKey {
+            namespace,
+            local: LocalKey::new(type_tag, user_key),
+        }
+    }
+
+    /// A key from its namespace and its key inside that namespace.
+    pub(crate) fn from_parts(namespace: Arc<Namespace>, local: LocalKey) -> StoredKey {
+        StoredKey { namespace, local }
+    }
+
+    /// The namespace and the key inside it.
+    pub(crate) fn into_parts(self) -> (Arc<Namespace>, LocalKey) {
+        (self.namespace, self.local)
     }
 
     /// The stored form of `key`, reusing its namespace and (for long keys) its buffer.
@@ -63,7 +197,7 @@ impl StoredKey {
         }
         StoredKey {
             namespace: key.namespace,
-            bytes: UserKeyBytes::Boxed {
+            local: LocalKey::Boxed {
                 type_tag: key.type_tag,
                 bytes: key.user_key.into_boxed_slice(),
             },
@@ -74,85 +208,30 @@ impl StoredKey {
         &self.namespace
     }
 
-    /// Points this key at `shared`, which must equal its namespace (store interning).
-    pub(crate) fn share_namespace(&mut self, shared: Arc<Namespace>) {
-        debug_assert!(*shared == *self.namespace);
-        self.namespace = shared;
-    }
-
-    pub(crate) fn type_tag(&self) -> TypeTag {
-        match &self.bytes {
-            UserKeyBytes::Inline { type_tag, .. } | UserKeyBytes::Boxed { type_tag, .. } => {
-                *type_tag
-            }
-        }
-    }
-
-    pub(crate) fn user_key(&self) -> &[u8] {
-        match &self.bytes {
-            UserKeyBytes::Inline { len, bytes, .. } => &bytes[..usize::from(*len)],
-            UserKeyBytes::Boxed { bytes, .. } => bytes,
-        }
+    pub(crate) fn local(&self) -> &LocalKey {
+        &self.local
     }
 
     /// The public form (allocates the user key).
     pub(crate) fn to_key(&self) -> Key {
-        Key::new(self.namespace.clone(), self.type_tag(), self.user_key())
+        self.local.to_key(&self.namespace)
     }
 
-    /// How this key orders against a key given by parts. Fast when `namespace` is the
-    /// store's shared allocation (pointer equality); correct for any equal namespace.
-    #[inline]
-    pub(crate) fn cmp_parts(
-        &self,
-        namespace: &Arc<Namespace>,
-        type_tag: TypeTag,
-        user_key: &[u8],
-    ) -> Ordering {
-        cmp_namespaces(&self.namespace, namespace)
-            .then_with(|| self.type_tag().cmp(&type_tag))
-            .then_with(|| cmp_user_keys(self.user_key(), user_key))
+    #[inline(never)]
+    fn cmp_general(&self, other: &StoredKey) -> Ordering {
+        cmp_namespaces(&self.namespace, &other.namespace).then_with(|| self.local.cmp(&other.local))
     }
 }
 
 impl Ord for StoredKey {
-    /// The common case (shared namespace, both user keys inline) inlined into sorts, merges
-    /// and tree inserts; anything else out of line (as for `cmp_probe`): as one function
-    /// it stayed a call per comparison, ~15% of a random-order replay.
+    /// Keys of one namespace allocation (replay's common case) compare their local keys
+    /// inline; anything else out of line.
     #[inline(always)]
     fn cmp(&self, other: &StoredKey) -> Ordering {
         if Arc::ptr_eq(&self.namespace, &other.namespace) {
-            if let (
-                UserKeyBytes::Inline {
-                    type_tag,
-                    len,
-                    bytes,
-                },
-                UserKeyBytes::Inline {
-                    type_tag: other_type_tag,
-                    len: other_len,
-                    bytes: other_bytes,
-                },
-            ) = (&self.bytes, &other.bytes)
-            {
-                return cmp_inline(
-                    (*type_tag, &inline_words(bytes), usize::from(*len)),
-                    (
-                        *other_type_tag,
-                        &inline_words(other_bytes),
-                        usize::from(*other_len),
-                    ),
-                );
-            }
+            return self.local.cmp(&other.local);
         }
         self.cmp_general(other)
-    }
-}
-
-impl StoredKey {
-    #[inline(never)]
-    fn cmp_general(&self, other: &StoredKey) -> Ordering {
-        self.cmp_parts(&other.namespace, other.type_tag(), other.user_key())
     }
 }
 
@@ -192,11 +271,10 @@ fn cmp_inline(a: (TypeTag, &[u64; 3], usize), b: (TypeTag, &[u64; 3], usize)) ->
     a_len.cmp(&b_len)
 }
 
-/// A search key prepared once per search, so that each comparison with a stored key is a
-/// pointer compare, a tag compare and (for user keys short enough to be inline) three word
-/// compares: searching the map is most of a read.
+/// A search key inside one namespace, prepared once per search, so that each comparison
+/// with a stored key is a tag compare and (for user keys short enough to be inline) three
+/// word compares: searching the map is most of a read.
 pub(crate) struct Probe<'a> {
-    namespace: &'a Arc<Namespace>,
     type_tag: TypeTag,
     user_key: &'a [u8],
     /// `user_key` as `inline_words` of its inline form, when it fits inline.
@@ -204,19 +282,14 @@ pub(crate) struct Probe<'a> {
 }
 
 impl<'a> Probe<'a> {
-    /// A probe for the key given by parts; `namespace` should be the store's shared one.
-    pub(crate) fn new(
-        namespace: &'a Arc<Namespace>,
-        type_tag: TypeTag,
-        user_key: &'a [u8],
-    ) -> Probe<'a> {
+    /// A probe for the key given by parts (its namespace chose the tree).
+    pub(crate) fn new(type_tag: TypeTag, user_key: &'a [u8]) -> Probe<'a> {
         let words = (user_key.len() <= USER_KEY_INLINE_LEN_MAX).then(|| {
             let mut padded = [0u8; USER_KEY_INLINE_LEN_MAX];
             padded[..user_key.len()].copy_from_slice(user_key);
             inline_words(&padded)
         });
         Probe {
-            namespace,
             type_tag,
             user_key,
             words,
@@ -224,56 +297,39 @@ impl<'a> Probe<'a> {
     }
 }
 
-impl StoredKey {
-    /// How this key orders against `probe`. The common case (shared namespace, both user
-    /// keys inline) is a handful of instructions inlined into the search loop; anything
-    /// else takes the general comparison out of line, which keeps the loop small enough
-    /// to stay inlined (with the general case inlined too, each step was a call).
-    #[inline(always)]
-    pub(crate) fn cmp_probe(&self, probe: &Probe<'_>) -> Ordering {
-        if let (
-            UserKeyBytes::Inline {
-                type_tag,
-                len,
-                bytes,
-            },
-            Some(words),
-        ) = (&self.bytes, &probe.words)
-        {
-            if Arc::ptr_eq(&self.namespace, probe.namespace) {
-                return cmp_inline(
-                    (*type_tag, &inline_words(bytes), usize::from(*len)),
-                    (probe.type_tag, words, probe.user_key.len()),
-                );
-            }
-        }
-        self.cmp_probe_general(probe)
-    }
-
-    #[inline(never)]
-    fn cmp_probe_general(&self, probe: &Probe<'_>) -> Ordering {
-        self.cmp_parts(probe.namespace, probe.type_tag, probe.user_key)
-    }
-}
-
 impl RunKey for StoredKey {
     /// The namespace allocation and the type tag.
     type Class = (usize, TypeTag);
+    type Space = Arc<Namespace>;
+    type Local = LocalKey;
+
+    fn split(self) -> (Arc<Namespace>, LocalKey) {
+        self.into_parts()
+    }
+
+    #[cfg(test)]
+    fn join(namespace: Arc<Namespace>, local: LocalKey) -> StoredKey {
+        StoredKey::from_parts(namespace, local)
+    }
+
+    fn cmp_space(a: &Arc<Namespace>, b: &Arc<Namespace>) -> Ordering {
+        cmp_namespaces(a, b)
+    }
 
     fn class(&self) -> (usize, TypeTag) {
-        (Arc::as_ptr(&self.namespace) as usize, self.type_tag())
+        (Arc::as_ptr(&self.namespace) as usize, self.local.type_tag())
     }
 
     /// The zero-padded inline bytes: within one namespace and type tag, keys whose padded
     /// bytes differ order as those bytes (the argument of `inline_words`).
     fn sort_bytes(&self) -> Option<[u8; SORT_BYTES_LEN]> {
-        match &self.bytes {
-            UserKeyBytes::Inline { bytes, .. } => {
+        match &self.local {
+            LocalKey::Inline { bytes, .. } => {
                 let mut padded = [0u8; SORT_BYTES_LEN];
                 padded[..USER_KEY_INLINE_LEN_MAX].copy_from_slice(bytes);
                 Some(padded)
             }
-            UserKeyBytes::Boxed { .. } => None,
+            LocalKey::Boxed { .. } => None,
         }
     }
 }
@@ -303,9 +359,11 @@ mod tests {
     use super::*;
     use crate::types::RunId;
 
-    /// The layout this module is sized for: 32 bytes, no heap block for short user keys.
+    /// The layout this module is sized for: a tree's key is 24 bytes (no namespace, no
+    /// heap block for short user keys); with its namespace, 32.
     #[test]
-    fn stored_key_is_32_bytes() {
+    fn local_key_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<LocalKey>(), 24);
         assert_eq!(std::mem::size_of::<StoredKey>(), 32);
     }
 
@@ -349,16 +407,19 @@ mod tests {
         let stored: Vec<StoredKey> = keys.iter().cloned().map(StoredKey::from_key).collect();
         for (k1, s1) in keys.iter().zip(&stored) {
             assert_eq!(s1.to_key(), *k1);
-            assert_eq!(s1.user_key(), &k1.user_key[..]);
+            assert_eq!(s1.local().user_key(), &k1.user_key[..]);
             for (k2, s2) in keys.iter().zip(&stored) {
                 assert_eq!(s1.cmp(s2), k1.cmp(k2), "{k1} vs {k2}");
-                let probe = Probe::new(&k2.namespace, k2.type_tag, &k2.user_key);
-                assert_eq!(s1.cmp_probe(&probe), k1.cmp(k2), "{k1} vs probe {k2}");
-                assert_eq!(
-                    s1.cmp_parts(&k2.namespace, k2.type_tag, &k2.user_key),
-                    k1.cmp(k2),
-                    "{k1} vs {k2}"
-                );
+                if *k1.namespace == *k2.namespace {
+                    // Inside one namespace the tree's keys and probes order as the keys.
+                    let probe = Probe::new(k2.type_tag, &k2.user_key);
+                    assert_eq!(
+                        s1.local().cmp_probe(&probe),
+                        k1.cmp(k2),
+                        "{k1} vs probe {k2}"
+                    );
+                    assert_eq!(s1.local().cmp(s2.local()), k1.cmp(k2), "{k1} vs {k2}");
+                }
                 if let (Some(b1), Some(b2)) = (s1.sort_bytes(), s2.sort_bytes()) {
                     if s1.class() == s2.class() && b1 != b2 {
                         assert_eq!(b1.cmp(&b2), k1.cmp(k2), "sort bytes of {k1} vs {k2}");

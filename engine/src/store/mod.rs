@@ -7,6 +7,7 @@
 mod key;
 mod merge;
 mod replay;
+mod spaces;
 mod tree;
 mod value;
 
@@ -15,9 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::types::{Key, Namespace, Timestamp, TypeTag, Value, VersionedValue};
-use key::{Probe, StoredKey};
+use key::{LocalKey, Probe, StoredKey};
 pub(crate) use replay::{ReplayApplier, ReplayOp};
-use tree::OrderedMap;
+use spaces::Spaces;
 use value::StoredValue;
 
 /// Ordered versioned map, safe to share across threads.
@@ -27,64 +28,24 @@ pub struct UnifiedStore {
     version: AtomicU64,
 }
 
-/// Everything behind the store's lock: one lock acquisition per read or write.
+/// Everything behind the store's lock: one lock acquisition per read or write. The map is
+/// one tree per namespace (`spaces.rs`), so stored keys do not repeat their namespace, and
+/// a search compares user keys only.
 #[derive(Debug, Default)]
 struct Contents {
-    map: OrderedMap<StoredKey, StoredValue>,
-    namespaces: Namespaces,
-}
-
-/// One shared allocation per namespace stored (at most `NAMESPACES_INTERNED_MAX`). Keys
-/// compare namespaces by pointer first, so stored keys share these, and a search uses the
-/// shared one equal to the caller's: a by-value namespace comparison at every search step
-/// made reads ~1.8x slower. Kept under the map's lock, so a read takes one lock and clones
-/// no `Arc`.
-#[derive(Debug, Default)]
-struct Namespaces(Vec<Arc<Namespace>>);
-
-/// Namespaces beyond this many are stored as given (correct, only slower to compare).
-const NAMESPACES_INTERNED_MAX: usize = 64;
-
-impl Namespaces {
-    /// The shared namespace equal to `namespace`, or `namespace` itself if none is.
-    fn shared<'a>(&'a self, namespace: &'a Arc<Namespace>) -> &'a Arc<Namespace> {
-        if self.0.iter().any(|ns| Arc::ptr_eq(ns, namespace)) {
-            return namespace;
-        }
-        self.0
-            .iter()
-            .find(|ns| ***ns == **namespace)
-            .unwrap_or(namespace)
-    }
-
-    /// Makes `key` share the allocation of its namespace, interning it if new.
-    fn intern(&mut self, key: &mut StoredKey) {
-        if self.0.iter().any(|ns| Arc::ptr_eq(ns, key.namespace())) {
-            return;
-        }
-        if let Some(shared) = self.0.iter().find(|ns| ***ns == **key.namespace()) {
-            key.share_namespace(shared.clone());
-        } else if self.0.len() < NAMESPACES_INTERNED_MAX {
-            self.0.push(key.namespace().clone());
-        }
-    }
+    map: Spaces<StoredValue>,
 }
 
 impl Contents {
-    /// Stores `value` under `key` (interning its namespace).
+    /// Stores `value` under `key`.
     fn insert(&mut self, key: Key, value: StoredValue) {
-        let mut key = StoredKey::from_key(key);
-        self.namespaces.intern(&mut key);
-        self.map.insert(key, value);
+        self.map.insert(StoredKey::from_key(key), value);
     }
 
     /// Removes the entry of `key`.
     fn remove(&mut self, key: &Key) -> Option<StoredValue> {
-        let namespace = self.namespaces.shared(&key.namespace);
-        let probe = Probe::new(namespace, key.type_tag, &key.user_key);
-        self.map
-            .remove_by(|stored| stored.cmp_probe(&probe))
-            .map(|(_, value)| value)
+        let probe = Probe::new(key.type_tag, &key.user_key);
+        self.map.remove(&key.namespace, &probe)
     }
 }
 
@@ -185,11 +146,10 @@ impl UnifiedStore {
     /// The value stored under `key`, if any.
     pub fn get(&self, key: &Key) -> Option<VersionedValue> {
         let contents = self.read();
-        let namespace = contents.namespaces.shared(&key.namespace);
-        let probe = Probe::new(namespace, key.type_tag, &key.user_key);
+        let probe = Probe::new(key.type_tag, &key.user_key);
         contents
             .map
-            .get_by(|stored| stored.cmp_probe(&probe))
+            .get(&key.namespace, &probe)
             .map(StoredValue::to_versioned)
     }
 
@@ -205,8 +165,8 @@ impl UnifiedStore {
 
     /// Every key of `namespace` (all type tags), in key order.
     pub fn scan_namespace(&self, namespace: &Namespace) -> Vec<(Key, VersionedValue)> {
-        let start = Key::new(Arc::new(namespace.clone()), TypeTag::ALL[0], Vec::new());
-        self.collect_from(&start, |key| **key.namespace() == *namespace)
+        let namespace = Arc::new(namespace.clone());
+        self.collect_from(&namespace, TypeTag::ALL[0], &[], |_| true)
     }
 
     /// Every key of `namespace` with `type_tag` whose user key starts with `prefix`.
@@ -216,34 +176,33 @@ impl UnifiedStore {
         type_tag: TypeTag,
         prefix: &[u8],
     ) -> Vec<(Key, VersionedValue)> {
-        let start = Key::new(Arc::new(namespace.clone()), type_tag, prefix.to_vec());
-        self.collect_from(&start, |key| {
-            **key.namespace() == *namespace
-                && key.type_tag() == type_tag
-                && key.user_key().starts_with(prefix)
+        let namespace = Arc::new(namespace.clone());
+        self.collect_from(&namespace, type_tag, prefix, |key| {
+            key.type_tag() == type_tag && key.user_key().starts_with(prefix)
         })
     }
 
-    /// Copies the entries from `start` on, in key order, while `inside` holds.
+    /// Copies the entries of `namespace` from (`type_tag`, `user_key`) on, in key order,
+    /// while `inside` holds.
     fn collect_from(
         &self,
-        start: &Key,
-        mut inside: impl FnMut(&StoredKey) -> bool,
+        namespace: &Arc<Namespace>,
+        type_tag: TypeTag,
+        user_key: &[u8],
+        mut inside: impl FnMut(&LocalKey) -> bool,
     ) -> Vec<(Key, VersionedValue)> {
         let mut out = Vec::new();
         let contents = self.read();
-        let namespace = contents.namespaces.shared(&start.namespace);
-        let probe = Probe::new(namespace, start.type_tag, &start.user_key);
-        contents.map.visit_from(
-            |stored| stored.cmp_probe(&probe),
-            |k, v| {
+        let probe = Probe::new(type_tag, user_key);
+        contents
+            .map
+            .visit_from(namespace, &probe, |namespace, k, v| {
                 if !inside(k) {
                     return ControlFlow::Break(());
                 }
-                out.push((k.to_key(), v.to_versioned()));
+                out.push((k.to_key(namespace), v.to_versioned()));
                 ControlFlow::Continue(())
-            },
-        );
+            });
         out
     }
 
@@ -251,8 +210,8 @@ impl UnifiedStore {
     pub fn snapshot(&self) -> Vec<(Key, VersionedValue)> {
         let contents = self.read();
         let mut out = Vec::with_capacity(contents.map.len());
-        contents.map.visit_all(|k, v| {
-            out.push((k.to_key(), v.to_versioned()));
+        contents.map.visit_all(|namespace, k, v| {
+            out.push((k.to_key(namespace), v.to_versioned()));
             ControlFlow::Continue(())
         });
         out
@@ -261,8 +220,8 @@ impl UnifiedStore {
     /// Calls `visit` for every entry in key order under one read lock (each key and value
     /// is rebuilt from its stored form).
     pub fn for_each(&self, mut visit: impl FnMut(&Key, &VersionedValue)) {
-        self.read().map.visit_all(|k, v| {
-            visit(&k.to_key(), &v.to_versioned());
+        self.read().map.visit_all(|namespace, k, v| {
+            visit(&k.to_key(namespace), &v.to_versioned());
             ControlFlow::Continue(())
         });
     }

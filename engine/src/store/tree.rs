@@ -27,9 +27,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::ops::ControlFlow;
 
-pub(crate) use bulk::IntoSorted;
-
-/// Entries per leaf. 64 keeps a leaf's keys (32 bytes each in the store) within 2 KiB, so a
+/// Entries per leaf. 64 keeps a leaf's keys (24 bytes each in the store) within 1.5 KiB, so a
 /// binary search touches a handful of cache lines, and keeps a mid-leaf insert's shift short.
 const LEAF_LEN_MAX: usize = if cfg!(test) { 4 } else { 64 };
 /// Children per internal node (1M keys: 15.6K full leaves, 245 parents, 4 grandparents).
@@ -108,11 +106,37 @@ enum Inserted<K, V> {
 }
 
 impl<K, V> Leaf<K, V> {
+    /// A leaf with room for `LEAF_LEN_MAX` entries, as every leaf under an internal node has.
     fn new() -> Leaf<K, V> {
         Leaf {
             keys: Vec::with_capacity(LEAF_LEN_MAX),
             vals: Vec::with_capacity(LEAF_LEN_MAX),
         }
+    }
+
+    /// A leaf that allocates nothing until its first entry, for a root: a root leaf grows
+    /// as its `Vec`s do (a store has one tree per namespace, and most small namespaces
+    /// would not fill a preallocated leaf), and `fit` gives it its full size when it
+    /// becomes a child.
+    fn empty() -> Leaf<K, V> {
+        Leaf {
+            keys: Vec::new(),
+            vals: Vec::new(),
+        }
+    }
+
+    /// Makes the arrays' capacity exactly `LEAF_LEN_MAX`, so they never move while the
+    /// leaf is a child (`Internal::leaf_keys_at`).
+    fn fit(&mut self) {
+        fn fit_vec<T>(items: &mut Vec<T>) {
+            if items.capacity() < LEAF_LEN_MAX {
+                items.reserve_exact(LEAF_LEN_MAX - items.len());
+            } else if items.capacity() > LEAF_LEN_MAX {
+                items.shrink_to(LEAF_LEN_MAX);
+            }
+        }
+        fit_vec(&mut self.keys);
+        fit_vec(&mut self.vals);
     }
 }
 
@@ -189,7 +213,7 @@ fn find<K>(keys: &[K], cmp: &mut impl FnMut(&K) -> Ordering) -> Option<usize> {
 impl<K: Ord + Clone, V> OrderedMap<K, V> {
     pub(crate) fn new() -> OrderedMap<K, V> {
         OrderedMap {
-            root: Node::Leaf(Leaf::new()),
+            root: Node::Leaf(Leaf::empty()),
             len: 0,
         }
     }
@@ -257,7 +281,10 @@ impl<K: Ord + Clone, V> OrderedMap<K, V> {
 
     /// Makes the root split into (root, `right`) the two children of a new root.
     fn grow_root(&mut self, sep: K, right: Node<K, V>) {
-        let left = std::mem::replace(&mut self.root, Node::Leaf(Leaf::new()));
+        let mut left = std::mem::replace(&mut self.root, Node::Leaf(Leaf::empty()));
+        if let Node::Leaf(leaf) = &mut left {
+            leaf.fit();
+        }
         let mut children = Vec::with_capacity(CHILDREN_MAX + 1);
         children.push(left);
         children.push(right);
@@ -274,7 +301,7 @@ impl<K: Ord + Clone, V> OrderedMap<K, V> {
         // once, so leaves stay at one depth); a root left with none becomes an empty leaf.
         while let Node::Internal(internal) = &mut self.root {
             match internal.children.len() {
-                0 => self.root = Node::Leaf(Leaf::new()),
+                0 => self.root = Node::Leaf(Leaf::empty()),
                 1 => self.root = internal.children.pop().expect("one child"),
                 _ => break,
             }
@@ -537,6 +564,13 @@ impl<K: Ord + Clone + fmt::Debug, V> OrderedMap<K, V> {
             match node {
                 Node::Leaf(leaf) => {
                     assert_eq!(leaf.keys.len(), leaf.vals.len());
+                    if !is_root {
+                        assert_eq!(
+                            (leaf.keys.capacity(), leaf.vals.capacity()),
+                            (LEAF_LEN_MAX, LEAF_LEN_MAX),
+                            "a child leaf's arrays could move"
+                        );
+                    }
                     assert!(leaf.keys.len() <= LEAF_LEN_MAX);
                     assert_eq!(
                         *leaf_depth.get_or_insert(depth),

@@ -476,6 +476,40 @@ pub fn put_leb128(out: &mut Vec<u8>, mut value: u64) {
 /// a record re-encodes to exactly its bytes.
 #[inline]
 pub fn read_leb128(bytes: &[u8]) -> Option<(u64, usize)> {
+    // Most of a record's varints (ids, tags, lengths) are one byte: no loop for them.
+    if let Some(&first) = bytes.first() {
+        if first & 0x80 == 0 {
+            return Some((u64::from(first), 1));
+        }
+    }
+    // Up to 8 bytes with 8 readable (timestamps, versions, offsets): one word, no loop.
+    if let Some(word) = bytes.first_chunk::<8>() {
+        let word = u64::from_le_bytes(*word);
+        let ends = !word & 0x8080_8080_8080_8080;
+        if ends != 0 {
+            let len = (ends.trailing_zeros() / 8 + 1) as usize;
+            // Not the shortest encoding: a last byte of zero after the first.
+            if len > 1 && bytes[len - 1] == 0 {
+                return None;
+            }
+            let kept = if len == 8 {
+                word
+            } else {
+                word & ((1u64 << (8 * len)) - 1)
+            };
+            // The 7-bit groups, packed: pairs, then quads, then the two halves.
+            let x = kept & 0x7f7f_7f7f_7f7f_7f7f;
+            let x = ((x & 0x7f00_7f00_7f00_7f00) >> 1) | (x & 0x007f_007f_007f_007f);
+            let x = ((x & 0x3fff_0000_3fff_0000) >> 2) | (x & 0x0000_3fff_0000_3fff);
+            let x = ((x & 0x0fff_ffff_0000_0000) >> 4) | (x & 0x0000_0000_0fff_ffff);
+            return Some((x, len));
+        }
+    }
+    read_leb128_bytewise(bytes)
+}
+
+/// `read_leb128` a byte at a time (encodings of 9 or 10 bytes, and the end of a buffer).
+fn read_leb128_bytewise(bytes: &[u8]) -> Option<(u64, usize)> {
     let mut value = 0u64;
     for (idx, byte) in bytes.iter().take(SYNCED_OFFSET_LEN_MAX).enumerate() {
         let low = u64::from(byte & 0x7f);
@@ -595,6 +629,20 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        /// The word-at-a-time reading agrees with the byte-at-a-time one on any bytes:
+        /// values, lengths and refusals (cut short, not shortest, too long, overflow).
+        #[test]
+        fn leb128_word_reading_equals_bytewise(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![proptest::num::u8::ANY, 0x80u8..=0xff, proptest::strategy::Just(0u8)],
+                0..14,
+            ),
+        ) {
+            proptest::prop_assert_eq!(read_leb128(&bytes), read_leb128_bytewise(&bytes));
+        }
+    }
+
     #[test]
     fn leb128_round_trips_and_rejects_overlong() {
         for value in [0, 1, 127, 128, 300, 1 << 32, u64::MAX - 1, u64::MAX] {
@@ -614,6 +662,16 @@ mod tests {
             "zero in two bytes is not the shortest"
         );
         assert_eq!(read_leb128(&[0x00]), Some((0, 1)));
+        // Every length, with bytes after the value (the word path reads 8 at once).
+        for shift in 0..64 {
+            for value in [1u64 << shift, (1u64 << shift) - 1, u64::MAX >> shift] {
+                let mut out = Vec::new();
+                put_leb128(&mut out, value);
+                let len = out.len();
+                out.extend_from_slice(&[0xff; 9]);
+                assert_eq!(read_leb128(&out), Some((value, len)), "{value}");
+            }
+        }
     }
 
     /// A version 2 checksum is salted by the database id: the same record framed for one

@@ -54,15 +54,21 @@ impl<K: Ord + Clone, V> OrderedMap<K, V> {
             let total = previous.keys.len() + leaf.keys.len();
             let keep = total - total / 2;
             if previous.keys.len() > keep {
-                let mut keys: Vec<K> = previous.keys.drain(keep..).collect();
-                let mut vals: Vec<V> = previous.vals.drain(keep..).collect();
-                keys.append(&mut leaf.keys);
-                vals.append(&mut leaf.vals);
-                leaf.keys = keys;
-                leaf.vals = vals;
-                leaf.keys.reserve_exact(LEAF_LEN_MAX - leaf.keys.len());
-                leaf.vals.reserve_exact(LEAF_LEN_MAX - leaf.vals.len());
+                // A new leaf of exactly `LEAF_LEN_MAX` (appending to the drained entries
+                // grew their arrays past it).
+                let mut shared = Leaf::new();
+                shared.keys.extend(previous.keys.drain(keep..));
+                shared.vals.extend(previous.vals.drain(keep..));
+                shared.keys.append(&mut leaf.keys);
+                shared.vals.append(&mut leaf.vals);
+                leaf = shared;
             }
+        }
+        if level.is_empty() {
+            // A lone leaf is the root: only as large as its entries (a small namespace's
+            // tree), it grows like a `Vec` and is fitted if it ever becomes a child.
+            leaf.keys.shrink_to_fit();
+            leaf.vals.shrink_to_fit();
         }
         level.push((leaf.keys[0].clone(), Node::Leaf(leaf)));
         while level.len() > 1 {
