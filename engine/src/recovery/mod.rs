@@ -124,7 +124,18 @@ fn replay(
     // replay is owned by the opening database, which discards it on error.
     let mut grouper = Grouper::new(store.replay_applier());
     let mut reader = wal.reader()?;
-    let read = if reader.file_len_bytes() >= pipeline_min_bytes {
+    // Pipelining pays on long logs only. A file that is long because it was preallocated
+    // holds zeros at the threshold: one 4 KiB read tells, and a small log's open then
+    // spawns no thread (a zero page there could also be damage; reading inline is as
+    // correct, only not overlapped).
+    let long_log = reader.file_len_bytes() >= pipeline_min_bytes
+        && !crate::wal::reader::region_is_all_zero(
+            wal.storage().as_ref(),
+            pipeline_min_bytes.saturating_sub(PROBE_BYTES),
+            pipeline_min_bytes,
+        )
+        .unwrap_or(false);
+    let read = if long_log {
         read_on_second_thread(reader, &mut grouper)
     } else {
         let mut batch = Batch::with_capacity(BATCH_RECORDS_LEN);
@@ -180,6 +191,10 @@ fn replay(
     stats.final_version = store.current_version();
     Ok(stats)
 }
+
+/// Bytes read just before the pipelining threshold to tell a long log from a
+/// preallocated short one.
+const PROBE_BYTES: u64 = 4096;
 
 /// Runs the reading stage on a scoped thread and the applying stage here (the store's
 /// write guard stays on the thread that took it). Returns the reader once it has ended.

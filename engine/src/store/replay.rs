@@ -264,6 +264,14 @@ impl<'a> ReplayApplier<'a> {
             return;
         }
         let unsorted = self.pending.take_unsorted();
+        if unsorted.len() < RUN_LEN_MAX && self.sorter.is_none() {
+            // A short run (the last one of a small log): sorting it here costs less than
+            // starting a thread and waiting for it.
+            let run = unsorted.sort();
+            self.runs_len += run.len();
+            self.runs.push(run);
+            return;
+        }
         match self.sorter.get_or_insert_with(|| Sorter::start().ok_or(())) {
             Ok(sorter) => {
                 sorter.hand_over(unsorted);

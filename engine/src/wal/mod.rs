@@ -745,6 +745,16 @@ pub fn max_ids_in_records(bytes: &[u8], codec: FrameCodec, base_offset_bytes: u6
     let mut namespaces = NamespaceCache::lenient();
     let mut offset = 0;
     while offset + RECORD_HEADER_LEN <= bytes.len() {
+        if bytes[offset + format::RECORD_TYPE_OFFSET] == format::RECORD_TYPE_RESERVED {
+            // No frame has type 0: skip to the next offset whose type byte is not zero (a
+            // sidecar's trailing zeros are a hole that reads as zeros).
+            let zeros = bytes[offset + format::RECORD_TYPE_OFFSET..]
+                .iter()
+                .position(|b| *b != 0)
+                .unwrap_or(bytes.len() - offset - format::RECORD_TYPE_OFFSET);
+            offset += zeros.max(1);
+            continue;
+        }
         // The payload's structure first, then the checksum: see FrameCodec::claimed_frame.
         let plausible = codec
             .claimed_frame(base_offset_bytes + offset as u64, &bytes[offset..])
@@ -830,6 +840,19 @@ mod scan_cost_tests {
             "checksummed {checksummed} bytes to scan {}",
             bytes.len()
         );
+        // Zero runs are skipped, not stepped over: a record right after 2 MiB of zeros
+        // (a sidecar's hole) is still found, at every alignment.
+        for shift in 0..RECORD_HEADER_LEN {
+            let mut zeros = vec![0u8; (2 << 20) + shift];
+            zeros.extend_from_slice(&record);
+            zeros.extend_from_slice(&[0u8; 100]);
+            let at_bytes = 4096;
+            assert_eq!(
+                max_ids_in_records(&zeros, codec, at_bytes),
+                (77, 99),
+                "shift {shift}"
+            );
+        }
     }
 }
 

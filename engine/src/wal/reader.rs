@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use super::entry::{DecodeError, EntryRef, NamespaceCache, WALEntry};
 use super::format::{
     read_leb128, read_u32, FileHeader, Frame, FrameCodec, RecordType, HEADER_LEN,
-    RECORD_HEADER_LEN, RECORD_PAYLOAD_LEN_MAX, RECORD_TYPE_OFFSET, SYNCED_OFFSET_LEN_MAX,
+    RECORD_HEADER_LEN, RECORD_PAYLOAD_LEN_MAX, RECORD_TYPE_OFFSET, RECORD_TYPE_RESERVED,
+    SYNCED_OFFSET_LEN_MAX,
 };
 use super::storage::WalStorage;
 use crate::error::{EngineError, Result};
@@ -196,6 +197,12 @@ impl<'a> WalReader<'a> {
         let file_len_bytes = storage
             .len_bytes()
             .map_err(|e| EngineError::io(format!("reading the length of {}", path.display()), e))?;
+        // No bigger than the records can be: a small log's open does not zero (and fault in)
+        // a whole 1 MiB buffer. `fill` grows it when a record needs more.
+        let records_len = file_len_bytes.saturating_sub(HEADER_LEN as u64);
+        let buffer_len = buffer_len
+            .min(usize::try_from(records_len).unwrap_or(usize::MAX))
+            .max(RECORD_HEADER_LEN);
         Ok(WalReader {
             storage,
             path: path.to_path_buf(),
@@ -537,8 +544,20 @@ fn scan_after_damage(
             break; // fewer than a header's bytes remain in the file
         }
         let header = &window[rel..];
-        let payload_len = read_u32(header) as usize;
         let record_type = header[RECORD_TYPE_OFFSET];
+        if record_type == RECORD_TYPE_RESERVED {
+            // No frame has type 0, so no frame starts where the type byte would be zero:
+            // jump to the next candidate whose type byte is not. Preallocated zeros after a
+            // torn tail (a whole 1 MiB chunk) then cost one vectorised search, not a frame
+            // check per byte.
+            let zeros = header[RECORD_TYPE_OFFSET..]
+                .iter()
+                .position(|b| *b != 0)
+                .unwrap_or(header.len() - RECORD_TYPE_OFFSET);
+            candidate += zeros.max(1) as u64;
+            continue;
+        }
+        let payload_len = read_u32(header) as usize;
         let total = RECORD_HEADER_LEN + payload_len;
         // A version 2 synced offset out of range rules the candidate out before its bytes
         // are read and checksummed (see FrameCodec::claimed_frame).
