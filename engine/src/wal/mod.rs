@@ -10,6 +10,7 @@ pub mod entry;
 pub mod format;
 mod group_commit;
 pub mod reader;
+mod scan;
 pub mod sidecar;
 pub mod storage;
 
@@ -21,7 +22,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crate::durability::{DurabilityMode, RecoveryMode};
 use crate::error::{EngineError, Result};
 use crate::types::Namespace;
-use entry::EntryRef;
 pub use entry::{DecodeError, Framing, NamespaceCache, WALEntry};
 pub use format::{
     FileHeader, FrameCodec, RecordType, FORMAT_VERSION, HEADER_LEN, MAGIC, RECORD_HEADER_LEN,
@@ -745,25 +745,9 @@ pub fn max_ids_in_records(bytes: &[u8], codec: FrameCodec, base_offset_bytes: u6
     let mut namespaces = NamespaceCache::lenient();
     let mut offset = 0;
     while offset + RECORD_HEADER_LEN <= bytes.len() {
-        if bytes[offset + format::RECORD_TYPE_OFFSET] == format::RECORD_TYPE_RESERVED {
-            // No frame has type 0: skip to the next offset whose type byte is not zero (a
-            // sidecar's trailing zeros are a hole that reads as zeros).
-            let zeros = bytes[offset + format::RECORD_TYPE_OFFSET..]
-                .iter()
-                .position(|b| *b != 0)
-                .unwrap_or(bytes.len() - offset - format::RECORD_TYPE_OFFSET);
-            offset += zeros.max(1);
-            continue;
-        }
-        // The payload's structure first, then the checksum: see FrameCodec::claimed_frame.
-        let plausible = codec
-            .claimed_frame(base_offset_bytes + offset as u64, &bytes[offset..])
-            .is_some_and(|claim| {
-                let payload = &bytes[offset + claim.payload_start..][..claim.payload_len];
-                EntryRef::decode(claim.kind, payload, &mut NamespaceCache::lenient()).is_ok()
-            });
-        if !plausible {
-            offset += 1;
+        let zeros = scan::zero_type_run_len(&bytes[offset..]);
+        if zeros > 0 {
+            offset += zeros;
             continue;
         }
         let Some(format::Frame::Valid {
@@ -771,7 +755,7 @@ pub fn max_ids_in_records(bytes: &[u8], codec: FrameCodec, base_offset_bytes: u6
             payload_start,
             payload_len,
             ..
-        }) = codec.valid_frame(base_offset_bytes + offset as u64, &bytes[offset..])
+        }) = scan::valid_frame_at(codec, base_offset_bytes + offset as u64, &bytes[offset..])
         else {
             offset += 1;
             continue;

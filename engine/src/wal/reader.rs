@@ -8,11 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::entry::{DecodeError, EntryRef, NamespaceCache, WALEntry};
+use super::entry::{DecodeError, NamespaceCache, WALEntry};
 use super::format::{
     read_leb128, read_u32, FileHeader, Frame, FrameCodec, RecordType, HEADER_LEN,
-    RECORD_HEADER_LEN, RECORD_PAYLOAD_LEN_MAX, RECORD_TYPE_OFFSET, RECORD_TYPE_RESERVED,
-    SYNCED_OFFSET_LEN_MAX,
+    RECORD_HEADER_LEN, RECORD_PAYLOAD_LEN_MAX, RECORD_TYPE_OFFSET, SYNCED_OFFSET_LEN_MAX,
 };
 use super::storage::WalStorage;
 use crate::error::{EngineError, Result};
@@ -544,19 +543,12 @@ fn scan_after_damage(
             break; // fewer than a header's bytes remain in the file
         }
         let header = &window[rel..];
-        let record_type = header[RECORD_TYPE_OFFSET];
-        if record_type == RECORD_TYPE_RESERVED {
-            // No frame has type 0, so no frame starts where the type byte would be zero:
-            // jump to the next candidate whose type byte is not. Preallocated zeros after a
-            // torn tail (a whole 1 MiB chunk) then cost one vectorised search, not a frame
-            // check per byte.
-            let zeros = header[RECORD_TYPE_OFFSET..]
-                .iter()
-                .position(|b| *b != 0)
-                .unwrap_or(header.len() - RECORD_TYPE_OFFSET);
-            candidate += zeros.max(1) as u64;
+        let zeros = super::scan::zero_type_run_len(header);
+        if zeros > 0 {
+            candidate += zeros as u64;
             continue;
         }
+        let record_type = header[RECORD_TYPE_OFFSET];
         let payload_len = read_u32(header) as usize;
         let total = RECORD_HEADER_LEN + payload_len;
         // A version 2 synced offset out of range rules the candidate out before its bytes
@@ -581,14 +573,7 @@ fn scan_after_damage(
                 owned = v;
                 &owned
             };
-            // The payload's structure before the checksum, which costs the whole length.
-            let structured = codec.claimed_frame(candidate, bytes).is_some_and(|claim| {
-                let payload = &bytes[claim.payload_start..][..claim.payload_len];
-                EntryRef::decode(claim.kind, payload, &mut NamespaceCache::lenient()).is_ok()
-            });
-            let judged = structured
-                .then(|| codec.valid_frame(candidate, bytes))
-                .flatten();
+            let judged = super::scan::valid_frame_at(codec, candidate, bytes);
             if let Some(frame) = judged.and_then(|f| valid_frame(codec, f)) {
                 let payload = &bytes[frame.payload_start..frame.payload_start + frame.payload_len];
                 if WALEntry::decode_payload(frame.kind, payload, &mut namespaces).is_ok() {
