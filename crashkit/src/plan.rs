@@ -111,13 +111,8 @@ impl FaultPlan {
     /// The hooks of the recoverer child: the recovery crash's kill, if planned, and (with a
     /// power loss too) the trace of recovery's own I/O, innermost.
     pub fn recoverer_hooks(&self, db_dir: &Path) -> io::Result<Vec<Arc<dyn Hook>>> {
-        // The same rule as the draw's (`recovery_crash::counted`): a power loss is planned
-        // exactly when the case asks for one.
-        let counted = if self.power_loss.is_some() {
-            recovery_crash::Counted::Changes
-        } else {
-            recovery_crash::Counted::WalCalls
-        };
+        // The draw's rule (a power loss is planned exactly when the case asks for one).
+        let counted = recovery_crash::Counted::with_power_loss(self.power_loss.is_some());
         let mut hooks: Vec<Arc<dyn Hook>> = self
             .recovery_kill_call
             .map(|n| recovery_crash::KillAfterCalls::hook(n, counted))

@@ -69,7 +69,7 @@ fn candidates(case: &Case, workload: &Workload) -> Vec<Case> {
             let mut start = n_ops;
             while start > 0 {
                 let from = start.saturating_sub(chunk);
-                out.push(drop_ops(case, workload, from..start));
+                out.push(drop_ops(case, from..start));
                 start = from;
             }
             if chunk == 1 {
@@ -97,9 +97,11 @@ fn candidates(case: &Case, workload: &Workload) -> Vec<Case> {
 
 /// `case` with the operations at positions `positions` (of the workload's, in order)
 /// dropped too, as one mask over the operations the current limits keep.
-fn drop_ops(case: &Case, workload: &Workload, positions: std::ops::Range<usize>) -> Case {
-    // The mask indexes the operations left after `ops_max`, before any earlier mask:
-    // rebuild it over those, keeping earlier drops.
+fn drop_ops(case: &Case, positions: std::ops::Range<usize>) -> Case {
+    // The mask indexes the operations left after `ops_max`, before any mask: walk those,
+    // tell which ones the current mask keeps (by the workload's own rule, a transaction
+    // whose operations are all dropped keeps its first), and drop the kept ones at
+    // `positions` too.
     let unmasked = Workload::generate_shaped(
         case.seed,
         case.shape,
@@ -108,24 +110,23 @@ fn drop_ops(case: &Case, workload: &Workload, positions: std::ops::Range<usize>)
             ..case.limits
         },
     );
-    let mut mask = case.limits.ops_drop.unwrap_or(0);
-    // Map position p among the current ops to its index among the unmasked ones.
-    let mut current = 0usize;
-    let mut index = 0usize;
-    for (t, txn) in unmasked.txns.iter().enumerate() {
-        let kept_here = workload.txns.get(t).map_or(0, |w| w.ops.len());
-        let mut kept_seen = 0;
-        for _ in &txn.ops {
-            let was_dropped = index < 64 && mask & (1u64 << index) != 0;
-            if !was_dropped && kept_seen < kept_here {
-                if positions.contains(&current) && index < 64 {
-                    mask |= 1 << index;
+    let old = case.limits.ops_drop.unwrap_or(0);
+    let dropped = |i: usize| i < 64 && old & (1u64 << i) != 0;
+    let mut mask = old;
+    let (mut index, mut position) = (0usize, 0usize);
+    for txn in &unmasked.txns {
+        let ops = index..index + txn.ops.len();
+        let all_dropped = ops.clone().all(dropped);
+        for i in ops {
+            let kept = !dropped(i) || (all_dropped && i == index);
+            if kept {
+                if positions.contains(&position) && i < 64 {
+                    mask |= 1 << i;
                 }
-                current += 1;
-                kept_seen += 1;
+                position += 1;
             }
-            index += 1;
         }
+        index += txn.ops.len();
     }
     let mut c = *case;
     c.limits.ops_drop = (mask != 0).then_some(mask);
@@ -285,6 +286,46 @@ pub fn shrink(
         if !improved {
             on_step(format!("minimal after {spent} cycles: {}", best.repro));
             return Ok(best);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::case::{KillKind, ModeName};
+
+    /// Every operation of the current workload, dropped alone, disappears and nothing else
+    /// does, also after earlier drops emptied a transaction (which keeps its first).
+    #[test]
+    fn dropping_an_operation_removes_exactly_that_one() {
+        let mut case = Case::new(11, ModeName::Strict, KillKind::Offset);
+        case.limits.txns_max = Some(4);
+        let first_len = Workload::for_case(&case).txns[0].ops.len();
+        // Empty the first transaction by mask: it keeps its first operation.
+        case.limits.ops_drop = Some((1u64 << first_len) - 1);
+        let before = Workload::for_case(&case);
+        let flat: Vec<_> = before.txns.iter().flat_map(|t| t.ops.clone()).collect();
+        for p in 0..flat.len() {
+            let after = Workload::for_case(&drop_ops(&case, p..p + 1));
+            let left: Vec<_> = after.txns.iter().flat_map(|t| t.ops.clone()).collect();
+            let txn_of_p = before
+                .txns
+                .iter()
+                .scan(0, |n, t| {
+                    *n += t.ops.len();
+                    Some(*n)
+                })
+                .position(|end| p < end)
+                .unwrap();
+            if before.txns[txn_of_p].ops.len() == 1 {
+                // A transaction keeps one operation (its first, once all are dropped).
+                assert_eq!(left.len(), flat.len(), "position {p}");
+            } else {
+                let mut expected = flat.clone();
+                expected.remove(p);
+                assert_eq!(left, expected, "position {p}");
+            }
         }
     }
 }

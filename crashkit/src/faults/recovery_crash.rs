@@ -21,10 +21,9 @@ pub const FLAG: &str = "recovery-crash";
 /// With a power loss too, the draw counts changing calls only ([`Counted::Changes`]).
 pub fn draw_kill_call(case: &Case) -> u64 {
     let n = case.rng(Purpose::RecoveryCrash).gen_range(1..=12);
-    if case.power_loss {
-        (n - 1) % CHANGES_MAX + 1
-    } else {
-        n
+    match Counted::with_power_loss(case.power_loss) {
+        Counted::Changes => (n - 1) % CHANGES_MAX + 1,
+        Counted::WalCalls => n,
     }
 }
 
@@ -41,6 +40,16 @@ pub enum Counted {
 }
 
 impl Counted {
+    /// What the first recovery's kill counts: changing calls when a power loss follows
+    /// (its crash states come from recovery's own trace), else every call on `wal.log`.
+    pub fn with_power_loss(power_loss: bool) -> Counted {
+        if power_loss {
+            Counted::Changes
+        } else {
+            Counted::WalCalls
+        }
+    }
+
     fn counts(self, file: Option<&FileRef>, op: &Op<'_>) -> bool {
         match self {
             Counted::WalCalls => file.is_some_and(FileRef::is_wal),
