@@ -528,10 +528,7 @@ fn run_generation(
         // generation).
         for state in states.iter().skip(1) {
             let dir = scratch.join(format!("state-{}", state.index));
-            let _ = std::fs::remove_dir_all(&dir);
-            copy_tree(&db_dir, &dir)?;
-            std::fs::write(dir.join(engine::WAL_FILE_NAME), &state.image)
-                .map_err(io_err(format!("writing crash state {}", state.index)))?;
+            lay_out_state(&db_dir, &dir, &state.image, &[])?;
             let input = CheckInput {
                 case,
                 workload: &workload,
@@ -545,31 +542,22 @@ fn run_generation(
                 expect_exact_torn_bytes: true,
                 engine: engine.as_ref(),
             };
-            outcome.crash_states_checked += 1;
-            outcome.crash_states_damaged_in_middle += u64::from(state.damage_in_middle);
-            outcome
-                .crash_state_descriptions
-                .push(state.describe(&model));
-            if let Err(mut v) = checker::check(&dir, &input) {
-                v.detail = format!("{}: {}", state.describe(&model), v.detail);
+            let description = state.describe(&model);
+            if let Err(v) =
+                check_laid_out_state(&dir, &input, description, state.damage_in_middle, outcome)
+            {
                 return Ok(Err((v, plan, state.image.clone())));
             }
-            let _ = std::fs::remove_dir_all(&dir);
         }
         // Directory entries no directory fsync covered (P3) may vanish too: one more
         // state, the first one's bytes with every such entry undone.
         let undos = crate::crash_state::uncovered_entries(&trace);
         if let (false, Some(state)) = (undos.is_empty(), states.first()) {
             let dir = scratch.join("state-entries");
-            let _ = std::fs::remove_dir_all(&dir);
-            copy_tree(&db_dir, &dir)?;
-            std::fs::write(dir.join(engine::WAL_FILE_NAME), &state.image).map_err(io_err(
-                "writing the directory-entries crash state".to_string(),
-            ))?;
-            let changed = crate::crash_state::apply_entry_undos(&db_dir, &dir, &undos).map_err(
-                io_err(format!("undoing directory entries in {}", dir.display())),
-            )?;
-            if !changed.is_empty() {
+            let undone = lay_out_state(&db_dir, &dir, &state.image, &undos)?;
+            if undone.is_empty() {
+                let _ = std::fs::remove_dir_all(&dir);
+            } else {
                 // A log whose creation was undone is gone: nothing to read, no end to expect
                 // (a correct engine acknowledged nothing before its creation was durable).
                 let wal_kept = dir.join(engine::WAL_FILE_NAME).exists();
@@ -587,19 +575,12 @@ fn run_generation(
                     expect_exact_torn_bytes: true,
                     engine: engine.as_ref(),
                 };
-                let description = format!(
-                    "{}, and directory entries no fsync covered undone: {}",
-                    state.describe(&model),
-                    changed.join("; ")
-                );
-                outcome.crash_states_checked += 1;
-                outcome.crash_state_descriptions.push(description.clone());
-                if let Err(mut v) = checker::check(&dir, &input) {
-                    v.detail = format!("{description}: {}", v.detail);
+                let description = format!("{}{undone}", state.describe(&model));
+                // Counted as a state, not as damage in the middle: its bytes are state 0's.
+                if let Err(v) = check_laid_out_state(&dir, &input, description, false, outcome) {
                     return Ok(Err((v, plan, state.image.clone())));
                 }
             }
-            let _ = std::fs::remove_dir_all(&dir);
         }
         if let Some(state) = states.into_iter().next() {
             std::fs::write(&wal_path, &state.image).map_err(io_err(format!(
@@ -694,6 +675,57 @@ fn run_generation(
     })
 }
 
+/// Lays out a crash state on its own copy of the crashed directory: `db_dir` copied to
+/// `dir`, `wal.log` replaced by `image`, and the directory entries in `undos` undone.
+/// Returns the description of what the undos changed (empty when nothing did).
+fn lay_out_state(
+    db_dir: &Path,
+    dir: &Path,
+    image: &[u8],
+    undos: &[crate::crash_state::EntryUndo],
+) -> Result<String, HarnessError> {
+    let _ = std::fs::remove_dir_all(dir);
+    copy_tree(db_dir, dir)?;
+    std::fs::write(dir.join(engine::WAL_FILE_NAME), image).map_err(io_err(format!(
+        "writing the crash state in {}",
+        dir.display()
+    )))?;
+    if undos.is_empty() {
+        return Ok(String::new());
+    }
+    let changed = crate::crash_state::apply_entry_undos(db_dir, dir, undos).map_err(io_err(
+        format!("undoing directory entries in {}", dir.display()),
+    ))?;
+    Ok(if changed.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", and directory entries no fsync covered undone: {}",
+            changed.join("; ")
+        )
+    })
+}
+
+/// Recovers and checks the crash state laid out in `dir`, counts it in `outcome` and
+/// removes `dir` when it is clean. A violation's detail starts with `description`.
+fn check_laid_out_state(
+    dir: &Path,
+    input: &CheckInput<'_>,
+    description: String,
+    damaged_in_middle: bool,
+    outcome: &mut CycleOutcome,
+) -> Result<(), Violation> {
+    outcome.crash_states_checked += 1;
+    outcome.crash_states_damaged_in_middle += u64::from(damaged_in_middle);
+    outcome.crash_state_descriptions.push(description.clone());
+    if let Err(mut v) = checker::check(dir, input) {
+        v.detail = format!("{description}: {}", v.detail);
+        return Err(v);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
 /// A power loss while recovery ran (docs/faults.md P4, P6): the legal crash states of the
 /// interrupted recovery's own trace (its cut of a torn tail before or after the sync that
 /// makes the cut durable, its sidecar, its directory entries), each recovered on its own
@@ -722,33 +754,18 @@ fn check_recovery_crash_states(
     let states = crate::faults::power_loss::crash_states(&model, &sub, n_states);
     for (i, state) in states.iter().enumerate() {
         let dir = scratch.join(format!("recovery-state-{}", state.index));
-        let _ = std::fs::remove_dir_all(&dir);
-        copy_tree(db_dir, &dir)?;
-        std::fs::write(dir.join(engine::WAL_FILE_NAME), &state.image).map_err(io_err(format!(
-            "writing recovery crash state {}",
-            state.index
-        )))?;
-        let mut description = format!("power loss during recovery, {}", state.describe(&model));
         // The first state also loses the directory entries recovery's fsyncs did not cover.
-        if i == 0 && !undos.is_empty() {
-            let changed = crate::crash_state::apply_entry_undos(db_dir, &dir, &undos).map_err(
-                io_err(format!("undoing directory entries in {}", dir.display())),
-            )?;
-            if !changed.is_empty() {
-                description.push_str(&format!(
-                    ", and directory entries no fsync covered undone: {}",
-                    changed.join("; ")
-                ));
-            }
-        }
-        outcome.crash_states_checked += 1;
-        outcome.crash_states_damaged_in_middle += u64::from(state.damage_in_middle);
-        outcome.crash_state_descriptions.push(description.clone());
-        if let Err(mut v) = checker::check(&dir, input) {
-            v.detail = format!("{description}: {}", v.detail);
+        let entries = if i == 0 { &undos[..] } else { &[] };
+        let undone = lay_out_state(db_dir, &dir, &state.image, entries)?;
+        let description = format!(
+            "power loss during recovery, {}{undone}",
+            state.describe(&model)
+        );
+        if let Err(v) =
+            check_laid_out_state(&dir, input, description, state.damage_in_middle, outcome)
+        {
             return Ok(Err((v, state.image.clone())));
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(Ok(()))
 }
