@@ -34,24 +34,6 @@ pub struct DiskModel {
     pub covered_ops: usize,
 }
 
-fn touched(op: &FileOp) -> Option<(u64, u64)> {
-    match op.op {
-        DataOp::Write {
-            offset_bytes,
-            len_bytes,
-        }
-        | DataOp::Allocate {
-            offset_bytes,
-            len_bytes,
-        } => Some((offset_bytes, offset_bytes + len_bytes)),
-        DataOp::SetLen { len_bytes } => Some((
-            len_bytes.min(op.size_before_bytes),
-            len_bytes.max(op.size_before_bytes),
-        )),
-        DataOp::Sync | DataOp::SyncDir => None,
-    }
-}
-
 fn size_after(op: &FileOp, size: u64) -> u64 {
     match op.op {
         DataOp::Write {
@@ -105,7 +87,10 @@ impl DiskModel {
         };
         // Effect order: the order operations ended in (a failed one may have changed
         // bytes too), unfinished operations last (in start order).
-        let mut data: Vec<&FileOp> = ops.into_iter().filter(|o| touched(o).is_some()).collect();
+        let mut data: Vec<&FileOp> = ops
+            .into_iter()
+            .filter(|o| o.touched_range().is_some())
+            .collect();
         data.sort_by_key(|o| (o.ended_line.unwrap_or(usize::MAX), o.begin_line));
         let mut durable_len = len_at_open;
         let mut extent = crashed.len() as u64;
@@ -127,7 +112,7 @@ impl DiskModel {
         let mut unsynced = vec![false; extent as usize];
         let mut pinned = vec![false; extent as usize];
         for o in data.iter().rev() {
-            let (from, to) = touched(o).expect("data operations touch a range");
+            let (from, to) = o.touched_range().expect("data operations touch a range");
             let (from, to) = (from.min(extent) as usize, to.min(extent) as usize);
             if covered(o) {
                 pinned[from..to].fill(true);

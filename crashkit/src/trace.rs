@@ -413,6 +413,29 @@ pub struct FileOp {
     pub skipped: bool,
 }
 
+impl FileOp {
+    /// The byte range `[from, to)` the operation may have changed: a write's or
+    /// allocation's range, or between the old and the new size of a size change; `None`
+    /// for syncs.
+    pub fn touched_range(&self) -> Option<(u64, u64)> {
+        match self.op {
+            DataOp::Write {
+                offset_bytes,
+                len_bytes,
+            }
+            | DataOp::Allocate {
+                offset_bytes,
+                len_bytes,
+            } => Some((offset_bytes, offset_bytes + len_bytes)),
+            DataOp::SetLen { len_bytes } => Some((
+                len_bytes.min(self.size_before_bytes),
+                len_bytes.max(self.size_before_bytes),
+            )),
+            DataOp::Sync | DataOp::SyncDir => None,
+        }
+    }
+}
+
 /// A file the child opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenedFile {

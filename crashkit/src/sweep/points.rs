@@ -88,39 +88,18 @@ pub(super) struct Point {
 
 /// The undone operation `op` on `content` (its state right after `op`).
 fn undo(op: &crate::trace::FileOp, content: &mut Vec<u8>) {
-    let size_before = op.size_before_bytes as usize;
-    let restore = |content: &mut Vec<u8>, from: usize, to: usize| {
-        let to = to.min(size_before);
-        if content.len() < to {
-            content.resize(to, 0);
-        }
-        if to > from {
-            let old = &op.old[..op.old.len().min(to - from)];
-            content[from..from + old.len()].copy_from_slice(old);
-            content[from + old.len()..to].fill(0);
-        }
+    let Some((from, to)) = op.touched_range() else {
+        return; // a sync changes no bytes
     };
-    match op.op {
-        DataOp::Write {
-            offset_bytes,
-            len_bytes,
-        }
-        | DataOp::Allocate {
-            offset_bytes,
-            len_bytes,
-        } => {
-            restore(
-                content,
-                offset_bytes as usize,
-                (offset_bytes + len_bytes) as usize,
-            );
-            content.resize(size_before, 0);
-        }
-        DataOp::SetLen { len_bytes } => {
-            content.resize(size_before, 0);
-            restore(content, len_bytes as usize, size_before);
-        }
-        DataOp::Sync | DataOp::SyncDir => {}
+    // The old size back (undoing a size change), then the old bytes of the touched range
+    // inside it: `op.old`'s bytes, zeros after them.
+    let size_before = op.size_before_bytes as usize;
+    content.resize(size_before, 0);
+    let (from, to) = (from as usize, (to as usize).min(size_before));
+    if to > from {
+        let old = &op.old[..op.old.len().min(to - from)];
+        content[from..from + old.len()].copy_from_slice(old);
+        content[from + old.len()..to].fill(0);
     }
 }
 
