@@ -13,6 +13,7 @@ use super::format::{
 /// byte would be zero (no frame has type 0): to the next offset whose type byte is not, or
 /// to the end of `bytes`. 0 when the type byte is not zero. Preallocated zeros and holes
 /// then cost one vectorised search instead of a frame check per byte.
+#[inline]
 pub(crate) fn zero_type_run_len(bytes: &[u8]) -> usize {
     match bytes.get(RECORD_TYPE_OFFSET) {
         Some(&t) if t == RECORD_TYPE_RESERVED => bytes[RECORD_TYPE_OFFSET..]
@@ -28,6 +29,7 @@ pub(crate) fn zero_type_run_len(bytes: &[u8]) -> usize {
 /// its header and synced offset ([`FrameCodec::claimed_frame`]), then its payload's
 /// structure (with any namespace id accepted: its definition may lie before the scanned
 /// bytes), and only then its checksum. `bytes` must hold the whole claimed record.
+#[inline]
 pub(crate) fn valid_frame_at(codec: FrameCodec, offset_bytes: u64, bytes: &[u8]) -> Option<Frame> {
     if bytes.len() < RECORD_HEADER_LEN {
         return None;
