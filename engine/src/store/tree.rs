@@ -441,6 +441,11 @@ fn insert_into<K: Ord + Clone, V>(node: &mut Node<K, V>, key: K, val: V) -> Inse
         },
         Node::Internal(internal) => {
             let idx = route(&internal.seps, &mut |sep: &K| sep.cmp(&key));
+            // As in `get_by`: the leaf's binary search was half of a random insert's time,
+            // each step waiting for its own cache miss (200K random commits: 0.185 s ->
+            // 0.150 s). An unsorted leaf tail that saved the insert's memmove gained nothing
+            // on top: the moves are in cache, the misses are not.
+            prefetch_leaf_keys::<K>(internal.leaf_keys_at[idx]);
             match insert_into(&mut internal.children[idx], key, val) {
                 Inserted::Split { sep, right } => adopt(internal, idx, sep, right),
                 other => other,
