@@ -172,7 +172,7 @@ fn route<K>(seps: &[K], cmp: &mut impl FnMut(&K) -> Ordering) -> usize {
 /// Asks the CPU to start loading the cache line holding `ptr` into its caches (a no-op
 /// where there is no stable prefetch instruction).
 #[inline(always)]
-fn prefetch<T>(ptr: *const T) {
+pub(crate) fn prefetch<T>(ptr: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint: it never faults and changes no state, whatever
     // the address.

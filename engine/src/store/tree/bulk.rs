@@ -9,8 +9,11 @@
 use std::collections::VecDeque;
 
 use super::{
-    append_rightmost, Inserted, Internal, Leaf, Node, OrderedMap, CHILDREN_MAX, LEAF_LEN_MAX,
+    append_rightmost, prefetch, Inserted, Internal, Leaf, Node, OrderedMap, CHILDREN_MAX, LEAF_LEN_MAX,
 };
+
+/// Cache lines of the next leaf's keys and of its values that `IntoSorted` starts loading.
+const LEAF_PREFETCH_LINES: usize = 4;
 
 impl<K: Ord + Clone, V> OrderedMap<K, V> {
     /// Stores `key` and `val` if `key` is above every key in the map (one walk down the
@@ -151,6 +154,14 @@ impl<K, V> Iterator for IntoSorted<K, V> {
             }
             // Dropping the passed leaf's iterators frees its arrays.
             let leaf = self.leaves.pop_front()?;
+            // A merge reads the leaves in order, but each is its own allocation: start
+            // loading the next one's first lines while this one is read.
+            if let Some(next) = self.leaves.front() {
+                for line in 0..LEAF_PREFETCH_LINES {
+                    prefetch(next.keys.as_ptr().cast::<u8>().wrapping_add(64 * line));
+                    prefetch(next.vals.as_ptr().cast::<u8>().wrapping_add(64 * line));
+                }
+            }
             self.current = Some((leaf.keys.into_iter(), leaf.vals.into_iter()));
         }
     }
