@@ -39,7 +39,17 @@ impl fmt::Display for TargetCheck {
 
 /// The `--json` summary fields that have a target, with the table's label and the target
 /// the table prints beside them (`bench/report.rs`).
-pub const JSON_TARGETS: [(&str, &str, f64); 4] = [
+pub const JSON_TARGETS: [(&str, &str, f64); 6] = [
+    (
+        "naive_to_fresh_open_ratio",
+        "naive log replay / open, fresh processes",
+        2.0,
+    ),
+    (
+        "async_1t_to_naive_ratio",
+        "async 1 thread / naive write loop",
+        1.0,
+    ),
     (
         "strict_1t_to_plain_ratio",
         "strict 1 thread / plain loop",

@@ -1,4 +1,6 @@
-//! Recovery memory: peak RSS while recovering against the RSS of the recovered store.
+//! Recovery in a fresh process: peak RSS while recovering against the RSS of the
+//! recovered store, and how long open took there (what a restart after a crash costs:
+//! nothing the benchmark allocated before helps, every page of the store is new).
 //!
 //! Measured in a fresh child process (`<current exe> bench --recover-only <dir>`, fork+exec
 //! through `std::process::Command`), so that nothing the benchmark allocated before counts.
@@ -10,6 +12,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use engine::{Database, DurabilityMode};
 
@@ -27,6 +30,8 @@ pub struct RecoveryMemory {
     pub store_bytes: u64,
     /// "child" (fresh process) or "in-process" (VmHWM reset in the benchmark's process).
     pub method: String,
+    /// How long `Database::open` took (the median of the fresh processes measured).
+    pub open: Duration,
 }
 
 impl RecoveryMemory {
@@ -53,6 +58,7 @@ impl RecoveryMemory {
             "peak_bytes": self.peak_bytes,
             "store_bytes": self.store_bytes,
             "method": self.method,
+            "open_s": self.open.as_secs_f64(),
         })
         .to_string()
     }
@@ -65,6 +71,7 @@ impl RecoveryMemory {
             peak_bytes: v.get("peak_bytes")?.as_u64()?,
             store_bytes: v.get("store_bytes")?.as_u64()?,
             method: "child".to_string(),
+            open: Duration::from_secs_f64(v.get("open_s")?.as_f64()?),
         })
     }
 }
@@ -116,8 +123,10 @@ pub fn recover_only(dir: &Path) -> Result<RecoveryMemory, BenchError> {
     std::fs::write("/proc/self/clear_refs", "5")
         .map_err(|e| BenchError::io("resetting VmHWM through /proc/self/clear_refs", e))?;
     let baseline_bytes = proc_status_bytes("VmRSS:")?;
+    let started = Instant::now();
     let db = Database::open_with_mode(dir, DurabilityMode::Async)
         .map_err(|e| BenchError::engine(format!("recovering {}", dir.display()), e))?;
+    let open = started.elapsed();
     let peak_bytes = proc_status_bytes("VmHWM:")?;
     return_freed_heap();
     let store_bytes = proc_status_bytes("VmRSS:")?;
@@ -129,6 +138,7 @@ pub fn recover_only(dir: &Path) -> Result<RecoveryMemory, BenchError> {
         peak_bytes,
         store_bytes,
         method: "in-process".to_string(),
+        open,
     })
 }
 
@@ -158,15 +168,26 @@ fn recover_in_child(dir: &Path) -> Result<RecoveryMemory, BenchError> {
         })
 }
 
-/// Measures recovery memory for the crashed WAL at `dir` (child first, in-process fallback).
-pub(crate) fn measure(dir: &Path, n_txns: u64) -> Result<RecoveryMemory, BenchError> {
-    let figures = match recover_in_child(dir) {
-        Ok(figures) => figures,
-        Err(e) => {
-            log::warn!("measuring recovery memory in-process instead of a child: {e}");
-            recover_only(dir)?
-        }
-    };
+/// Recovers the crashed WAL at `dir` in `repeats` fresh processes (in-process if a child
+/// cannot run): the memory figures of the first, the median open time of all.
+pub(crate) fn measure(
+    dir: &Path,
+    n_txns: u64,
+    repeats: usize,
+) -> Result<RecoveryMemory, BenchError> {
+    let mut runs = Vec::new();
+    for _ in 0..repeats.max(1) {
+        runs.push(match recover_in_child(dir) {
+            Ok(figures) => figures,
+            Err(e) => {
+                log::warn!("measuring recovery in-process instead of a child: {e}");
+                recover_only(dir)?
+            }
+        });
+    }
+    let open = super::replay::median(runs.iter().map(|run| run.open).collect());
+    let mut figures = runs.swap_remove(0);
+    figures.open = open;
     if figures.txns_applied != n_txns {
         return Err(BenchError::Verify {
             reason: format!(

@@ -1,11 +1,15 @@
 //! `torture bench`: the engine's performance checks, printed as one table per run.
 //!
 //! One run measures, in this order: replay of a crashed WAL of single-put transactions (two
-//! sizes, each with keys in random order and in ascending order: see `KeyOrder`) against the floor of a plain read + crc32 pass over the same file; reopen + read
-//! every key; recovery's peak RSS against the recovered store's RSS (in a fresh child
-//! process); WAL bytes per transaction; commit throughput per durability mode with 1, 2, 4
-//! and 8 threads; and Strict single-thread commits against a plain write + fdatasync loop
-//! over the same file system in the same run. Every figure is a median of repeated runs.
+//! sizes, each with keys in random order and in ascending order: see `KeyOrder`) against
+//! the floor of a plain read + crc32 pass over the same file, and against the naive log
+//! (`naive.rs`: the peer benchmark's baseline) replaying the same puts; reopen + read every
+//! key (and the naive log's reads); recovery's peak RSS against the recovered store's RSS
+//! (in a fresh child process); WAL bytes per transaction; commit throughput per durability
+//! mode with 1, 2, 4 and 8 threads, keys in random order (Async also in ascending order);
+//! Strict single-thread commits against a plain write + fdatasync loop, and Async
+//! single-thread commits against the naive log's write loop, over the same file system in
+//! the same run. Every figure is a median of repeated runs.
 //!
 //! The WALs are built by encoding the records with the engine's own encoder and appending
 //! them through an Async database that is then dropped without `close`: the bytes on disk
@@ -13,6 +17,7 @@
 
 mod commit;
 mod memory;
+mod naive;
 mod replay;
 mod report;
 
@@ -45,6 +50,10 @@ pub struct BenchOptions {
     /// peak RSS is measured in a fresh process.
     #[arg(long, hide = true)]
     pub recover_only: Option<PathBuf>,
+    /// Internal: replay the naive log at this path, print the time as one JSON line, and
+    /// exit (the bench runs it in a fresh process, as it runs the engine's recovery).
+    #[arg(long, hide = true)]
+    pub naive_replay_only: Option<PathBuf>,
 }
 
 /// Why the benchmark could not produce its figures.
@@ -145,6 +154,10 @@ pub fn run_command(options: &BenchOptions) -> Result<(), BenchError> {
         println!("{}", figures.to_json());
         return Ok(());
     }
+    if let Some(path) = &options.naive_replay_only {
+        println!("{}", naive::replay_only(path)?);
+        return Ok(());
+    }
     let plan = Plan::for_options(options);
     let temp;
     let root = match &options.dir {
@@ -166,7 +179,7 @@ pub fn run_command(options: &BenchOptions) -> Result<(), BenchError> {
         for key_order in KeyOrder::ALL {
             let dir = root.join(format!("replay-{n_txns}-{}", key_order.name()));
             let figures = replay::measure(&dir, n_txns, key_order, plan.repeats)?;
-            let memory = memory::measure(&dir, n_txns)?;
+            let memory = memory::measure(&dir, n_txns, plan.repeats)?;
             report.replay.push((figures, memory));
             std::fs::remove_dir_all(&dir)
                 .map_err(|e| BenchError::io(format!("removing {}", dir.display()), e))?;

@@ -1,4 +1,5 @@
-//! Replay figures: reopen after a crash, the read + crc32 floor, reopen + read every key.
+//! Replay figures: reopen after a crash, the read + crc32 floor, reopen + read every key,
+//! and the naive log's replay and reads of the same puts (`naive.rs`).
 
 use std::io::Read;
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use engine::wal::entry::{encode_namespace_def, encode_single_op_txn, SingleOp};
 use engine::{Database, DurabilityMode, Key, Namespace, RunId, Timestamp, Value};
 
-use super::BenchError;
+use super::{naive, BenchError};
 
 /// User key length of the benchmark keys (`key-`/`key_` and 16 digits).
 pub(crate) const USER_KEY_LEN_BYTES: usize = 20;
@@ -101,6 +102,11 @@ pub struct ReplayFigures {
     pub floor: Duration,
     /// `Database::open` plus a `get` of every key.
     pub reopen_read_all: Duration,
+    /// The naive log's replay of the same puts (read, crc32, `HashMap` insert), in a
+    /// fresh process as the engine's `RecoveryMemory::open`.
+    pub naive_replay: Duration,
+    /// The naive log's lookup of every key after its replay (in this process).
+    pub naive_read_all: Duration,
 }
 
 impl ReplayFigures {
@@ -253,9 +259,12 @@ pub(crate) fn measure(
     let keys: Vec<Key> = (0..n_txns)
         .map(|i| Key::kv(ns.clone(), key_order.user_key(i)))
         .collect();
+    let naive_path = dir.join("naive.log");
+    naive::build(&naive_path, n_txns, key_order)?;
     let mut reopen_samples = Vec::new();
     let mut floor_samples = Vec::new();
     let mut read_all_samples = Vec::new();
+    let mut naive_read_all_samples = Vec::new();
     for _ in 0..repeats.max(1) {
         let (db, elapsed) = reopen(dir, n_txns)?;
         reopen_samples.push(elapsed);
@@ -282,6 +291,12 @@ pub(crate) fn measure(
         drop(db);
     }
     verify_values(dir, n_txns, key_order, &keys)?;
+    // After the engine's passes: the naive map's two million small allocations, freed,
+    // would leave this process's heap fragmented under the engine's reopens.
+    for _ in 0..repeats.max(1) {
+        let (map, _) = naive::replay(&naive_path)?;
+        naive_read_all_samples.push(naive::read_all(&map, n_txns, key_order)?);
+    }
     Ok(ReplayFigures {
         n_txns,
         key_order,
@@ -289,5 +304,7 @@ pub(crate) fn measure(
         reopen: median(reopen_samples),
         floor: median(floor_samples),
         reopen_read_all: median(read_all_samples),
+        naive_replay: naive::replay_fresh(&naive_path, n_txns, repeats)?,
+        naive_read_all: median(naive_read_all_samples),
     })
 }

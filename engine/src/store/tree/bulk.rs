@@ -9,7 +9,8 @@
 use std::collections::VecDeque;
 
 use super::{
-    append_rightmost, prefetch, Inserted, Internal, Leaf, Node, OrderedMap, CHILDREN_MAX, LEAF_LEN_MAX,
+    append_rightmost, prefetch, Inserted, Internal, Leaf, Node, OrderedMap, CHILDREN_MAX,
+    LEAF_LEN_MAX,
 };
 
 /// Cache lines of the next leaf's keys and of its values that `IntoSorted` starts loading.
