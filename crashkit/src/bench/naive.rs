@@ -1,6 +1,7 @@
-//! The naive log the engine is measured against: what the peer benchmark calls its
-//! baseline (`../shared/peers`, the `baseline` engine), rebuilt here so that `torture
-//! bench` states the engine's targets against it as ratios measured in one run.
+//! The naive log the engine is measured against: the baseline of the peer benchmark the
+//! team runs beside sled, redb, fjall, SQLite and okaywal (its `baseline` engine), rebuilt
+//! here so that `torture bench` states the engine's targets against it as ratios measured
+//! in one run.
 //!
 //! One record per put: `[u32 LE payload length][u32 LE crc32 of the payload][payload]`,
 //! the payload `[u16 LE key length][key][value]`. Commit = the record handed to the OS

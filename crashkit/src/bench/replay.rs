@@ -29,7 +29,7 @@ const FLOOR_READ_LEN_BYTES: usize = 1 << 20;
 pub enum KeyOrder {
     /// `key_` + 16 hex digits of a 64-bit bijective hash (splitmix64's finalizer) of the
     /// transaction index, and 32 incompressible bytes hashed from the index: exactly the
-    /// keys and values of the peer benchmark (/work/shared/peers), so figures compare.
+    /// keys and values of the peer benchmark (the team's side-by-side run of peer engines), so figures compare.
     Random,
     /// `key-` + the transaction index in 16 decimal digits, ascending, and 32 bytes derived
     /// from the index: the bench's original workload.
