@@ -21,6 +21,7 @@ use crate::finding::{Finding, FindingKind, Violation};
 use crate::oracle::Ledger;
 use crate::plan::FaultPlan;
 use crate::protocol::{Event, ParseError};
+use crate::side_files::SideFiles;
 use crate::workload::Workload;
 use crate::wrong_engine::WrongEngine;
 
@@ -523,12 +524,16 @@ fn run_generation(
         )))?;
         let model = DiskModel::build(&trace, engine::WAL_FILE_NAME, crashed_wal.clone());
         let states = crate::power_loss::draw_states(&model, case, power_loss.crash_states);
+        let side = SideFiles::build(&trace, &db_dir, case, power_loss.crash_states).map_err(
+            io_err(format!("reading the files beside {}", wal_path.display())),
+        )?;
         // Every state but the first is recovered and checked on its own copy of the
         // crashed directory; the first goes on in place (recovery crash, bit flip, next
         // generation).
         for state in states.iter().skip(1) {
             let dir = scratch.join(format!("state-{}", state.index));
             lay_out_state(&db_dir, &dir, &state.image, &[])?;
+            let beside = lay_out_side_files(&side, &dir, state.index)?;
             let input = CheckInput {
                 case,
                 workload: &workload,
@@ -542,7 +547,7 @@ fn run_generation(
                 expect_exact_torn_bytes: true,
                 engine: engine.as_ref(),
             };
-            let description = state.describe(&model);
+            let description = format!("{}{beside}", state.describe(&model));
             if let Err(v) =
                 check_laid_out_state(&dir, &input, description, state.damage_in_middle, outcome)
             {
@@ -554,7 +559,10 @@ fn run_generation(
         let undos = crate::crash_state::uncovered_entries(&trace);
         if let (false, Some(state)) = (undos.is_empty(), states.first()) {
             let dir = scratch.join("state-entries");
-            let undone = lay_out_state(&db_dir, &dir, &state.image, &undos)?;
+            let mut undone = lay_out_state(&db_dir, &dir, &state.image, &undos)?;
+            if !undone.is_empty() {
+                undone.push_str(&lay_out_side_files(&side, &dir, state.index)?);
+            }
             if undone.is_empty() {
                 let _ = std::fs::remove_dir_all(&dir);
             } else {
@@ -588,13 +596,13 @@ fn run_generation(
                 state.index,
                 wal_path.display()
             )))?;
+            let beside = lay_out_side_files(&side, &db_dir, state.index)?;
             first_damaged = state.first_changed_bytes.min(crash_len);
             outcome.crash_states_checked += 1;
             outcome.crash_states_damaged_in_middle += u64::from(state.damage_in_middle);
-            outcome
-                .crash_state_descriptions
-                .push(state.describe(&model));
-            primary_state = Some((state.describe(&model), state.image));
+            let description = format!("{}{beside}", state.describe(&model));
+            outcome.crash_state_descriptions.push(description.clone());
+            primary_state = Some((description, state.image));
         }
     }
     let mut reference_state = None;
@@ -675,6 +683,15 @@ fn run_generation(
     })
 }
 
+/// Writes the side files' crash states number `index` into `dir` (P7); returns the
+/// description suffix of what changed.
+fn lay_out_side_files(side: &SideFiles, dir: &Path, index: usize) -> Result<String, HarnessError> {
+    side.lay_out(dir, index).map_err(io_err(format!(
+        "writing the files beside the log in {}",
+        dir.display()
+    )))
+}
+
 /// Lays out a crash state on its own copy of the crashed directory: `db_dir` copied to
 /// `dir`, `wal.log` replaced by `image`, and the directory entries in `undos` undone.
 /// Returns the description of what the undos changed (empty when nothing did).
@@ -747,18 +764,31 @@ fn check_recovery_crash_states(
     };
     let model = DiskModel::build(&trace, engine::WAL_FILE_NAME, wal_now);
     let undos = crate::crash_state::uncovered_entries(&trace);
-    if model.uncovered_ops == 0 && undos.is_empty() {
+    let sub = crate::faults::power_loss::recovery_states_case(input.case);
+    let side = SideFiles::build(&trace, db_dir, &sub, n_states).map_err(io_err(format!(
+        "reading the files beside {}",
+        wal_path.display()
+    )))?;
+    if model.uncovered_ops == 0 && undos.is_empty() && side.is_empty() {
         return Ok(Ok(()));
     }
-    let sub = crate::faults::power_loss::recovery_states_case(input.case);
     let states = crate::faults::power_loss::crash_states(&model, &sub, n_states);
-    for (i, state) in states.iter().enumerate() {
-        let dir = scratch.join(format!("recovery-state-{}", state.index));
+    // A recovery killed before it changed the log (while it wrote a sidecar) leaves one
+    // log state: the side files' states still get a round each.
+    let rounds = if side.is_empty() {
+        states.len()
+    } else {
+        states.len().max(n_states)
+    };
+    for i in 0..rounds {
+        let state = &states[i % states.len()];
+        let dir = scratch.join(format!("recovery-state-{i}"));
         // The first state also loses the directory entries recovery's fsyncs did not cover.
         let entries = if i == 0 { &undos[..] } else { &[] };
         let undone = lay_out_state(db_dir, &dir, &state.image, entries)?;
+        let beside = lay_out_side_files(&side, &dir, i)?;
         let description = format!(
-            "power loss during recovery, {}{undone}",
+            "power loss during recovery, {}{undone}{beside}",
             state.describe(&model)
         );
         if let Err(v) =

@@ -26,7 +26,8 @@ pub enum FindingKind {
     Hole,
     /// The state matches no prefix for another reason.
     WrongValue,
-    /// Damage was not detected or not reported (R5): torn bytes not reported, not cut.
+    /// Damage was not detected, reported or kept (R5): torn bytes not reported, not cut,
+    /// or not kept in a sidecar.
     CorruptionNotDetected,
     /// A second recovery gave a different state (R7).
     RecoveryNotIdempotent,

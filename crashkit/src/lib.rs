@@ -39,6 +39,7 @@ pub mod seam;
 pub mod selftest;
 pub mod selftest_faults;
 pub mod shrink;
+pub mod side_files;
 pub mod space;
 pub mod state_shrink;
 pub mod sweep;

@@ -141,6 +141,7 @@ pub fn check(dir: &Path, input: &CheckInput<'_>) -> Result<CheckReport, Violatio
     check_recovery_durable(&first).map_err(with_stats)?;
     let wal_path = dir.join(::engine::WAL_FILE_NAME);
     check_torn_tail_cut(input, &first, wal_len(&wal_path)).map_err(with_stats)?;
+    check_torn_bytes_kept(dir, input, &first).map_err(with_stats)?;
 
     let db = open::open(dir, "second reopen")?;
     let again = snapshot(&db);
@@ -460,6 +461,73 @@ fn check_torn_tail_cut(
         ));
     }
     Ok(())
+}
+
+/// `corruption-not-detected` (R5: "non-zero damaged bytes are kept in a sidecar"): after
+/// recovery, the non-zero bytes the crash left after the last whole record are in a
+/// torn-tail sidecar named for that offset, byte for byte (zeros after them, if any). The
+/// sidecar may be this recovery's or one an interrupted recovery made durable before it
+/// cut the log (docs/faults.md P7: a power loss may take a sidecar's bytes only while the
+/// log still holds them).
+fn check_torn_bytes_kept(
+    dir: &Path,
+    input: &CheckInput<'_>,
+    recovery: &Recovery,
+) -> Result<(), Violation> {
+    let Some(expected_end) = input.expected_valid_end_bytes else {
+        return Ok(());
+    };
+    if recovery.valid_end_bytes() != expected_end {
+        return Ok(()); // `check_torn_tail_cut` reports that.
+    }
+    let torn = input
+        .crashed_wal
+        .get(usize::try_from(expected_end).unwrap_or(usize::MAX)..)
+        .unwrap_or_default();
+    let Some(nonzero_len) = torn.iter().rposition(|b| *b != 0).map(|at| at + 1) else {
+        return Ok(());
+    };
+    let torn = &torn[..nonzero_len];
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((::engine::wal::sidecar::SidecarKind::Torn { .. }, offset)) =
+            ::engine::wal::sidecar::parse_name(::engine::WAL_FILE_NAME, &name)
+        else {
+            continue;
+        };
+        if offset != expected_end {
+            continue;
+        }
+        let kept = std::fs::read(entry.path()).unwrap_or_default();
+        let holds = kept.len() >= torn.len()
+            && kept[..torn.len()] == *torn
+            && kept[torn.len()..].iter().all(|b| *b == 0);
+        if holds {
+            return Ok(());
+        }
+        let differs_at = kept.iter().zip(torn).position(|(a, b)| a != b);
+        seen.push(format!(
+            "{name} ({} bytes, {})",
+            kept.len(),
+            match differs_at {
+                Some(at) => format!("differs at byte {at}"),
+                None => "shorter".to_string(),
+            }
+        ));
+    }
+    Err(Violation::new(
+        FindingKind::CorruptionNotDetected,
+        format!(
+            "the crash left {nonzero_len} torn bytes (not all zero) after offset {expected_end}, and no \
+             sidecar keeps them: {}",
+            if seen.is_empty() {
+                "no torn-tail sidecar for that offset".to_string()
+            } else {
+                seen.join("; ")
+            }
+        ),
+    ))
 }
 
 /// `recovery-not-idempotent` (R7): a second recovery sees the same state as the first.
