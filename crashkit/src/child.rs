@@ -86,7 +86,7 @@ pub fn main_from_args(args: Vec<String>) -> ! {
     let out = Arc::new(EventWriter::new(1));
     match role {
         Role::Writer => run_writer(&dir, &case, wrong, out),
-        Role::Recoverer => run_recoverer(&dir, &case, out),
+        Role::Recoverer => run_recoverer(&dir, &case, wrong, out),
     }
 }
 
@@ -218,9 +218,15 @@ fn run_txn(db: &engine::Database, idx: usize, plan: &crate::workload::TxnPlan, o
     }
 }
 
-fn run_recoverer(dir: &std::path::Path, case: &Case, out: Arc<EventWriter>) -> ! {
+fn run_recoverer(
+    dir: &std::path::Path,
+    case: &Case,
+    wrong: Option<WrongEngine>,
+    out: Arc<EventWriter>,
+) -> ! {
     let workload = Workload::for_case(case);
-    let plan = FaultPlan::derive(case, &workload);
+    let mut plan = FaultPlan::derive(case, &workload);
+    plan.wrong = wrong;
     // Strict, so that a recoverer that survives and drops its handle adds nothing.
     let hooks = plan
         .recoverer_hooks(dir)

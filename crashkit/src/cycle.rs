@@ -202,10 +202,10 @@ fn run_child(
         .args(&env.child.args_prefix)
         .args(child_args(role, db_dir, case))
         .args(
-            match env
-                .wrong
-                .filter(|w| w.acts_in_writer() && role == Role::Writer)
-            {
+            match env.wrong.filter(|w| match role {
+                Role::Writer => w.acts_in_writer(),
+                Role::Recoverer => w.acts_in_recoverer(),
+            }) {
                 Some(w) => vec![
                     "--wrong".to_string(),
                     serde_json::to_string(&w).expect("a wrong engine serializes"),

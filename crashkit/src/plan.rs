@@ -42,8 +42,9 @@ pub struct FaultPlan {
     /// power loss too, at this changing call on any file, and its trace gives more crash
     /// states: `faults::recovery_crash::Counted`).
     pub recovery_kill_call: Option<u64>,
-    /// Self-test only: a wrong engine acting in the writer (its storage or options),
-    /// handed to the child on its command line, never derived from the case.
+    /// Self-test only: a wrong engine acting in the writer (its storage or options) or in
+    /// the recovering child (its storage), handed to the child on its command line, never
+    /// derived from the case.
     #[serde(skip)]
     pub wrong: Option<WrongEngine>,
 }
@@ -118,6 +119,9 @@ impl FaultPlan {
             .map(|n| recovery_crash::KillAfterCalls::hook(n, counted))
             .into_iter()
             .collect();
+        if let Some(hook) = self.wrong.and_then(WrongEngine::recoverer_storage) {
+            hooks.insert(0, hook);
+        }
         if self.power_loss.is_some() && self.recovery_kill_call.is_some() {
             hooks.push(power_loss::recoverer_hook(db_dir)?);
         }

@@ -93,13 +93,15 @@ pub fn run(env: &CycleEnv, base_seed: u64) -> Result<SelfTestReport, HarnessErro
                 break;
             }
             // Wrong engines acting in the writer show only in crash states: their cases
-            // lose power after the kill; the others' cases do not. The real engine runs
-            // each case first and must be clean.
-            for power_loss in [false, true] {
+            // lose power after the kill; those acting in the recovering child show only in
+            // an interrupted recovery's crash states: their cases also crash recovery; the
+            // others' cases do neither. The real engine runs each case first and must be
+            // clean.
+            for needs in [(false, false), (true, false), (true, true)] {
+                let (power_loss, recovery_crash) = needs;
                 let wanted: Vec<usize> = (0..WrongEngine::ALL.len())
                     .filter(|w| {
-                        WrongEngine::ALL[*w].acts_in_writer() == power_loss
-                            && found[*w].reported_as.is_none()
+                        WrongEngine::ALL[*w].needs() == needs && found[*w].reported_as.is_none()
                     })
                     .collect();
                 if wanted.is_empty() {
@@ -112,6 +114,7 @@ pub fn run(env: &CycleEnv, base_seed: u64) -> Result<SelfTestReport, HarnessErro
                 );
                 case.threads = threads;
                 case.power_loss = power_loss;
+                case.recovery_crash = recovery_crash;
                 let correct = run_cycle(
                     &case,
                     &CycleEnv {

@@ -49,10 +49,16 @@ pub enum WrongEngine {
     /// above the checker's tracker): a power loss may bring the cut bytes back behind
     /// the new records (docs/faults.md P6).
     CutNotSyncedBeforeAppends,
+    /// Recovery copies a torn tail into its sidecar and cuts it from the log, but never
+    /// fdatasyncs the copy ([`Skipped::SidecarSyncs`], in the recovering child and under
+    /// the first recovery): the cut can be durable while the kept bytes are not, and a
+    /// power loss then destroys them (R5, docs/faults.md P7). Only the crash states of an
+    /// interrupted recovery show it.
+    SkipsSidecarSync,
 }
 
 impl WrongEngine {
-    pub const ALL: [WrongEngine; 10] = [
+    pub const ALL: [WrongEngine; 11] = [
         WrongEngine::DropsLastAcked,
         WrongEngine::AppliesIncompleteTxn,
         WrongEngine::AppliesInWrongOrder,
@@ -63,6 +69,7 @@ impl WrongEngine {
         WrongEngine::RefusesOutOfOrderStates,
         WrongEngine::SkipsDirSync,
         WrongEngine::CutNotSyncedBeforeAppends,
+        WrongEngine::SkipsSidecarSync,
     ];
 
     /// Whether it acts inside the writer child (handed over with the case); the checker
@@ -74,6 +81,31 @@ impl WrongEngine {
                 | WrongEngine::RefusesOutOfOrderStates
                 | WrongEngine::SkipsDirSync
         )
+    }
+
+    /// Whether it acts inside the recovering child (the one a recovery crash kills), and
+    /// under the checker's first recovery too.
+    pub fn acts_in_recoverer(self) -> bool {
+        self == WrongEngine::SkipsSidecarSync
+    }
+
+    /// What a case needs for it to show: `(power loss, recovery crash)`. One acting in
+    /// the writer shows only in power-loss crash states, one acting in the recovering
+    /// child only in the crash states of an interrupted recovery.
+    pub fn needs(self) -> (bool, bool) {
+        (
+            self.acts_in_writer() || self.acts_in_recoverer(),
+            self.acts_in_recoverer(),
+        )
+    }
+
+    /// The hook it puts under the recovering child's storage (outside the trace of
+    /// recovery's I/O, so the trace shows only what reached the files), if it acts there.
+    pub fn recoverer_storage(self) -> Option<Arc<dyn Hook>> {
+        match self {
+            WrongEngine::SkipsSidecarSync => Some(SkippedSyncs::hook(Skipped::SidecarSyncs)),
+            _ => None,
+        }
     }
 
     /// The hook it puts under the writer child's storage (below the sync tracker, above
@@ -108,6 +140,7 @@ impl EngineUnderTest for WrongEngine {
             WrongEngine::CutNotSyncedBeforeAppends => {
                 vec![SkippedSyncs::hook(Skipped::SyncAfterRecoveryCut)]
             }
+            WrongEngine::SkipsSidecarSync => vec![SkippedSyncs::hook(Skipped::SidecarSyncs)],
             _ => Vec::new(),
         }
     }
@@ -179,7 +212,8 @@ fn distort_recovered(wrong: WrongEngine, context: &RecoveryContext<'_>, recovere
         | WrongEngine::AcksBeforeSyncReturns
         | WrongEngine::RefusesOutOfOrderStates
         | WrongEngine::SkipsDirSync
-        | WrongEngine::CutNotSyncedBeforeAppends => recovered,
+        | WrongEngine::CutNotSyncedBeforeAppends
+        | WrongEngine::SkipsSidecarSync => recovered,
     }
 }
 

@@ -22,6 +22,9 @@ pub enum Skipped {
     /// wrote any record: recovery's sync after it cut a torn tail (docs/faults.md P6),
     /// so the cut is not durable when the first new records are appended.
     SyncAfterRecoveryCut,
+    /// Every fdatasync of a torn-tail sidecar (`wal.log.torn-*`): recovery copies a torn
+    /// tail out and cuts it from the log, but the copy may never reach the disk.
+    SidecarSyncs,
 }
 
 /// Answers the syncs its [`Skipped`] names with success, doing nothing.
@@ -32,6 +35,14 @@ pub struct SkippedSyncs {
     cut_pending: Mutex<HashSet<u64>>,
     /// `wal.log` files that got a record write (at or past the header).
     wrote_record: Mutex<HashSet<u64>>,
+}
+
+/// Whether `path` names a torn-tail sidecar of the log.
+fn is_torn_sidecar(path: &std::path::Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| engine::wal::sidecar::parse_name(engine::WAL_FILE_NAME, n))
+        .is_some_and(|(kind, _)| matches!(kind, engine::wal::sidecar::SidecarKind::Torn { .. }))
 }
 
 impl SkippedSyncs {
@@ -81,6 +92,9 @@ impl Hook for SkippedSyncs {
             (Skipped::DirSyncs, None) => matches!(op, Op::SyncDir { .. }),
             (Skipped::SyncAfterRecoveryCut, Some(f)) => {
                 f.is_wal() && self.is_sync_after_cut(f, &op)
+            }
+            (Skipped::SidecarSyncs, Some(f)) => {
+                matches!(op, Op::SyncData) && is_torn_sidecar(&f.path)
             }
             (_, None) => false,
         };
