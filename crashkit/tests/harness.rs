@@ -124,23 +124,33 @@ fn power_loss_checks_several_crash_states_and_some_lose_the_middle_of_unsynced_b
     );
 }
 
+/// `n` Async offset-kill cycles with a power loss and a crashed recovery (so recovery's
+/// own crash states are checked), each asserted clean.
+fn clean_recovery_power_loss_cycles(seed: u64, n: u64) -> Vec<crashkit::cycle::CycleOutcome> {
+    let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
+    (0..n)
+        .map(|i| {
+            let mut case = Case::new(
+                crashkit::case::cycle_seed(seed, i),
+                ModeName::Async,
+                KillKind::Offset,
+            );
+            case.power_loss = true;
+            case.recovery_crash = true;
+            let outcome = run_cycle(&case, &env(dir.path())).unwrap();
+            assert!(outcome.finding.is_none(), "{}", outcome.finding.unwrap());
+            outcome
+        })
+        .collect()
+}
+
 #[test]
 fn a_power_loss_during_recovery_undoes_its_unsynced_cut_and_recovers_the_same_state() {
     // Async offset kills leave a torn tail for recovery to cut; a recovery killed after
     // some of its calls leaves its own unsynced operations, whose crash states (the cut
     // undone among them) must recover to what an uninterrupted recovery gives (R7).
-    let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
     let (mut during_recovery, mut cut_undone) = (0, 0);
-    for i in 0..24 {
-        let mut case = Case::new(
-            crashkit::case::cycle_seed(0x2ec0, i),
-            ModeName::Async,
-            KillKind::Offset,
-        );
-        case.power_loss = true;
-        case.recovery_crash = true;
-        let outcome = run_cycle(&case, &env(dir.path())).unwrap();
-        assert!(outcome.finding.is_none(), "{}", outcome.finding.unwrap());
+    for outcome in clean_recovery_power_loss_cycles(0x2ec0, 24) {
         for d in &outcome.crash_state_descriptions {
             if d.starts_with("power loss during recovery") {
                 during_recovery += 1;
@@ -160,18 +170,8 @@ fn a_power_loss_while_recovery_writes_a_sidecar_damages_it_and_recovery_still_op
     // fdatasync, leaves the sidecar's bytes unsynced: a power loss may lose or tear them
     // (P7). The log was not cut yet (the cut waits for the sidecar to be durable), so the
     // next recovery must open, save the tail again and recover the same state (R7).
-    let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
     let (mut sidecar_damaged, mut states) = (0, 0);
-    for i in 0..48 {
-        let mut case = Case::new(
-            crashkit::case::cycle_seed(0x51de, i),
-            ModeName::Async,
-            KillKind::Offset,
-        );
-        case.power_loss = true;
-        case.recovery_crash = true;
-        let outcome = run_cycle(&case, &env(dir.path())).unwrap();
-        assert!(outcome.finding.is_none(), "{}", outcome.finding.unwrap());
+    for outcome in clean_recovery_power_loss_cycles(0x51de, 48) {
         states += outcome.crash_states_checked;
         sidecar_damaged += outcome
             .crash_state_descriptions

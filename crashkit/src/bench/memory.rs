@@ -11,7 +11,6 @@
 //! and the report says so.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use engine::{Database, DurabilityMode};
@@ -143,22 +142,7 @@ pub fn recover_only(dir: &Path) -> Result<RecoveryMemory, BenchError> {
 }
 
 fn recover_in_child(dir: &Path) -> Result<RecoveryMemory, BenchError> {
-    let output = Command::new("/proc/self/exe")
-        .arg("bench")
-        .arg("--recover-only")
-        .arg(dir)
-        .output()
-        .map_err(|e| BenchError::io("starting the recovery child", e))?;
-    if !output.status.success() {
-        return Err(BenchError::Child {
-            reason: format!(
-                "exited with {}: {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
-        });
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = super::run_child("--recover-only", dir, "recovery")?;
     stdout
         .lines()
         .rev()

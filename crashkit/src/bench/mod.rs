@@ -115,6 +115,32 @@ impl std::error::Error for BenchError {
     }
 }
 
+/// Runs this executable as `bench <flag> <path>` in a fresh process (the bench measures
+/// recoveries there: nothing this process allocated helps them) and returns its stdout,
+/// or why it failed (`what` names it).
+pub(crate) fn run_child(
+    flag: &str,
+    path: &std::path::Path,
+    what: &str,
+) -> Result<String, BenchError> {
+    let output = std::process::Command::new("/proc/self/exe")
+        .arg("bench")
+        .arg(flag)
+        .arg(path)
+        .output()
+        .map_err(|e| BenchError::io(format!("starting the {what} child"), e))?;
+    if !output.status.success() {
+        return Err(BenchError::Child {
+            reason: format!(
+                "{what} child exited with {}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 /// Sizes of one run.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {

@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use engine::Value;
@@ -154,31 +153,21 @@ pub(crate) fn replay_fresh(
 }
 
 fn replay_in_child(path: &Path) -> Result<(u64, Duration), BenchError> {
-    let output = Command::new("/proc/self/exe")
-        .arg("bench")
-        .arg("--naive-replay-only")
-        .arg(path)
-        .output()
-        .map_err(|e| BenchError::io("starting the naive replay child", e))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let parsed = stdout.lines().rev().find_map(|line| {
-        let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        (v["type"] == "naive_replay").then_some(())?;
-        Some((
-            v["records"].as_u64()?,
-            Duration::from_secs_f64(v["replay_s"].as_f64()?),
-        ))
-    });
-    match parsed {
-        Some(figures) if output.status.success() => Ok(figures),
-        _ => Err(BenchError::Child {
-            reason: format!(
-                "naive replay child exited with {}: {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
-        }),
-    }
+    let stdout = super::run_child("--naive-replay-only", path, "naive replay")?;
+    stdout
+        .lines()
+        .rev()
+        .find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            (v["type"] == "naive_replay").then_some(())?;
+            Some((
+                v["records"].as_u64()?,
+                Duration::from_secs_f64(v["replay_s"].as_f64()?),
+            ))
+        })
+        .ok_or_else(|| BenchError::Child {
+            reason: format!("no naive_replay line in its output: {}", stdout.trim()),
+        })
 }
 
 /// Looks up every key of a `key_order` log of `n_txns` puts in `map` and checks its
