@@ -168,4 +168,43 @@ mod tests {
         s.sync_data().unwrap();
         assert_eq!(seen.lock().unwrap().len(), 1);
     }
+
+    /// Passes every call on, noting the files whose fdatasync reached it.
+    #[derive(Debug, Default)]
+    struct SyncedFiles(Mutex<Vec<String>>);
+
+    impl Hook for SyncedFiles {
+        fn call(&self, file: Option<&FileRef>, op: Op<'_>, next: Next<'_>) -> io::Result<Reply> {
+            if let (Some(f), Op::SyncData) = (file, &op) {
+                let name = f.path.file_name().unwrap().to_string_lossy().into_owned();
+                self.0.lock().unwrap().push(name);
+            }
+            next(op)
+        }
+    }
+
+    #[test]
+    fn only_torn_sidecar_syncs_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let synced = Arc::new(SyncedFiles::default());
+        let opener = FaultOpener::new(vec![
+            SkippedSyncs::hook(Skipped::SidecarSyncs),
+            synced.clone(),
+        ]);
+        for name in [
+            "wal.log.torn-1-64",
+            "wal.log.dropped-64",
+            "wal.log",
+            "IDENTITY.tmp",
+        ] {
+            let storage = opener.open(&dir.path().join(name)).unwrap().storage;
+            storage.write_at(0, b"x").unwrap();
+            storage.sync_data().unwrap();
+        }
+        assert_eq!(
+            *synced.0.lock().unwrap(),
+            ["wal.log.dropped-64", "wal.log", "IDENTITY.tmp"],
+            "only the torn-tail sidecar's fdatasync is skipped"
+        );
+    }
 }
