@@ -475,6 +475,11 @@ fn append_rightmost<K: Ord + Clone, V>(
             }
         }
         Node::Internal(internal) => {
+            // Below the rightmost child's lower bound: not above the maximum, and no need
+            // to walk down to see it (random keys mostly stop here, at the root).
+            if internal.seps.last().is_some_and(|sep| key < *sep) {
+                return Err((key, val));
+            }
             let idx = internal.children.len() - 1;
             Ok(
                 match append_rightmost(&mut internal.children[idx], key, val)? {
