@@ -330,22 +330,41 @@ pub fn uncovered_entries(trace: &Trace) -> Vec<EntryUndo> {
     undos
 }
 
-/// Applies `undos` (paths as the writer saw them, under `db_dir`) to `copy_dir`, a copy of
-/// that directory: renames go back first, then created entries vanish. Undoing the
-/// creation of `db_dir` itself or of a directory above it empties the copy (a database
-/// whose directory vanished has nothing left). Returns what it changed, for the finding.
-pub fn apply_entry_undos(
+/// A database directory's entries as a crash state is laid out: a copy on disk
+/// ([`apply_entry_undos`]) or the sweep's in-memory files. Paths are relative to the
+/// database directory.
+pub trait EntryTarget {
+    /// Renames `to` back to `from`; false when `to` is not there.
+    fn rename_back(
+        &mut self,
+        to: &std::path::Path,
+        from: &std::path::Path,
+    ) -> std::io::Result<bool>;
+    /// Removes the entry (a directory with everything below it); false when it is not there.
+    fn remove(&mut self, path: &std::path::Path) -> std::io::Result<bool>;
+    /// Removes every entry.
+    fn clear(&mut self) -> std::io::Result<()>;
+}
+
+/// Undoes `undos` (paths as the writer saw them, under `db_dir`) in `target`: renames go
+/// back first, then created entries vanish. Undoing the creation of `db_dir` itself or of
+/// a directory above it empties the target (a database whose directory vanished has
+/// nothing left). Returns what it changed, for the finding.
+pub fn undo_entries(
     db_dir: &std::path::Path,
-    copy_dir: &std::path::Path,
     undos: &[EntryUndo],
+    target: &mut impl EntryTarget,
 ) -> std::io::Result<Vec<String>> {
     let mut changed = Vec::new();
-    let in_copy = |p: &std::path::Path| p.strip_prefix(db_dir).ok().map(|rel| copy_dir.join(rel));
+    let rel = |p: &std::path::Path| {
+        p.strip_prefix(db_dir)
+            .ok()
+            .map(std::path::Path::to_path_buf)
+    };
     for undo in undos {
         if let EntryUndo::Renamed { from, to } = undo {
-            if let (Some(from_c), Some(to_c)) = (in_copy(from), in_copy(to)) {
-                if to_c.exists() {
-                    std::fs::rename(&to_c, &from_c)?;
+            if let (Some(from_r), Some(to_r)) = (rel(from), rel(to)) {
+                if target.rename_back(&to_r, &from_r)? {
                     changed.push(format!(
                         "rename {} -> {} undone",
                         from.display(),
@@ -360,34 +379,70 @@ pub fn apply_entry_undos(
             continue;
         };
         if db_dir.starts_with(path) {
-            for entry in std::fs::read_dir(copy_dir)? {
-                let entry = entry?;
-                if entry.file_type()?.is_dir() {
-                    std::fs::remove_dir_all(entry.path())?;
-                } else {
-                    std::fs::remove_file(entry.path())?;
-                }
-            }
+            target.clear()?;
             changed.push(format!(
                 "creation of {} undone (the database directory is gone)",
                 path.display()
             ));
-            continue;
-        }
-        if let Some(c) = in_copy(path) {
-            let removed = if c.is_dir() {
-                std::fs::remove_dir_all(&c).map(|()| true)
-            } else if c.exists() {
-                std::fs::remove_file(&c).map(|()| true)
-            } else {
-                Ok(false)
-            };
-            if removed? {
+        } else if let Some(r) = rel(path) {
+            if target.remove(&r)? {
                 changed.push(format!("creation of {} undone", path.display()));
             }
         }
     }
     Ok(changed)
+}
+
+/// A copy of the database directory on disk.
+struct CopyDir<'a>(&'a std::path::Path);
+
+impl EntryTarget for CopyDir<'_> {
+    fn rename_back(
+        &mut self,
+        to: &std::path::Path,
+        from: &std::path::Path,
+    ) -> std::io::Result<bool> {
+        let to = self.0.join(to);
+        if !to.exists() {
+            return Ok(false);
+        }
+        std::fs::rename(&to, self.0.join(from))?;
+        Ok(true)
+    }
+
+    fn remove(&mut self, path: &std::path::Path) -> std::io::Result<bool> {
+        let path = self.0.join(path);
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else if path.exists() {
+            std::fs::remove_file(&path)?;
+        } else {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn clear(&mut self) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(self.0)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                std::fs::remove_dir_all(entry.path())?;
+            } else {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies `undos` (paths as the writer saw them, under `db_dir`) to `copy_dir`, a copy of
+/// that directory ([`undo_entries`]). Returns what it changed, for the finding.
+pub fn apply_entry_undos(
+    db_dir: &std::path::Path,
+    copy_dir: &std::path::Path,
+    undos: &[EntryUndo],
+) -> std::io::Result<Vec<String>> {
+    undo_entries(db_dir, undos, &mut CopyDir(copy_dir))
 }
 
 #[cfg(test)]

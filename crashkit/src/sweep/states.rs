@@ -6,11 +6,13 @@
 use std::path::{Path, PathBuf};
 
 use crate::case::Purpose;
-use crate::crash_state::{uncovered_entries, DiskModel, EntryUndo, SECTOR_BYTES};
+use crate::crash_state::{
+    uncovered_entries, undo_entries, DiskModel, EntryTarget, EntryUndo, SECTOR_BYTES,
+};
 use crate::oracle::Ledger;
 use crate::power_loss::{self, CrashState, Fate, Shape};
 
-use super::points::{ledger_of, rel, trace_prefix, Point, Run};
+use super::points::{ledger_of, trace_prefix, Point, Run};
 use super::SweepError;
 
 /// What a point offers: its files, its disk model and how its states are chosen.
@@ -202,48 +204,40 @@ impl Run {
     }
 }
 
-/// [`crate::crash_state::apply_entry_undos`] on in-memory files: renames go back, then
-/// created entries vanish (all of them when the database directory's own creation is
-/// undone). Returns what changed.
+/// The sweep's in-memory files (paths relative to the database directory) as a target
+/// of [`undo_entries`].
+struct MemEntries<'a>(&'a mut Vec<(PathBuf, Vec<u8>)>);
+
+impl EntryTarget for MemEntries<'_> {
+    fn rename_back(&mut self, to: &Path, from: &Path) -> std::io::Result<bool> {
+        match self.0.iter_mut().find(|(p, _)| p == to) {
+            Some(file) => {
+                file.0 = from.to_path_buf();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn remove(&mut self, path: &Path) -> std::io::Result<bool> {
+        let before = self.0.len();
+        self.0.retain(|(p, _)| !p.starts_with(path));
+        Ok(self.0.len() < before)
+    }
+
+    fn clear(&mut self) -> std::io::Result<()> {
+        self.0.clear();
+        Ok(())
+    }
+}
+
+/// [`undo_entries`] on in-memory files. Returns what changed.
 fn undo_in_memory(
     db_dir: &Path,
     files: &mut Vec<(PathBuf, Vec<u8>)>,
     undos: &[EntryUndo],
 ) -> Vec<String> {
-    let mut changed = Vec::new();
-    for undo in undos {
-        if let EntryUndo::Renamed { from, to } = undo {
-            if let (Some(from_r), Some(to_r)) = (rel(db_dir, from), rel(db_dir, to)) {
-                if let Some(f) = files.iter_mut().find(|(p, _)| *p == to_r) {
-                    f.0 = from_r;
-                    changed.push(format!(
-                        "rename {} -> {} undone",
-                        from.display(),
-                        to.display()
-                    ));
-                }
-            }
-        }
-    }
-    for undo in undos {
-        let EntryUndo::Created { path } = undo else {
-            continue;
-        };
-        if db_dir.starts_with(path) {
-            files.clear();
-            changed.push(format!(
-                "creation of {} undone (the database directory is gone)",
-                path.display()
-            ));
-        } else if let Some(r) = rel(db_dir, path) {
-            let before = files.len();
-            files.retain(|(p, _)| *p != r);
-            if files.len() < before {
-                changed.push(format!("creation of {} undone", path.display()));
-            }
-        }
-    }
-    changed
+    undo_entries(db_dir, undos, &mut MemEntries(files)).expect("in-memory undos cannot fail")
 }
 
 /// A fast 64-bit hash of a state's files and oracle, for deduplication (collisions among
@@ -278,4 +272,63 @@ pub(super) fn state_key(
         ^ (acked << 32)
         ^ (expected_end.unwrap_or(u64::MAX).rotate_left(48));
     (h, oracle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sweep's in-memory files and a copy on disk get the same undos with the same
+    /// outcome: one rule, two backings (a rename back, a creation undone, the database
+    /// directory's own creation emptying everything).
+    #[test]
+    fn in_memory_undos_match_undos_on_disk() {
+        let db_dir = Path::new("/d/db");
+        let undos = vec![
+            EntryUndo::Created {
+                path: db_dir.join("other"),
+            },
+            EntryUndo::Renamed {
+                from: db_dir.join("IDENTITY.tmp"),
+                to: db_dir.join("IDENTITY"),
+            },
+        ];
+        let files = vec![
+            (PathBuf::from("IDENTITY"), b"id".to_vec()),
+            (PathBuf::from("other"), b"x".to_vec()),
+            (PathBuf::from("wal.log"), b"log".to_vec()),
+        ];
+        let root = tempfile::tempdir().unwrap();
+        for (path, content) in &files {
+            std::fs::write(root.path().join(path), content).unwrap();
+        }
+        let on_disk = crate::crash_state::apply_entry_undos(db_dir, root.path(), &undos).unwrap();
+        let mut in_memory = files.clone();
+        assert_eq!(undo_in_memory(db_dir, &mut in_memory, &undos), on_disk);
+        let mut disk_files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    PathBuf::from(e.file_name()),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        disk_files.sort();
+        in_memory.sort();
+        assert_eq!(in_memory, disk_files);
+        assert_eq!(
+            in_memory,
+            vec![
+                (PathBuf::from("IDENTITY.tmp"), b"id".to_vec()),
+                (PathBuf::from("wal.log"), b"log".to_vec())
+            ]
+        );
+        let gone = [EntryUndo::Created {
+            path: PathBuf::from("/d"),
+        }];
+        assert_eq!(undo_in_memory(db_dir, &mut in_memory, &gone).len(), 1);
+        assert!(in_memory.is_empty());
+    }
 }
