@@ -19,57 +19,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use engine::wal::{OpenedStorage, StorageOpener, WalStorage};
-
-#[derive(Debug, Default)]
-struct MemFile {
-    data: Mutex<Vec<u8>>,
-    /// The file's length when its last `sync_data` ran (`None`: never synced).
-    synced_len_bytes: Mutex<Option<u64>>,
-}
+use engine::wal::{MemStorage, OpenedStorage, StorageOpener, WalStorage};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// One open handle of an in-memory file.
-#[derive(Debug)]
-struct MemHandle {
-    file: Arc<MemFile>,
-}
-
-impl WalStorage for MemHandle {
-    fn len_bytes(&self) -> io::Result<u64> {
-        Ok(lock(&self.file.data).len() as u64)
-    }
-    fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let data = lock(&self.file.data);
-        let from = (offset_bytes as usize).min(data.len());
-        let n = buf.len().min(data.len() - from);
-        buf[..n].copy_from_slice(&data[from..from + n]);
-        Ok(n)
-    }
-    fn write_at(&self, offset_bytes: u64, bytes: &[u8]) -> io::Result<()> {
-        let mut data = lock(&self.file.data);
-        let end = offset_bytes as usize + bytes.len();
-        if data.len() < end {
-            data.resize(end, 0);
-        }
-        data[offset_bytes as usize..end].copy_from_slice(bytes);
-        Ok(())
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        lock(&self.file.data).resize(len_bytes as usize, 0);
-        Ok(())
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        let len = lock(&self.file.data).len() as u64;
-        *lock(&self.file.synced_len_bytes) = Some(len);
-        Ok(())
-    }
-    fn sync_dir(&self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The in-memory file system. Paths are absolute paths under one real directory (see the
@@ -77,7 +30,7 @@ impl WalStorage for MemHandle {
 #[derive(Debug)]
 pub struct MemFs {
     dir: PathBuf,
-    files: Mutex<BTreeMap<PathBuf, Arc<MemFile>>>,
+    files: Mutex<BTreeMap<PathBuf, Arc<MemStorage>>>,
 }
 
 impl MemFs {
@@ -92,25 +45,21 @@ impl MemFs {
 
     /// Creates (or replaces) the file `name` in the database directory with `content`.
     pub fn put(&self, name: &Path, content: Vec<u8>) {
-        let file = MemFile {
-            data: Mutex::new(content),
-            synced_len_bytes: Mutex::new(None),
-        };
-        lock(&self.files).insert(self.dir.join(name), Arc::new(file));
+        lock(&self.files).insert(self.dir.join(name), Arc::new(MemStorage::new(content)));
     }
 
     /// The content of the file `name` of the database directory, if it exists.
     pub fn content(&self, name: &Path) -> Option<Vec<u8>> {
         lock(&self.files)
             .get(&self.dir.join(name))
-            .map(|f| lock(&f.data).clone())
+            .map(|f| f.bytes())
     }
 
     /// What the last `sync_data` of the file `name` covered (`None`: never synced).
     pub fn synced_len_bytes(&self, name: &Path) -> Option<u64> {
         lock(&self.files)
             .get(&self.dir.join(name))
-            .and_then(|f| *lock(&f.synced_len_bytes))
+            .and_then(|f| f.synced_len_bytes())
     }
 
     /// Every file: (name relative to the database directory, content).
@@ -119,7 +68,7 @@ impl MemFs {
             .iter()
             .map(|(p, f)| {
                 let rel = p.strip_prefix(&self.dir).unwrap_or(p).to_path_buf();
-                (rel, lock(&f.data).clone())
+                (rel, f.bytes())
             })
             .collect()
     }
@@ -138,7 +87,7 @@ impl StorageOpener for MemFs {
         let created = !files.contains_key(path);
         let file = files.entry(path.to_path_buf()).or_default().clone();
         Ok(OpenedStorage {
-            storage: Arc::new(MemHandle { file }),
+            storage: file,
             created,
         })
     }
@@ -170,9 +119,10 @@ impl StorageOpener for MemFs {
     }
 
     fn file_len(&self, path: &Path) -> io::Result<Option<u64>> {
-        Ok(lock(&self.files)
+        lock(&self.files)
             .get(path)
-            .map(|f| lock(&f.data).len() as u64))
+            .map(|f| f.len_bytes())
+            .transpose()
     }
 
     fn open_lock_file(&self, path: &Path) -> io::Result<File> {
@@ -193,7 +143,7 @@ impl StorageOpener for MemFs {
     }
 
     fn read_file(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
-        Ok(lock(&self.files).get(path).map(|f| lock(&f.data).clone()))
+        Ok(lock(&self.files).get(path).map(|f| f.bytes()))
     }
 }
 

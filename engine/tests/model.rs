@@ -29,7 +29,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed};
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
 
-use common::{fast_tempdir, hand_frame, MemStorage, WalImage};
+use common::{fast_tempdir, hand_frame, WalImage};
+use engine::wal::MemStorage;
 
 /// The seed of every proptest run in this file.
 const SEED: u64 = 0x00e1_61be_5eed_0001;

@@ -9,6 +9,7 @@
 pub mod entry;
 pub mod format;
 mod group_commit;
+mod mem_storage;
 pub mod reader;
 mod scan;
 pub mod sidecar;
@@ -27,6 +28,7 @@ pub use format::{
     FileHeader, FrameCodec, RecordType, FORMAT_VERSION, HEADER_LEN, MAGIC, RECORD_HEADER_LEN,
 };
 use group_commit::SyncState;
+pub use mem_storage::MemStorage;
 pub use reader::{ReadEnd, WalReader, WalRecord};
 pub use storage::{FileOpener, FileStorage, OpenedStorage, StorageOpener, SyncCadence, WalStorage};
 

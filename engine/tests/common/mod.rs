@@ -15,7 +15,7 @@ use crashkit::faults::storage::{FaultOpener, FileRef, Hook, Next, Op, Reply};
 use engine::database::identity;
 use engine::wal::format::{put_leb128, FileHeader, FrameCodec, FORMAT_VERSION, HEADER_LEN};
 use engine::wal::Framing;
-use engine::wal::{StorageOpener, WalStorage};
+use engine::wal::StorageOpener;
 use engine::{
     Database, DatabaseOptions, DurabilityMode, Key, Namespace, RunId, Timestamp, Value, WALEntry,
     WAL_FILE_NAME,
@@ -477,59 +477,4 @@ pub fn open_faulty(dir: &Path, mode: DurabilityMode) -> (Database, Arc<Faults>) 
 pub fn announce_seed(test: &str, seed: u64) -> u64 {
     eprintln!("{test}: seed {seed:#018x}");
     seed
-}
-
-/// A WAL file held in memory, for reader property tests that read thousands of images.
-#[derive(Debug, Default)]
-pub struct MemStorage {
-    pub bytes: Mutex<Vec<u8>>,
-}
-
-impl MemStorage {
-    pub fn new(bytes: Vec<u8>) -> MemStorage {
-        MemStorage {
-            bytes: Mutex::new(bytes),
-        }
-    }
-
-    fn data(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
-        self.bytes.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl WalStorage for MemStorage {
-    fn len_bytes(&self) -> io::Result<u64> {
-        Ok(self.data().len() as u64)
-    }
-
-    fn read_at(&self, offset_bytes: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let data = self.data();
-        let start = (offset_bytes as usize).min(data.len());
-        let n = buf.len().min(data.len() - start);
-        buf[..n].copy_from_slice(&data[start..start + n]);
-        Ok(n)
-    }
-
-    fn write_at(&self, offset_bytes: u64, bytes: &[u8]) -> io::Result<()> {
-        let mut data = self.data();
-        let end = offset_bytes as usize + bytes.len();
-        if data.len() < end {
-            data.resize(end, 0);
-        }
-        data[offset_bytes as usize..end].copy_from_slice(bytes);
-        Ok(())
-    }
-
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.data().resize(len_bytes as usize, 0);
-        Ok(())
-    }
-
-    fn sync_data(&self) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn sync_dir(&self) -> io::Result<()> {
-        Ok(())
-    }
 }

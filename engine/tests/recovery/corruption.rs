@@ -15,8 +15,9 @@ use engine::{
     WAL_FILE_NAME,
 };
 
-use crate::common::{install_wal, key, MemStorage, WalImage, RUN};
+use crate::common::{install_wal, key, WalImage, RUN};
 use crate::{open, state};
+use engine::wal::MemStorage;
 
 const DATABASE_ID: u128 = 0xc0_44u128 << 64;
 const N_TXNS: u64 = 8;
