@@ -45,6 +45,15 @@ impl ChildCommand {
             args_prefix: vec![subcommand.to_string()],
         })
     }
+
+    /// A program that is the child itself (no leading arguments), such as the tests'
+    /// `crashkit-child` binary.
+    pub fn program(program: impl Into<PathBuf>) -> ChildCommand {
+        ChildCommand {
+            program: program.into(),
+            args_prefix: Vec::new(),
+        }
+    }
 }
 
 /// Where scratch directories for cycles go by default: `/dev/shm` when it is a writable
@@ -103,6 +112,19 @@ pub struct CycleEnv {
     pub child: ChildCommand,
     /// Self-test only: simulate a wrong engine.
     pub wrong: Option<WrongEngine>,
+}
+
+impl CycleEnv {
+    /// Scratch in `<root>/work`, artifacts in `<root>/artifacts`, children run by `child`,
+    /// the real engine.
+    pub fn under(root: &Path, child: ChildCommand) -> CycleEnv {
+        CycleEnv {
+            work_dir: root.join("work"),
+            artifacts_dir: root.join("artifacts"),
+            child,
+            wrong: None,
+        }
+    }
 }
 
 /// The harness itself failed (not the engine): exit code 3 territory.

@@ -15,15 +15,10 @@ use crashkit::cycle::{run_cycle, ChildCommand, ChildEnd, CycleEnv};
 use crashkit::side_files::BESIDE_THE_LOG;
 
 fn env(dir: &std::path::Path) -> CycleEnv {
-    CycleEnv {
-        work_dir: dir.join("work"),
-        artifacts_dir: dir.join("artifacts"),
-        child: ChildCommand {
-            program: PathBuf::from(env!("CARGO_BIN_EXE_crashkit-child")),
-            args_prefix: Vec::new(),
-        },
-        wrong: None,
-    }
+    CycleEnv::under(
+        dir,
+        ChildCommand::program(env!("CARGO_BIN_EXE_crashkit-child")),
+    )
 }
 
 /// A campaign of `cycles` cycles over every mode x kill kind, with power loss, crashed

@@ -2,8 +2,6 @@
 //! `set_kept_findings_max` findings keep their data directory; later ones are still
 //! reported, with their reproduce line. (Its own test binary: the bound is per process.)
 
-use std::path::PathBuf;
-
 use crashkit::case::{cycle_seed, Case, KillKind, ModeName};
 use crashkit::cycle::{run_cycle, set_kept_findings_max, ChildCommand, CycleEnv};
 use crashkit::wrong_engine::WrongEngine;
@@ -12,13 +10,11 @@ use crashkit::wrong_engine::WrongEngine;
 fn only_the_first_n_findings_keep_their_directory() {
     let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
     let env = CycleEnv {
-        work_dir: dir.path().join("work"),
-        artifacts_dir: dir.path().join("artifacts"),
-        child: ChildCommand {
-            program: PathBuf::from(env!("CARGO_BIN_EXE_crashkit-child")),
-            args_prefix: Vec::new(),
-        },
         wrong: Some(WrongEngine::ShiftsVersions),
+        ..CycleEnv::under(
+            dir.path(),
+            ChildCommand::program(env!("CARGO_BIN_EXE_crashkit-child")),
+        )
     };
     set_kept_findings_max(2);
     let mut findings = Vec::new();

@@ -11,7 +11,7 @@
 //! A separate test binary from harness.rs because it owns a different noun (the matrix)
 //! and runs while harness.rs's long campaign test is being reworked elsewhere.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
@@ -48,15 +48,10 @@ cycles = 6
 "#;
 
 fn env(dir: &Path) -> CycleEnv {
-    CycleEnv {
-        work_dir: dir.join("work"),
-        artifacts_dir: dir.join("artifacts"),
-        child: ChildCommand {
-            program: PathBuf::from(env!("CARGO_BIN_EXE_crashkit-child")),
-            args_prefix: Vec::new(),
-        },
-        wrong: None,
-    }
+    CycleEnv::under(
+        dir,
+        ChildCommand::program(env!("CARGO_BIN_EXE_crashkit-child")),
+    )
 }
 
 fn settings(quick: bool) -> RunSettings {

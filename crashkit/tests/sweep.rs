@@ -8,7 +8,7 @@
 //! `--point P --state I` rebuilds the same state and the same verdict. Pins: a sweep that
 //! cannot fail, crash points silently skipped, a repro line that names another state.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crashkit::case::{Limits, ModeName};
 use crashkit::cycle::ChildCommand;
@@ -32,10 +32,7 @@ fn options(work: &Path, mode: ModeName, states_per_point: usize) -> SweepOptions
         jobs: 2,
         work_dir: work.join("work"),
         artifacts_dir: Some(work.join("artifacts")),
-        child: ChildCommand {
-            program: PathBuf::from(env!("CARGO_BIN_EXE_crashkit-child")),
-            args_prefix: Vec::new(),
-        },
+        child: ChildCommand::program(env!("CARGO_BIN_EXE_crashkit-child")),
         wrong: None,
         findings_max: 1,
         only: None,
@@ -157,13 +154,11 @@ fn a_power_loss_state_shrinks_to_fewer_damaged_units() {
     use crashkit::cycle::{run_cycle, CycleEnv};
     let dir = tempfile::tempdir_in(crashkit::cycle::default_work_root()).unwrap();
     let env = CycleEnv {
-        work_dir: dir.path().join("work"),
-        artifacts_dir: dir.path().join("artifacts"),
-        child: ChildCommand {
-            program: PathBuf::from(env!("CARGO_BIN_EXE_crashkit-child")),
-            args_prefix: Vec::new(),
-        },
         wrong: Some(WrongEngine::AcksBeforeSyncReturns),
+        ..CycleEnv::under(
+            dir.path(),
+            ChildCommand::program(env!("CARGO_BIN_EXE_crashkit-child")),
+        )
     };
     std::fs::create_dir_all(&env.work_dir).unwrap();
     for i in 0..48 {
