@@ -631,6 +631,29 @@ mod tests {
         }
     }
 
+    /// Merges `runs` (each in applied order) into a map of `base`, and applies the same
+    /// operations to `base` one by one as the model; the merged map's invariants hold.
+    fn merge_and_apply<K: RunKey + Clone + Copy + std::fmt::Debug, V: Copy + Send>(
+        base: BTreeMap<K, V>,
+        runs: Vec<Vec<(K, Option<V>)>>,
+    ) -> (OrderedMap<K, V>, BTreeMap<K, V>) {
+        let mut model = base.clone();
+        for &(k, v) in runs.iter().flatten() {
+            match v {
+                Some(v) => {
+                    model.insert(k, v);
+                }
+                None => {
+                    model.remove(&k);
+                }
+            }
+        }
+        let map = OrderedMap::from_sorted(base);
+        let merged = merge_runs(map, runs.into_iter().map(Run::from_ops).collect());
+        merged.check_invariants();
+        (merged, model)
+    }
+
     /// Operations as replay produces them: keys from a small range (so runs hold duplicate
     /// keys, and runs overlap each other and the map), a third of them deletes.
     fn ops_strategy() -> impl Strategy<Value = Vec<(u16, Option<u32>)>> {
@@ -685,18 +708,7 @@ mod tests {
             base in proptest::collection::btree_map(0u16..300, any::<u32>(), 0..200),
             runs in proptest::collection::vec(ops_strategy(), 0..6),
         ) {
-            let mut model = base.clone();
-            for run in &runs {
-                for &(k, v) in run {
-                    match v {
-                        Some(v) => { model.insert(k, v); }
-                        None => { model.remove(&k); }
-                    }
-                }
-            }
-            let map = OrderedMap::from_sorted(base);
-            let merged = merge_runs(map, runs.into_iter().map(Run::from_ops).collect());
-            merged.check_invariants();
+            let (merged, model) = merge_and_apply(base, runs);
             prop_assert_eq!(merged.len(), model.len());
             prop_assert_eq!(
                 merged.into_sorted().collect::<Vec<_>>(),
@@ -720,18 +732,7 @@ mod tests {
                 0..5,
             ),
         ) {
-            let mut model = base.clone();
-            for run in &runs {
-                for &(k, v) in run {
-                    match v {
-                        Some(v) => { model.insert(k, v); }
-                        None => { model.remove(&k); }
-                    }
-                }
-            }
-            let map = OrderedMap::from_sorted(base);
-            let merged = merge_runs(map, runs.into_iter().map(Run::from_ops).collect());
-            merged.check_invariants();
+            let (merged, model) = merge_and_apply(base, runs);
             prop_assert_eq!(
                 merged.into_sorted().collect::<Vec<_>>(),
                 model.into_iter().collect::<Vec<_>>()
