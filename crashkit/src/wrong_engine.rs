@@ -140,7 +140,8 @@ impl EngineUnderTest for WrongEngine {
             WrongEngine::CutNotSyncedBeforeAppends => {
                 vec![SkippedSyncs::hook(Skipped::SyncAfterRecoveryCut)]
             }
-            WrongEngine::SkipsSidecarSync => vec![SkippedSyncs::hook(Skipped::SidecarSyncs)],
+            // The same fault as in the recovering child.
+            WrongEngine::SkipsSidecarSync => self.recoverer_storage().into_iter().collect(),
             _ => Vec::new(),
         }
     }
