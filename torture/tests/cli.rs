@@ -43,12 +43,7 @@ fn usage_errors_exit_2() {
         vec!["bench", "--from", "bench.txt"],
     ] {
         let out = torture().args(&args).output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_exit(&out, 2, &format!("{args:?}"));
     }
     let help = torture().arg("--help").output().unwrap();
     assert_eq!(help.status.code(), Some(0));
@@ -72,13 +67,8 @@ fn run_json_emits_begin_and_summary_objects() {
         .arg(dir.path().join("artifacts"))
         .output()
         .unwrap();
+    assert_exit(&out, 0, "");
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -115,12 +105,7 @@ fn repro_is_deterministic() {
             ])
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_exit(&out, 0, "");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["type"], "clean");
         (
@@ -213,12 +198,7 @@ fn inspect_exits_1_on_damage_and_2_on_what_is_not_a_wal() {
         assert!(not_a_wal.is_file(), "{}", not_a_wal.display());
         let out = torture().arg("inspect").arg(&not_a_wal).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{}: {stderr}",
-            not_a_wal.display()
-        );
+        assert_exit(&out, 2, &not_a_wal.display().to_string());
         assert!(stderr.contains("not a WAL"), "{stderr}");
         assert!(
             out.stdout.is_empty(),
@@ -365,6 +345,17 @@ fn printed_repro_lines_paste_into_repro_and_fault_flags_match_run() {
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "run {spelling:?}");
     }
+}
+
+/// Asserts that `out` exited with `code`; otherwise shows `what`, its stdout and its stderr.
+fn assert_exit(out: &std::process::Output, code: i32, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
@@ -561,12 +552,7 @@ fn report_merges_runs_into_one_summary() {
         .arg("--json")
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0, "");
     let lines = json_lines(&out.stdout);
     assert_eq!(lines.len(), 1);
     let report = &lines[0];
@@ -603,12 +589,7 @@ fn report_merges_runs_into_one_summary() {
         .replace("\"findings\":0", "\"findings\":1");
     std::fs::write(&found, with_finding).unwrap();
     let out = torture().arg("report").args([&a, &found]).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_exit(&out, 1, "");
     let out = torture()
         .args(["report", "/nonexistent.jsonl"])
         .output()
@@ -1016,12 +997,7 @@ fn bench_check_quick_measures_every_figure_then_judges_it() {
 #[test]
 fn selftest_passes_and_reports_each_wrong_engine() {
     let out = torture().args(["selftest", "--json"]).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0, "");
     let lines = json_lines(&out.stdout);
     assert_eq!(lines.len(), 1);
     let report = &lines[0];
@@ -1055,12 +1031,7 @@ fn report_renders_a_recorded_run_as_a_self_contained_html_page() {
         .arg(&page_path)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0, "");
     let page = std::fs::read_to_string(&page_path).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
     assert!(page.contains("300 cycles"), "{page}");
@@ -1113,13 +1084,8 @@ fn sweep_exit_codes_follow_the_contract() {
         .arg(dir.path().join("artifacts"))
         .output()
         .unwrap();
+    assert_exit(&out, 0, "");
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["type"], "sweep");
     assert_eq!(summary["findings"], 0);
@@ -1182,12 +1148,7 @@ fn sweep_exit_codes_follow_the_contract() {
         vec!["sweep", "--seed", "1", "--wrong-engine", "drops-last-acked"],
     ] {
         let out = torture().args(&bad).output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{bad:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_exit(&out, 2, &format!("{bad:?}"));
     }
     let out = torture()
         .args(small)
@@ -1195,12 +1156,7 @@ fn sweep_exit_codes_follow_the_contract() {
         .arg(dir.path().join("artifacts"))
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 2, "");
 }
 
 /// A campaign on default settings against a wrong engine the self-test knows finds it
@@ -1214,12 +1170,7 @@ fn run_against_a_wrong_engine_finds_it() {
         .arg(dir.path().join("artifacts"))
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1, "");
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"kind\":\"version-mismatch\""));
     let bad = torture()
         .args(["run", "--cycles", "1", "--wrong-engine", "no-such-engine"])
