@@ -301,38 +301,68 @@ impl FrameCodec {
         }
     }
 
+    /// What the header starting at `bytes[0]` (file offset `offset_bytes`) claims, read
+    /// from the header and as much of the body as `bytes` holds: `Some((kind, record_len))`
+    /// when its type is known in this format version, its length is within the format's
+    /// limit, and (version 2) its synced offset is in range, or not yet in `bytes` whole.
+    /// A scan that reads records in windows asks this before it reads the rest of a
+    /// candidate record.
+    #[inline]
+    pub fn claimed_header(&self, offset_bytes: u64, bytes: &[u8]) -> Option<(RecordType, usize)> {
+        let (kind, body_len, _) = self.claim(offset_bytes, bytes)?;
+        Some((kind, RECORD_HEADER_LEN + body_len))
+    }
+
     /// What the frame starting at `bytes[0]` (file offset `offset_bytes`) claims to be,
-    /// read without its checksum: `Some` when its type is known in this format version,
-    /// its length is within the format's limit and within `bytes`, and (version 2) its
-    /// synced offset is in range. Every valid frame passes; most damaged or foreign byte
-    /// offsets do not. Scans that try every byte offset ask this first: a checksum costs the
-    /// claimed length, up to 16 MiB, so checking it at every offset whose length field
-    /// happens to fit made a scan of a multi-MiB torn tail quadratic.
+    /// read without its checksum: [`FrameCodec::claimed_header`], with the whole record in
+    /// `bytes`. Every valid frame passes; most damaged or foreign byte offsets do not.
+    /// Scans that try every byte offset ask this first: a checksum costs the claimed
+    /// length, up to 16 MiB, so checking it at every offset whose length field happens to
+    /// fit made a scan of a multi-MiB torn tail quadratic.
     #[inline]
     pub fn claimed_frame(&self, offset_bytes: u64, bytes: &[u8]) -> Option<ClaimedFrame> {
-        if bytes.len() < RECORD_HEADER_LEN {
+        let (kind, body_len, prefix_len) = self.claim(offset_bytes, bytes)?;
+        if bytes.len() < RECORD_HEADER_LEN + body_len {
             return None;
         }
-        let kind = self.record_type(bytes[RECORD_TYPE_OFFSET])?;
-        let body_len = read_u32(&bytes[RECORD_LEN_OFFSET..]) as usize;
-        if body_len > RECORD_PAYLOAD_LEN_MAX || bytes.len() < RECORD_HEADER_LEN + body_len {
-            return None;
-        }
-        let body = &bytes[RECORD_HEADER_LEN..RECORD_HEADER_LEN + body_len];
-        let prefix_len = if self.carries_synced_offset() {
-            let (synced_offset_bytes, prefix_len) = read_leb128(body)?;
-            if synced_offset_bytes > offset_bytes || synced_offset_bytes < HEADER_LEN as u64 {
-                return None;
-            }
-            prefix_len
-        } else {
-            0
-        };
+        // With the whole body in `bytes`, a version 2 synced offset was read (or refused).
+        let prefix_len = prefix_len.unwrap_or(0);
         Some(ClaimedFrame {
             kind,
             payload_start: RECORD_HEADER_LEN + prefix_len,
             payload_len: body_len - prefix_len,
         })
+    }
+
+    /// The claim behind [`FrameCodec::claimed_header`]: the kind, the body's length, and
+    /// (version 2) the synced offset's encoded length once `bytes` holds it (`Some(0)` in
+    /// version 1).
+    #[inline]
+    fn claim(&self, offset_bytes: u64, bytes: &[u8]) -> Option<(RecordType, usize, Option<usize>)> {
+        if bytes.len() < RECORD_HEADER_LEN {
+            return None;
+        }
+        let kind = self.record_type(bytes[RECORD_TYPE_OFFSET])?;
+        let body_len = read_u32(&bytes[RECORD_LEN_OFFSET..]) as usize;
+        if body_len > RECORD_PAYLOAD_LEN_MAX {
+            return None;
+        }
+        if !self.carries_synced_offset() {
+            return Some((kind, body_len, Some(0)));
+        }
+        let body = &bytes[RECORD_HEADER_LEN..bytes.len().min(RECORD_HEADER_LEN + body_len)];
+        match read_leb128(body) {
+            Some((synced_offset_bytes, prefix_len)) => {
+                if synced_offset_bytes > offset_bytes || synced_offset_bytes < HEADER_LEN as u64 {
+                    return None;
+                }
+                Some((kind, body_len, Some(prefix_len)))
+            }
+            // A bad encoding, or one cut short by the body's end: not a frame.
+            None if body.len() == body_len || body.len() >= SYNCED_OFFSET_LEN_MAX => None,
+            // The rest of the encoding is not in `bytes` yet.
+            None => Some((kind, body_len, None)),
+        }
     }
 
     /// [`FrameCodec::inspect`] without building a reason for an invalid frame: scans that
@@ -707,6 +737,47 @@ mod tests {
         assert!(matches!(inspect_frame(&record), Frame::Invalid { .. }));
         // A synced offset beyond the record's own start is impossible.
         assert!(matches!(a.inspect(31, &record), Frame::Invalid { .. }));
+    }
+
+    /// The header-only claim agrees with the whole-frame claim once the record is there,
+    /// and before that judges what the bytes it has hold: a header alone passes, a synced
+    /// offset out of range (or a type or length no frame has) does not.
+    #[test]
+    fn a_header_claim_needs_only_the_bytes_it_has() {
+        let codec = FrameCodec::v2(1);
+        let mut record = vec![0u8; RECORD_HEADER_LEN];
+        put_leb128(&mut record, 4096);
+        record.extend_from_slice(&[7u8; 40]);
+        let body_len = (record.len() - RECORD_HEADER_LEN) as u32;
+        record[..4].copy_from_slice(&body_len.to_le_bytes());
+        record[4] = 2;
+        let whole = codec.claimed_frame(5000, &record).unwrap();
+        assert_eq!(
+            codec.claimed_header(5000, &record),
+            Some((whole.kind, record.len()))
+        );
+        // Only the header: nothing to refuse yet. The synced offset's first byte: still
+        // unreadable. Both bytes of it: beyond offset 4000, so not a frame there.
+        assert!(codec
+            .claimed_header(4000, &record[..RECORD_HEADER_LEN])
+            .is_some());
+        assert!(codec
+            .claimed_header(4000, &record[..RECORD_HEADER_LEN + 1])
+            .is_some());
+        assert!(codec
+            .claimed_header(4000, &record[..RECORD_HEADER_LEN + 2])
+            .is_none());
+        assert!(codec
+            .claimed_frame(5000, &record[..record.len() - 1])
+            .is_none());
+        let mut bad = record.clone();
+        bad[4] = 0;
+        assert!(codec.claimed_header(5000, &bad).is_none());
+        bad[4] = 2;
+        bad[..4].copy_from_slice(&(RECORD_PAYLOAD_LEN_MAX as u32 + 1).to_le_bytes());
+        assert!(codec
+            .claimed_header(5000, &bad[..RECORD_HEADER_LEN])
+            .is_none());
     }
 
     #[test]

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use super::entry::{DecodeError, NamespaceCache, WALEntry};
 use super::format::{
-    read_leb128, read_u32, FileHeader, Frame, FrameCodec, RecordType, HEADER_LEN,
-    RECORD_HEADER_LEN, RECORD_PAYLOAD_LEN_MAX, RECORD_TYPE_OFFSET, SYNCED_OFFSET_LEN_MAX,
+    read_u32, FileHeader, Frame, FrameCodec, RecordType, HEADER_LEN, RECORD_HEADER_LEN,
+    RECORD_PAYLOAD_LEN_MAX,
 };
 use super::storage::WalStorage;
 use crate::error::{EngineError, Result};
@@ -548,21 +548,11 @@ fn scan_after_damage(
             candidate += zeros as u64;
             continue;
         }
-        let record_type = header[RECORD_TYPE_OFFSET];
-        let payload_len = read_u32(header) as usize;
-        let total = RECORD_HEADER_LEN + payload_len;
-        // A version 2 synced offset out of range rules the candidate out before its bytes
-        // are read and checksummed (see FrameCodec::claimed_frame).
-        let synced_offset_plausible = !codec.carries_synced_offset()
-            || match read_leb128(&header[RECORD_HEADER_LEN.min(header.len())..]) {
-                Some((synced, _)) => synced <= candidate && synced >= HEADER_LEN as u64,
-                // Too few bytes in the window to tell, or a bad encoding.
-                None => header.len() < RECORD_HEADER_LEN + SYNCED_OFFSET_LEN_MAX,
-            };
-        if codec.record_type(record_type).is_some()
-            && payload_len <= RECORD_PAYLOAD_LEN_MAX
-            && candidate + total as u64 <= file_len_bytes
-            && synced_offset_plausible
+        // The header (and a version 2 synced offset) rules most candidates out before the
+        // rest of their bytes are read and checksummed.
+        let claimed = codec.claimed_header(candidate, header);
+        if let Some((_, total)) =
+            claimed.filter(|(_, total)| candidate + *total as u64 <= file_len_bytes)
         {
             let owned;
             let bytes: &[u8] = if rel + total <= window.len() {
