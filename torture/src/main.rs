@@ -495,6 +495,15 @@ pub(crate) fn child_command() -> Result<ChildCommand, u8> {
         .map_err(|e| harness_failure("cannot locate the torture executable", e))
 }
 
+/// A fresh scratch directory named `<prefix>...` under the default work root (a RAM disk
+/// when there is room), removed when dropped; the exit code of a harness failure if none.
+pub(crate) fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir, u8> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(crashkit::cycle::default_work_root())
+        .map_err(|e| harness_failure("cannot create a temporary directory", e))
+}
+
 pub(crate) fn json_line(value: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{value}");
@@ -509,12 +518,9 @@ fn run(args: RunArgs) -> u8 {
     };
     let temp = match &args.work_dir {
         Some(_) => None,
-        None => match tempfile::Builder::new()
-            .prefix("torture-")
-            .tempdir_in(crashkit::cycle::default_work_root())
-        {
+        None => match scratch_dir("torture-") {
             Ok(t) => Some(t),
-            Err(e) => return harness_failure("cannot create a temporary directory", e),
+            Err(code) => return code,
         },
     };
     let work_dir = args
@@ -672,12 +678,9 @@ fn repro(args: ReproArgs) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let temp = match tempfile::Builder::new()
-        .prefix("torture-repro-")
-        .tempdir_in(crashkit::cycle::default_work_root())
-    {
+    let temp = match scratch_dir("torture-repro-") {
         Ok(t) => t,
-        Err(e) => return harness_failure("cannot create a temporary directory", e),
+        Err(code) => return code,
     };
     let env = CycleEnv {
         work_dir: temp.path().to_path_buf(),
@@ -862,12 +865,9 @@ fn sweep(args: SweepArgs) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let temp = match tempfile::Builder::new()
-        .prefix("torture-sweep-")
-        .tempdir_in(crashkit::cycle::default_work_root())
-    {
+    let temp = match scratch_dir("torture-sweep-") {
         Ok(t) => t,
-        Err(e) => return harness_failure("cannot create a temporary directory", e),
+        Err(code) => return code,
     };
     let limits = if args.workload.txns_max.is_some() {
         args.workload.limits()

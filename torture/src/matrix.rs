@@ -13,7 +13,7 @@ use crashkit::matrix_run::{run_cells, MatrixEvent};
 
 use crate::{
     child_command, harness_failure, install_stop_handlers, json_line, parse_count, parse_shard,
-    EXIT_CLEAN, EXIT_FINDINGS, EXIT_HARNESS, EXIT_USAGE, INTERRUPTED,
+    scratch_dir, EXIT_CLEAN, EXIT_FINDINGS, EXIT_HARNESS, EXIT_USAGE, INTERRUPTED,
 };
 
 #[derive(Debug, Args)]
@@ -122,12 +122,9 @@ pub(crate) fn matrix(args: MatrixArgs) -> u8 {
     };
     let temp = match &args.work_dir {
         Some(_) => None,
-        None => match tempfile::Builder::new()
-            .prefix("torture-matrix-")
-            .tempdir_in(crashkit::cycle::default_work_root())
-        {
+        None => match scratch_dir("torture-matrix-") {
             Ok(t) => Some(t),
-            Err(e) => return harness_failure("cannot create a temporary directory", e),
+            Err(code) => return code,
         },
     };
     let work_dir = match (&args.work_dir, &temp) {
