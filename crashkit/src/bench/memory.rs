@@ -159,16 +159,12 @@ pub(crate) fn measure(
     n_txns: u64,
     repeats: usize,
 ) -> Result<RecoveryMemory, BenchError> {
-    let mut runs = Vec::new();
-    for _ in 0..repeats.max(1) {
-        runs.push(match recover_in_child(dir) {
-            Ok(figures) => figures,
-            Err(e) => {
-                log::warn!("measuring recovery in-process instead of a child: {e}");
-                recover_only(dir)?
-            }
-        });
-    }
+    let mut runs = super::in_fresh_processes(
+        repeats,
+        "recovery",
+        || recover_in_child(dir),
+        || recover_only(dir),
+    )?;
     let open = super::replay::median(runs.iter().map(|run| run.open).collect());
     let mut figures = runs.swap_remove(0);
     figures.open = open;

@@ -141,6 +141,26 @@ pub(crate) fn run_child(
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// `repeats` (at least one) measurements, each in a fresh child (`child`), or in this
+/// process (`here`) when a child cannot run (a library caller whose executable does not
+/// understand the bench's hidden flags); `what` names the measurement in the warning.
+pub(crate) fn in_fresh_processes<T>(
+    repeats: usize,
+    what: &str,
+    child: impl Fn() -> Result<T, BenchError>,
+    here: impl Fn() -> Result<T, BenchError>,
+) -> Result<Vec<T>, BenchError> {
+    (0..repeats.max(1))
+        .map(|_| match child() {
+            Ok(figures) => Ok(figures),
+            Err(e) => {
+                log::warn!("measuring {what} in-process instead of in a child: {e}");
+                here()
+            }
+        })
+        .collect()
+}
+
 /// Sizes of one run.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {

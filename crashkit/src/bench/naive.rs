@@ -129,16 +129,14 @@ pub(crate) fn replay_fresh(
     n_txns: u64,
     repeats: usize,
 ) -> Result<Duration, BenchError> {
+    let runs = super::in_fresh_processes(
+        repeats,
+        "the naive log's replay",
+        || replay_in_child(path),
+        || replay(path).map(|(map, elapsed)| (map.len() as u64, elapsed)),
+    )?;
     let mut samples = Vec::new();
-    for _ in 0..repeats.max(1) {
-        let (records, elapsed) = match replay_in_child(path) {
-            Ok(figures) => figures,
-            Err(e) => {
-                log::warn!("replaying the naive log in-process instead of a child: {e}");
-                let (map, elapsed) = replay(path)?;
-                (map.len() as u64, elapsed)
-            }
-        };
+    for (records, elapsed) in runs {
         if records != n_txns {
             return Err(BenchError::Verify {
                 reason: format!(
