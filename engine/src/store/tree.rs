@@ -21,11 +21,15 @@
 //! below a quarter full is merged with a neighbour when the two fit in one. Lookups stay
 //! correct whatever the fill; fill only affects memory.
 
+mod arena;
 mod bulk;
+mod leaf_array;
 
 use std::cmp::Ordering;
 use std::fmt;
 use std::ops::ControlFlow;
+
+use leaf_array::LeafArray;
 
 /// Entries per leaf. 64 keeps a leaf's keys (24 bytes each in the store) within 1.5 KiB, so a
 /// binary search touches a handful of cache lines, and keeps a mid-leaf insert's shift short.
@@ -55,9 +59,11 @@ enum Node<K, V> {
     Internal(Box<Internal<K, V>>),
 }
 
+/// A leaf's keys and values, each in its own array: a search touches only keys. Below an
+/// internal node both arrays are arena blocks of `LEAF_LEN_MAX` items (`leaf_array.rs`).
 struct Leaf<K, V> {
-    keys: Vec<K>,
-    vals: Vec<V>,
+    keys: LeafArray<K>,
+    vals: LeafArray<V>,
 }
 
 struct Internal<K, V> {
@@ -109,8 +115,8 @@ impl<K, V> Leaf<K, V> {
     /// A leaf with room for `LEAF_LEN_MAX` entries, as every leaf under an internal node has.
     fn new() -> Leaf<K, V> {
         Leaf {
-            keys: Vec::with_capacity(LEAF_LEN_MAX),
-            vals: Vec::with_capacity(LEAF_LEN_MAX),
+            keys: LeafArray::full_capacity(),
+            vals: LeafArray::full_capacity(),
         }
     }
 
@@ -120,23 +126,16 @@ impl<K, V> Leaf<K, V> {
     /// becomes a child.
     fn empty() -> Leaf<K, V> {
         Leaf {
-            keys: Vec::new(),
-            vals: Vec::new(),
+            keys: LeafArray::new(),
+            vals: LeafArray::new(),
         }
     }
 
     /// Makes the arrays' capacity exactly `LEAF_LEN_MAX`, so they never move while the
     /// leaf is a child (`Internal::leaf_keys_at`).
     fn fit(&mut self) {
-        fn fit_vec<T>(items: &mut Vec<T>) {
-            if items.capacity() < LEAF_LEN_MAX {
-                items.reserve_exact(LEAF_LEN_MAX - items.len());
-            } else if items.capacity() > LEAF_LEN_MAX {
-                items.shrink_to(LEAF_LEN_MAX);
-            }
-        }
-        fit_vec(&mut self.keys);
-        fit_vec(&mut self.vals);
+        self.keys.fit();
+        self.vals.fit();
     }
 }
 
@@ -381,8 +380,8 @@ fn split_leaf<K: Clone, V>(leaf: &mut Leaf<K, V>, idx: usize, key: K, val: V) ->
         LEAF_LEN_MAX / 2
     };
     let mut right = Leaf::new();
-    right.keys.extend(leaf.keys.drain(at..));
-    right.vals.extend(leaf.vals.drain(at..));
+    leaf.keys.move_tail(at, &mut right.keys);
+    leaf.vals.move_tail(at, &mut right.vals);
     if idx < at {
         leaf.keys.insert(idx, key);
         leaf.vals.insert(idx, val);

@@ -9,8 +9,8 @@
 use std::collections::VecDeque;
 
 use super::{
-    append_rightmost, prefetch, Inserted, Internal, Leaf, Node, OrderedMap, CHILDREN_MAX,
-    LEAF_LEN_MAX,
+    append_rightmost, leaf_array, prefetch, Inserted, Internal, Leaf, Node, OrderedMap,
+    CHILDREN_MAX, LEAF_LEN_MAX,
 };
 
 /// Cache lines of the next leaf's keys and of its values that `IntoSorted` starts loading.
@@ -58,11 +58,11 @@ impl<K: Ord + Clone, V> OrderedMap<K, V> {
             let total = previous.keys.len() + leaf.keys.len();
             let keep = total - total / 2;
             if previous.keys.len() > keep {
-                // A new leaf of exactly `LEAF_LEN_MAX` (appending to the drained entries
-                // grew their arrays past it).
+                // A new full-capacity leaf takes the previous leaf's tail and the last
+                // leaf's entries (at most `LEAF_LEN_MAX`: the previous leaf keeps `keep`).
                 let mut shared = Leaf::new();
-                shared.keys.extend(previous.keys.drain(keep..));
-                shared.vals.extend(previous.vals.drain(keep..));
+                previous.keys.move_tail(keep, &mut shared.keys);
+                previous.vals.move_tail(keep, &mut shared.vals);
                 shared.keys.append(&mut leaf.keys);
                 shared.vals.append(&mut leaf.vals);
                 leaf = shared;
@@ -140,7 +140,7 @@ fn collect_leaves<K, V>(node: Node<K, V>, leaves: &mut VecDeque<Leaf<K, V>>) {
 /// The entries of a map taken apart, in ascending key order (see `OrderedMap::into_sorted`).
 pub(crate) struct IntoSorted<K, V> {
     leaves: VecDeque<Leaf<K, V>>,
-    current: Option<(std::vec::IntoIter<K>, std::vec::IntoIter<V>)>,
+    current: Option<(leaf_array::IntoIter<K>, leaf_array::IntoIter<V>)>,
 }
 
 impl<K, V> Iterator for IntoSorted<K, V> {
