@@ -23,13 +23,13 @@
 
 mod arena;
 mod bulk;
-mod leaf_array;
+mod leaf;
 
 use std::cmp::Ordering;
 use std::fmt;
 use std::ops::ControlFlow;
 
-use leaf_array::LeafArray;
+use leaf::Leaf;
 
 /// Entries per leaf. 64 keeps a leaf's keys (24 bytes each in the store) within 1.5 KiB, so a
 /// binary search touches a handful of cache lines, and keeps a mid-leaf insert's shift short.
@@ -53,17 +53,11 @@ pub(crate) struct OrderedMap<K, V> {
 
 enum Node<K, V> {
     Leaf(Leaf<K, V>),
-    /// Boxed, so that a child in its parent's `children` takes a leaf's 48 bytes, not an
-    /// internal node's 72: the parent's `children` is read on every lookup, and unboxed
-    /// it made ascending replay 13% slower (same run).
+    /// Boxed, so that a child in its parent's `children` takes a leaf's 24 bytes (the
+    /// tag hides in the leaf's non-null block pointer), not an internal node's: the
+    /// parent's `children` is read on every lookup, and unboxed it made ascending replay
+    /// 13% slower (same run).
     Internal(Box<Internal<K, V>>),
-}
-
-/// A leaf's keys and values, each in its own array: a search touches only keys. Below an
-/// internal node both arrays are arena blocks of `LEAF_LEN_MAX` items (`leaf_array.rs`).
-struct Leaf<K, V> {
-    keys: LeafArray<K>,
-    vals: LeafArray<V>,
 }
 
 struct Internal<K, V> {
@@ -72,9 +66,10 @@ struct Internal<K, V> {
     /// For each child that is a leaf, the address of its keys (0 for internal children),
     /// kept in step with `children` by `refresh_leaf_keys`. Only ever prefetched, never
     /// read through: a lookup starts loading the leaf's keys while it still waits for the
-    /// child's own fields (`children` is 56 bytes per child, and that load missed the
-    /// cache as often as the keys did). A leaf's key buffer never moves (allocated at
-    /// `LEAF_LEN_MAX`, never grown), so the address stays right while the leaf lives.
+    /// child's own fields (`children` was 56 bytes per child when measured, and that load
+    /// missed the cache as often as the keys did). A child leaf's block never moves (an arena block
+    /// of `LEAF_LEN_MAX` entries, never grown), so the address stays right while the leaf
+    /// lives.
     leaf_keys_at: Vec<usize>,
 }
 
@@ -94,7 +89,7 @@ impl<K, V> Internal<K, V> {
         self.leaf_keys_at.clear();
         self.leaf_keys_at
             .extend(self.children.iter().map(|child| match child {
-                Node::Leaf(leaf) => leaf.keys.as_ptr() as usize,
+                Node::Leaf(leaf) => leaf.keys_at(),
                 Node::Internal(_) => 0,
             }));
     }
@@ -111,39 +106,11 @@ enum Inserted<K, V> {
     Split { sep: K, right: Node<K, V> },
 }
 
-impl<K, V> Leaf<K, V> {
-    /// A leaf with room for `LEAF_LEN_MAX` entries, as every leaf under an internal node has.
-    fn new() -> Leaf<K, V> {
-        Leaf {
-            keys: LeafArray::full_capacity(),
-            vals: LeafArray::full_capacity(),
-        }
-    }
-
-    /// A leaf that allocates nothing until its first entry, for a root: a root leaf grows
-    /// as its `Vec`s do (a store has one tree per namespace, and most small namespaces
-    /// would not fill a preallocated leaf), and `fit` gives it its full size when it
-    /// becomes a child.
-    fn empty() -> Leaf<K, V> {
-        Leaf {
-            keys: LeafArray::new(),
-            vals: LeafArray::new(),
-        }
-    }
-
-    /// Makes the arrays' capacity exactly `LEAF_LEN_MAX`, so they never move while the
-    /// leaf is a child (`Internal::leaf_keys_at`).
-    fn fit(&mut self) {
-        self.keys.fit();
-        self.vals.fit();
-    }
-}
-
 impl<K, V> Node<K, V> {
     /// Entries of a leaf, children of an internal node.
     fn fill(&self) -> usize {
         match self {
-            Node::Leaf(leaf) => leaf.keys.len(),
+            Node::Leaf(leaf) => leaf.len(),
             Node::Internal(internal) => internal.children.len(),
         }
     }
@@ -237,8 +204,8 @@ impl<K: Ord + Clone, V> OrderedMap<K, V> {
                     node = &internal.children[idx];
                 }
                 Node::Leaf(leaf) => {
-                    let idx = find(&leaf.keys, &mut cmp)?;
-                    return Some(&leaf.vals[idx]);
+                    let idx = find(leaf.keys(), &mut cmp)?;
+                    return Some(&leaf.vals()[idx]);
                 }
             }
         }
@@ -256,7 +223,7 @@ impl<K: Ord + Clone, V> OrderedMap<K, V> {
                         .last()
                         .expect("internal nodes are never empty");
                 }
-                Node::Leaf(leaf) => return Some((leaf.keys.last()?, leaf.vals.last()?)),
+                Node::Leaf(leaf) => return Some((leaf.keys().last()?, leaf.vals().last()?)),
             }
         }
     }
@@ -347,10 +314,10 @@ fn visit_node<'a, K, V, F: FnMut(&K) -> Ordering>(
     match node {
         Node::Leaf(leaf) => {
             let start = match lower {
-                Some(lower) => leaf.keys.partition_point(|k| lower(k) == Ordering::Less),
+                Some(lower) => leaf.keys().partition_point(|k| lower(k) == Ordering::Less),
                 None => 0,
             };
-            for (k, v) in leaf.keys[start..].iter().zip(&leaf.vals[start..]) {
+            for (k, v) in leaf.keys()[start..].iter().zip(&leaf.vals()[start..]) {
                 visit(k, v)?;
             }
         }
@@ -373,24 +340,21 @@ fn visit_node<'a, K, V, F: FnMut(&K) -> Ordering>(
 /// the left leaf full and starts the right one with the new entry (ascending loads build
 /// full leaves); anywhere else splits in half.
 fn split_leaf<K: Clone, V>(leaf: &mut Leaf<K, V>, idx: usize, key: K, val: V) -> Inserted<K, V> {
-    debug_assert_eq!(leaf.keys.len(), LEAF_LEN_MAX);
+    debug_assert_eq!(leaf.len(), LEAF_LEN_MAX);
     let at = if idx == LEAF_LEN_MAX {
         LEAF_LEN_MAX
     } else {
         LEAF_LEN_MAX / 2
     };
     let mut right = Leaf::new();
-    leaf.keys.move_tail(at, &mut right.keys);
-    leaf.vals.move_tail(at, &mut right.vals);
+    leaf.move_tail(at, &mut right);
     if idx < at {
-        leaf.keys.insert(idx, key);
-        leaf.vals.insert(idx, val);
+        leaf.insert(idx, key, val);
     } else {
-        right.keys.insert(idx - at, key);
-        right.vals.insert(idx - at, val);
+        right.insert(idx - at, key, val);
     }
     Inserted::Split {
-        sep: right.keys[0].clone(),
+        sep: right.keys()[0].clone(),
         right: Node::Leaf(right),
     }
 }
@@ -429,11 +393,10 @@ fn adopt<K, V>(
 
 fn insert_into<K: Ord + Clone, V>(node: &mut Node<K, V>, key: K, val: V) -> Inserted<K, V> {
     match node {
-        Node::Leaf(leaf) => match leaf.keys.binary_search(&key) {
-            Ok(idx) => Inserted::Replaced(std::mem::replace(&mut leaf.vals[idx], val)),
-            Err(idx) if leaf.keys.len() < LEAF_LEN_MAX => {
-                leaf.keys.insert(idx, key);
-                leaf.vals.insert(idx, val);
+        Node::Leaf(leaf) => match leaf.keys().binary_search(&key) {
+            Ok(idx) => Inserted::Replaced(std::mem::replace(&mut leaf.vals_mut()[idx], val)),
+            Err(idx) if leaf.len() < LEAF_LEN_MAX => {
+                leaf.insert(idx, key, val);
                 Inserted::Fits
             }
             Err(idx) => split_leaf(leaf, idx, key, val),
@@ -462,12 +425,11 @@ fn append_rightmost<K: Ord + Clone, V>(
 ) -> Result<Inserted<K, V>, (K, V)> {
     match node {
         Node::Leaf(leaf) => {
-            if leaf.keys.last().is_some_and(|last| key <= *last) {
+            if leaf.keys().last().is_some_and(|last| key <= *last) {
                 return Err((key, val));
             }
-            if leaf.keys.len() < LEAF_LEN_MAX {
-                leaf.keys.push(key);
-                leaf.vals.push(val);
+            if leaf.len() < LEAF_LEN_MAX {
+                leaf.push(key, val);
                 Ok(Inserted::Fits)
             } else {
                 Ok(split_leaf(leaf, LEAF_LEN_MAX, key, val))
@@ -496,8 +458,8 @@ fn remove_from<K, V>(
 ) -> Option<(K, V)> {
     match node {
         Node::Leaf(leaf) => {
-            let idx = find(&leaf.keys, cmp)?;
-            Some((leaf.keys.remove(idx), leaf.vals.remove(idx)))
+            let idx = find(leaf.keys(), cmp)?;
+            Some(leaf.remove(idx))
         }
         Node::Internal(internal) => {
             let idx = route(&internal.seps, cmp);
@@ -543,8 +505,7 @@ fn repair_child<K, V>(internal: &mut Internal<K, V>, idx: usize) -> bool {
     let sep = internal.seps.remove(left_idx);
     match (&mut internal.children[left_idx], right) {
         (Node::Leaf(left), Node::Leaf(mut right)) => {
-            left.keys.append(&mut right.keys);
-            left.vals.append(&mut right.vals);
+            left.append(&mut right);
         }
         (Node::Internal(left), Node::Internal(mut right)) => {
             left.seps.push(sep);
@@ -572,25 +533,24 @@ impl<K: Ord + Clone + fmt::Debug, V> OrderedMap<K, V> {
             assert!(is_root || node.fill() > 0, "non-root node is empty");
             match node {
                 Node::Leaf(leaf) => {
-                    assert_eq!(leaf.keys.len(), leaf.vals.len());
                     if !is_root {
                         assert_eq!(
-                            (leaf.keys.capacity(), leaf.vals.capacity()),
-                            (LEAF_LEN_MAX, LEAF_LEN_MAX),
+                            leaf.capacity(),
+                            LEAF_LEN_MAX,
                             "a child leaf's arrays could move"
                         );
                     }
-                    assert!(leaf.keys.len() <= LEAF_LEN_MAX);
+                    assert!(leaf.len() <= LEAF_LEN_MAX);
                     assert_eq!(
                         *leaf_depth.get_or_insert(depth),
                         depth,
                         "leaves at two depths"
                     );
-                    for k in &leaf.keys {
+                    for k in leaf.keys() {
                         assert!(lower.is_none_or(|l| k >= l), "{k:?} below its bound");
                         assert!(upper.is_none_or(|u| k < u), "{k:?} at or above its bound");
                     }
-                    leaf.keys.len()
+                    leaf.len()
                 }
                 Node::Internal(internal) => {
                     assert_eq!(internal.seps.len() + 1, internal.children.len());
@@ -598,7 +558,7 @@ impl<K: Ord + Clone + fmt::Debug, V> OrderedMap<K, V> {
                         .children
                         .iter()
                         .map(|child| match child {
-                            Node::Leaf(leaf) => leaf.keys.as_ptr() as usize,
+                            Node::Leaf(leaf) => leaf.keys_at(),
                             Node::Internal(_) => 0,
                         })
                         .collect();
@@ -655,6 +615,11 @@ mod tests {
     /// between ascending runs (the append path), descending runs, and uniform keys, and
     /// remove-heavy phases drive merges and root collapses (nodes of 4 in tests, so a few
     /// thousand operations split and merge at every level).
+    #[test]
+    fn a_child_is_a_leaf_s_three_words() {
+        assert_eq!(std::mem::size_of::<Node<u64, u64>>(), 24);
+    }
+
     #[test]
     fn random_operations_match_btreemap() {
         let seed = 0x7eee_0000_0000_0001_u64;
@@ -734,7 +699,7 @@ mod tests {
         let mut fills = Vec::new();
         fn leaves(node: &Node<u32, u64>, fills: &mut Vec<usize>) {
             match node {
-                Node::Leaf(leaf) => fills.push(leaf.keys.len()),
+                Node::Leaf(leaf) => fills.push(leaf.len()),
                 Node::Internal(internal) => internal.children.iter().for_each(|c| leaves(c, fills)),
             }
         }

@@ -9,8 +9,8 @@
 use std::collections::VecDeque;
 
 use super::{
-    append_rightmost, leaf_array, prefetch, Inserted, Internal, Leaf, Node, OrderedMap,
-    CHILDREN_MAX, LEAF_LEN_MAX,
+    append_rightmost, leaf, prefetch, Inserted, Internal, Leaf, Node, OrderedMap, CHILDREN_MAX,
+    LEAF_LEN_MAX,
 };
 
 /// Cache lines of the next leaf's keys and of its values that `IntoSorted` starts loading.
@@ -38,15 +38,14 @@ impl<K: Ord + Clone, V> OrderedMap<K, V> {
         let mut leaf: Leaf<K, V> = Leaf::new();
         let mut len = 0usize;
         for (key, val) in entries {
-            if let Some(last) = leaf.keys.last() {
+            if let Some(last) = leaf.keys().last() {
                 assert!(*last < key, "bulk build needs strictly ascending keys");
             }
-            if leaf.keys.len() == LEAF_LEN_MAX {
+            if leaf.len() == LEAF_LEN_MAX {
                 let full = std::mem::replace(&mut leaf, Leaf::new());
-                level.push((full.keys[0].clone(), Node::Leaf(full)));
+                level.push((full.keys()[0].clone(), Node::Leaf(full)));
             }
-            leaf.keys.push(key);
-            leaf.vals.push(val);
+            leaf.push(key, val);
             len += 1;
         }
         if len == 0 {
@@ -55,26 +54,23 @@ impl<K: Ord + Clone, V> OrderedMap<K, V> {
         // The last leaf may hold a single entry: share with its full left neighbour, so
         // that no leaf starts out far below a quarter full (deletes would merge it).
         if let Some((_, Node::Leaf(previous))) = level.last_mut() {
-            let total = previous.keys.len() + leaf.keys.len();
+            let total = previous.len() + leaf.len();
             let keep = total - total / 2;
-            if previous.keys.len() > keep {
+            if previous.len() > keep {
                 // A new full-capacity leaf takes the previous leaf's tail and the last
                 // leaf's entries (at most `LEAF_LEN_MAX`: the previous leaf keeps `keep`).
                 let mut shared = Leaf::new();
-                previous.keys.move_tail(keep, &mut shared.keys);
-                previous.vals.move_tail(keep, &mut shared.vals);
-                shared.keys.append(&mut leaf.keys);
-                shared.vals.append(&mut leaf.vals);
+                previous.move_tail(keep, &mut shared);
+                shared.append(&mut leaf);
                 leaf = shared;
             }
         }
         if level.is_empty() {
             // A lone leaf is the root: only as large as its entries (a small namespace's
             // tree), it grows like a `Vec` and is fitted if it ever becomes a child.
-            leaf.keys.shrink_to_fit();
-            leaf.vals.shrink_to_fit();
+            leaf.shrink_to_fit();
         }
-        level.push((leaf.keys[0].clone(), Node::Leaf(leaf)));
+        level.push((leaf.keys()[0].clone(), Node::Leaf(leaf)));
         while level.len() > 1 {
             level = build_parents(level);
         }
@@ -125,7 +121,7 @@ fn build_parents<K, V>(children: Vec<(K, Node<K, V>)>) -> Vec<(K, Node<K, V>)> {
 fn collect_leaves<K, V>(node: Node<K, V>, leaves: &mut VecDeque<Leaf<K, V>>) {
     match node {
         Node::Leaf(leaf) => {
-            if !leaf.keys.is_empty() {
+            if !leaf.is_empty() {
                 leaves.push_back(leaf);
             }
         }
@@ -140,7 +136,7 @@ fn collect_leaves<K, V>(node: Node<K, V>, leaves: &mut VecDeque<Leaf<K, V>>) {
 /// The entries of a map taken apart, in ascending key order (see `OrderedMap::into_sorted`).
 pub(crate) struct IntoSorted<K, V> {
     leaves: VecDeque<Leaf<K, V>>,
-    current: Option<(leaf_array::IntoIter<K>, leaf_array::IntoIter<V>)>,
+    current: Option<leaf::IntoIter<K, V>>,
 }
 
 impl<K, V> Iterator for IntoSorted<K, V> {
@@ -148,9 +144,9 @@ impl<K, V> Iterator for IntoSorted<K, V> {
 
     fn next(&mut self) -> Option<(K, V)> {
         loop {
-            if let Some((keys, vals)) = &mut self.current {
-                if let (Some(key), Some(val)) = (keys.next(), vals.next()) {
-                    return Some((key, val));
+            if let Some(entries) = &mut self.current {
+                if let Some(entry) = entries.next() {
+                    return Some(entry);
                 }
             }
             // Dropping the passed leaf's iterators frees its arrays.
@@ -159,11 +155,11 @@ impl<K, V> Iterator for IntoSorted<K, V> {
             // loading the next one's first lines while this one is read.
             if let Some(next) = self.leaves.front() {
                 for line in 0..LEAF_PREFETCH_LINES {
-                    prefetch(next.keys.as_ptr().cast::<u8>().wrapping_add(64 * line));
-                    prefetch(next.vals.as_ptr().cast::<u8>().wrapping_add(64 * line));
+                    prefetch(next.keys().as_ptr().cast::<u8>().wrapping_add(64 * line));
+                    prefetch(next.vals().as_ptr().cast::<u8>().wrapping_add(64 * line));
                 }
             }
-            self.current = Some((leaf.keys.into_iter(), leaf.vals.into_iter()));
+            self.current = Some(leaf.into_iter());
         }
     }
 }
