@@ -15,6 +15,7 @@
 
 use std::cmp::Ordering;
 
+use super::run_buffer::RunBuffer;
 use super::tree::OrderedMap;
 
 /// Entries merged out of a run between two shrinks of its buffer (~90 KiB returned each
@@ -66,7 +67,7 @@ pub(crate) trait RunKey: Ord {
 /// plain words, instead of through `Ord::cmp` on the operations.
 #[derive(Debug)]
 pub(crate) struct RunBuilder<K: RunKey, V> {
-    ops: Vec<RunEntry<K, V>>,
+    ops: RunBuffer<RunEntry<K, V>>,
     /// The class of the first key, and whether every key since shares it and has an
     /// integer form.
     class: Option<K::Class>,
@@ -82,7 +83,7 @@ impl<K: RunKey, V> RunBuilder<K, V> {
     /// A builder that allocates nothing until the first push.
     pub(crate) fn new(run_len: usize) -> RunBuilder<K, V> {
         RunBuilder {
-            ops: Vec::new(),
+            ops: RunBuffer::new(),
             class: None,
             uniform: true,
             run_len,
@@ -100,7 +101,7 @@ impl<K: RunKey, V> RunBuilder<K, V> {
     /// Adds the next operation (`None` deletes `key`).
     pub(crate) fn push(&mut self, key: K, val: Option<V>) {
         if self.ops.capacity() == 0 {
-            self.ops.reserve_exact(self.run_len);
+            self.ops = RunBuffer::with_capacity(self.run_len);
         }
         if self.uniform {
             let class = key.class();
@@ -132,7 +133,7 @@ impl<K: RunKey, V> RunBuilder<K, V> {
 /// Operations in the order they were applied, not yet sorted into a run.
 #[derive(Debug)]
 pub(crate) struct Unsorted<K, V> {
-    ops: Vec<RunEntry<K, V>>,
+    ops: RunBuffer<RunEntry<K, V>>,
     /// Every key shares one class and has an integer form.
     uniform: bool,
 }
@@ -199,18 +200,15 @@ impl<K: RunKey, V> Unsorted<K, V> {
         // Keys give up their space to the stretches: collected in place (the buffer is
         // reused, then shrunk in place to the smaller entries).
         let mut spaces: Vec<(K::Space, usize)> = Vec::new();
-        let mut entries: Vec<(K::Local, Option<V>)> = ops
-            .into_iter()
-            .map(|(key, val)| {
-                let (space, local) = key.split();
-                match spaces.last_mut() {
-                    Some((last, len)) if K::cmp_space(last, &space).is_eq() => *len += 1,
-                    _ => spaces.push((space, 1)),
-                }
-                (local, val)
-            })
-            .collect();
-        entries.shrink_to_fit();
+        let mut entries = ops.map_in_place(|(key, val)| {
+            let (space, local) = key.split();
+            match spaces.last_mut() {
+                Some((last, len)) if K::cmp_space(last, &space).is_eq() => *len += 1,
+                _ => spaces.push((space, 1)),
+            }
+            (local, val)
+        });
+        entries.release_unused();
         Run {
             entries,
             spaces,
@@ -281,7 +279,7 @@ fn distinguishing_words<K: RunKey, V>(
 /// Operations sorted by key, at most one per key (the last one applied).
 pub(crate) struct Run<K: RunKey, V> {
     /// Descending key order: the smallest key is last.
-    entries: Vec<(K::Local, Option<V>)>,
+    entries: RunBuffer<(K::Local, Option<V>)>,
     /// The space of each stretch of `entries` and its length, in the same order.
     spaces: Vec<(K::Space, usize)>,
     popped_since_shrink: usize,
@@ -342,9 +340,8 @@ impl<K: RunKey, V> Run<K, V> {
         }
         self.popped_since_shrink += 1;
         if self.popped_since_shrink == RUN_SHRINK_EVERY {
-            // Returns the merged tail of the buffer to the allocator (a shrinking realloc
-            // splits the block in place), so the new map can reuse it.
-            self.entries.shrink_to_fit();
+            // Returns the merged tail of the buffer to the system, as the new map grows.
+            self.entries.release_unused();
             self.popped_since_shrink = 0;
         }
         entry

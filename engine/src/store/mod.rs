@@ -4,9 +4,11 @@
 //! never decreases. `put` allocates versions; the replay-only `*_with_version` methods never
 //! allocate and only raise the global version.
 
+mod huge_pages;
 mod key;
 mod merge;
 mod replay;
+mod run_buffer;
 mod spaces;
 mod tree;
 mod value;

@@ -171,8 +171,16 @@ impl<K, V> Leaf<K, V> {
         }
     }
 
+    /// Appends an entry (a bulk build's and the append path's only write).
+    #[inline]
     pub(super) fn push(&mut self, key: K, val: V) {
-        self.insert(self.len, key, val);
+        self.grow_for_one();
+        // SAFETY: `len < cap` after growing; slot `len` is uninitialised.
+        unsafe {
+            self.keys_ptr().add(self.len).write(key);
+            self.vals_ptr().add(self.len).write(val);
+        }
+        self.len += 1;
     }
 
     /// Inserts an entry at `idx`, shifting the entries after it right.
