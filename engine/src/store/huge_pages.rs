@@ -15,9 +15,21 @@ pub(crate) const HUGE_PAGE_BYTES: usize = 2 << 20;
 /// Bytes of a base page: lengths passed to `unmap` are multiples of it.
 pub(crate) const PAGE_BYTES: usize = 4096;
 
+/// How memory asks to be backed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PageSize {
+    /// Base pages: each 4 KiB is faulted in (and zeroed) when first touched, so memory
+    /// costs only what is used. For memory that may stay mostly unused: a small store or a
+    /// short replay touches a few pages of what one huge page would zero whole (2 MiB).
+    Base,
+    /// Advised for transparent huge pages (`MADV_HUGEPAGE`): each whole 2 MiB is one
+    /// fault and one TLB entry once touched. For memory the data has grown into.
+    Huge,
+}
+
 /// Maps `bytes` (a non-zero multiple of `PAGE_BYTES`) of zeroed, writable memory starting
-/// at a huge-page boundary, advised for huge pages. `None` if the system refuses.
-pub(crate) fn map(bytes: usize) -> Option<NonNull<u8>> {
+/// at a huge-page boundary, backed as `pages` asks. `None` if the system refuses.
+pub(crate) fn map(bytes: usize, pages: PageSize) -> Option<NonNull<u8>> {
     assert!(
         bytes > 0 && bytes.is_multiple_of(PAGE_BYTES),
         "a mapping is whole pages"
@@ -52,8 +64,10 @@ pub(crate) fn map(bytes: usize) -> Option<NonNull<u8>> {
         if tail_bytes > 0 {
             libc::munmap((aligned + bytes) as *mut libc::c_void, tail_bytes);
         }
-        // Best effort: without transparent huge pages the range is ordinary pages.
-        libc::madvise(aligned as *mut libc::c_void, bytes, libc::MADV_HUGEPAGE);
+        if pages == PageSize::Huge {
+            // Best effort: without transparent huge pages the range is ordinary pages.
+            libc::madvise(aligned as *mut libc::c_void, bytes, libc::MADV_HUGEPAGE);
+        }
     }
     NonNull::new(aligned as *mut u8)
 }
@@ -83,7 +97,7 @@ mod tests {
     #[test]
     fn a_mapping_is_aligned_zeroed_and_writable_and_can_be_trimmed() {
         let bytes = HUGE_PAGE_BYTES + 3 * PAGE_BYTES;
-        let at = map(bytes).expect("mapped");
+        let at = map(bytes, PageSize::Huge).expect("mapped");
         assert!((at.as_ptr() as usize).is_multiple_of(HUGE_PAGE_BYTES));
         // SAFETY: the whole range is mapped and writable, and nothing else uses it.
         let memory = unsafe { std::slice::from_raw_parts_mut(at.as_ptr(), bytes) };

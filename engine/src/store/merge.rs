@@ -15,6 +15,7 @@
 
 use std::cmp::Ordering;
 
+use super::huge_pages::PageSize;
 use super::run_buffer::RunBuffer;
 use super::tree::OrderedMap;
 
@@ -74,6 +75,8 @@ pub(crate) struct RunBuilder<K: RunKey, V> {
     uniform: bool,
     /// Operations a run usually gets: the buffer is allocated at this size at once.
     run_len: usize,
+    /// Run buffers this builder has allocated.
+    runs_started: usize,
 }
 
 /// Marks a position of the sort's order whose operation is in place.
@@ -87,6 +90,7 @@ impl<K: RunKey, V> RunBuilder<K, V> {
             class: None,
             uniform: true,
             run_len,
+            runs_started: 0,
         }
     }
 
@@ -101,7 +105,15 @@ impl<K: RunKey, V> RunBuilder<K, V> {
     /// Adds the next operation (`None` deletes `key`).
     pub(crate) fn push(&mut self, key: K, val: Option<V>) {
         if self.ops.capacity() == 0 {
-            self.ops = RunBuffer::with_capacity(self.run_len);
+            // A replay's first run is base pages (most replays buffer less than one run);
+            // the runs after it, huge pages.
+            let pages = if self.runs_started == 0 {
+                PageSize::Base
+            } else {
+                PageSize::Huge
+            };
+            self.ops = RunBuffer::with_capacity(self.run_len, pages);
+            self.runs_started += 1;
         }
         if self.uniform {
             let class = key.class();

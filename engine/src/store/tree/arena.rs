@@ -19,16 +19,24 @@
 //! Invariants:
 //! - a chunk is in its class's `partial` list exactly when it has a block to hand out;
 //! - `live` counts the chunk's blocks handed out and not freed; a chunk whose `live` falls
-//!   to 0 is unmapped, except one per class kept as a spare, so that a leaf freed and
-//!   allocated again at a chunk boundary does not map and zero 2 MiB each time;
+//!   to 0 is unmapped, except up to `SPARES_MAX` per class kept as spares, so that a leaf
+//!   freed and allocated again at a chunk boundary, or a process that opens and drops small
+//!   stores on two threads (the crash harness's checker), does not map and zero a chunk
+//!   each time;
 //! - a block is freed with the layout it was allocated with (asserted through the chunk's
-//!   class).
+//!   class);
+//! - a chunk is advised for huge pages only when mapped while its class already holds a
+//!   chunk's worth of live blocks; before that it is base pages (`PageSize::Base`: a
+//!   process with small stores touches a few pages of it, not a zeroed 2 MiB).
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
 use std::sync::Mutex;
 
-use crate::store::huge_pages;
+use crate::store::huge_pages::{self, PageSize};
+
+/// Empty chunks a class keeps mapped.
+const SPARES_MAX: usize = 2;
 
 /// Bytes of a chunk, and its alignment: one transparent huge page.
 const CHUNK_BYTES: usize = huge_pages::HUGE_PAGE_BYTES;
@@ -61,10 +69,12 @@ struct Class {
     first_offset: usize,
     /// Chunks with a block to hand out; allocation takes from the last.
     partial: Vec<NonNull<ChunkHeader>>,
-    /// An empty chunk kept mapped (see the module's invariants).
-    spare: Option<NonNull<ChunkHeader>>,
-    /// Chunks of this class mapped now, the spare included.
+    /// Empty chunks kept mapped, at most `SPARES_MAX` (see the module's invariants).
+    spares: Vec<NonNull<ChunkHeader>>,
+    /// Chunks of this class mapped now, the spares included.
     mapped: usize,
+    /// Blocks of this class handed out and not freed, in all chunks.
+    live_blocks: usize,
 }
 
 struct Arena {
@@ -100,10 +110,18 @@ pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
     let chunk = match class.partial.last() {
         Some(&chunk) => chunk,
         None => {
-            let chunk = match class.spare.take() {
+            let chunk = match class.spares.pop() {
                 Some(chunk) => chunk,
                 None => {
-                    let chunk = map_chunk(class_idx, class.first_offset)
+                    // Huge pages only once the leaves fill a chunk: small stores touch
+                    // little of one.
+                    let blocks_per_chunk = (CHUNK_BYTES - class.first_offset) / class.block_bytes;
+                    let pages = if class.live_blocks >= blocks_per_chunk {
+                        PageSize::Huge
+                    } else {
+                        PageSize::Base
+                    };
+                    let chunk = map_chunk(class_idx, class.first_offset, pages)
                         .unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
                     class.mapped += 1;
                     chunk
@@ -130,6 +148,7 @@ pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
             block
         };
         header.live += 1;
+        class.live_blocks += 1;
         if header.free.is_null() && header.bump_offset + class.block_bytes > CHUNK_BYTES {
             class.partial.pop();
             header.listed = false;
@@ -156,6 +175,7 @@ pub(crate) unsafe fn free(block: NonNull<u8>, layout: Layout) {
     unsafe { block.as_ptr().cast::<*mut u8>().write(header.free) };
     header.free = block.as_ptr();
     header.live -= 1;
+    class.live_blocks -= 1;
     if header.live == 0 {
         if header.listed {
             let at = class
@@ -169,9 +189,11 @@ pub(crate) unsafe fn free(block: NonNull<u8>, layout: Layout) {
         header.free = std::ptr::null_mut();
         header.bump_offset = class.first_offset;
         header.listed = false;
-        if let Some(old) = class.spare.replace(chunk) {
-            // SAFETY: the old spare has no live block and is in no list.
-            unsafe { unmap_chunk(old) };
+        if class.spares.len() < SPARES_MAX {
+            class.spares.push(chunk);
+        } else {
+            // SAFETY: the chunk has no live block and is in no list.
+            unsafe { unmap_chunk(chunk) };
             class.mapped -= 1;
         }
     } else if !header.listed {
@@ -200,16 +222,17 @@ impl Arena {
             block_bytes,
             first_offset,
             partial: Vec::new(),
-            spare: None,
+            spares: Vec::new(),
             mapped: 0,
+            live_blocks: 0,
         });
         self.classes.len() - 1
     }
 }
 
-/// Maps a chunk aligned to its size, advised for huge pages, and writes its header.
-fn map_chunk(class: usize, first_offset: usize) -> Option<NonNull<ChunkHeader>> {
-    let header = huge_pages::map(CHUNK_BYTES)?.cast::<ChunkHeader>();
+/// Maps a chunk aligned to its size, backed as `pages` asks, and writes its header.
+fn map_chunk(class: usize, first_offset: usize, pages: PageSize) -> Option<NonNull<ChunkHeader>> {
+    let header = huge_pages::map(CHUNK_BYTES, pages)?.cast::<ChunkHeader>();
     // SAFETY: the chunk is mapped, writable, and aligned far beyond the header's needs.
     unsafe {
         header.as_ptr().write(ChunkHeader {
@@ -289,16 +312,16 @@ mod tests {
         }
     }
 
-    /// A chunk whose blocks are all freed is kept as the one spare, and a second emptied
-    /// chunk is unmapped (memory goes back to the system when a store is dropped).
+    /// Chunks whose blocks are all freed are kept as spares up to `SPARES_MAX`, and any
+    /// more are unmapped (memory goes back to the system when a store is dropped).
     #[test]
-    fn emptied_chunks_beyond_one_spare_are_unmapped() {
+    fn emptied_chunks_beyond_the_spares_are_unmapped() {
         let layout = Layout::from_size_align(1000 * 1024, 16).unwrap();
-        // Two blocks per chunk at most: three blocks need two chunks.
-        let blocks: Vec<NonNull<u8>> = (0..3).map(|_| alloc(layout)).collect();
-        let chunks: Vec<usize> = blocks.iter().map(|&b| chunk_of(b)).collect();
-        assert_eq!(chunks[0], chunks[1]);
-        assert_ne!(chunks[0], chunks[2]);
+        // Two blocks per chunk at most: seven blocks need four chunks.
+        let blocks: Vec<NonNull<u8>> = (0..7).map(|_| alloc(layout)).collect();
+        let mut chunks: Vec<usize> = blocks.iter().map(|&b| chunk_of(b)).collect();
+        chunks.dedup();
+        assert_eq!(chunks.len(), 4);
         for block in blocks {
             unsafe { free(block, layout) };
         }
@@ -306,9 +329,16 @@ mod tests {
         let class_idx = arena.class_of(layout);
         let class = &arena.classes[class_idx];
         assert!(class.partial.is_empty(), "an empty chunk is still listed");
-        let spare = class.spare.expect("one emptied chunk is kept");
-        assert!(chunks.contains(&(spare.as_ptr() as usize)));
-        assert_eq!(class.mapped, 1, "the second emptied chunk is still mapped");
+        assert_eq!(class.spares.len(), SPARES_MAX);
+        assert!(class
+            .spares
+            .iter()
+            .all(|spare| chunks.contains(&(spare.as_ptr() as usize))));
+        assert_eq!(
+            class.mapped, SPARES_MAX,
+            "emptied chunks beyond the spares are mapped"
+        );
+        assert_eq!(class.live_blocks, 0);
     }
 
     #[test]
