@@ -15,8 +15,6 @@
 
 use std::cmp::Ordering;
 
-use super::huge_pages::PageSize;
-use super::run_buffer::RunBuffer;
 use super::tree::OrderedMap;
 
 /// Entries merged out of a run between two shrinks of its buffer (~90 KiB returned each
@@ -68,15 +66,13 @@ pub(crate) trait RunKey: Ord {
 /// plain words, instead of through `Ord::cmp` on the operations.
 #[derive(Debug)]
 pub(crate) struct RunBuilder<K: RunKey, V> {
-    ops: RunBuffer<RunEntry<K, V>>,
+    ops: Vec<RunEntry<K, V>>,
     /// The class of the first key, and whether every key since shares it and has an
     /// integer form.
     class: Option<K::Class>,
     uniform: bool,
     /// Operations a run usually gets: the buffer is allocated at this size at once.
     run_len: usize,
-    /// Run buffers this builder has allocated.
-    runs_started: usize,
 }
 
 /// Marks a position of the sort's order whose operation is in place.
@@ -86,11 +82,10 @@ impl<K: RunKey, V> RunBuilder<K, V> {
     /// A builder that allocates nothing until the first push.
     pub(crate) fn new(run_len: usize) -> RunBuilder<K, V> {
         RunBuilder {
-            ops: RunBuffer::new(),
+            ops: Vec::new(),
             class: None,
             uniform: true,
             run_len,
-            runs_started: 0,
         }
     }
 
@@ -105,15 +100,7 @@ impl<K: RunKey, V> RunBuilder<K, V> {
     /// Adds the next operation (`None` deletes `key`).
     pub(crate) fn push(&mut self, key: K, val: Option<V>) {
         if self.ops.capacity() == 0 {
-            // A replay's first run is base pages (most replays buffer less than one run);
-            // the runs after it, huge pages.
-            let pages = if self.runs_started == 0 {
-                PageSize::Base
-            } else {
-                PageSize::Huge
-            };
-            self.ops = RunBuffer::with_capacity(self.run_len, pages);
-            self.runs_started += 1;
+            self.ops.reserve_exact(self.run_len);
         }
         if self.uniform {
             let class = key.class();
@@ -145,7 +132,7 @@ impl<K: RunKey, V> RunBuilder<K, V> {
 /// Operations in the order they were applied, not yet sorted into a run.
 #[derive(Debug)]
 pub(crate) struct Unsorted<K, V> {
-    ops: RunBuffer<RunEntry<K, V>>,
+    ops: Vec<RunEntry<K, V>>,
     /// Every key shares one class and has an integer form.
     uniform: bool,
 }
@@ -212,15 +199,18 @@ impl<K: RunKey, V> Unsorted<K, V> {
         // Keys give up their space to the stretches: collected in place (the buffer is
         // reused, then shrunk in place to the smaller entries).
         let mut spaces: Vec<(K::Space, usize)> = Vec::new();
-        let mut entries = ops.map_in_place(|(key, val)| {
-            let (space, local) = key.split();
-            match spaces.last_mut() {
-                Some((last, len)) if K::cmp_space(last, &space).is_eq() => *len += 1,
-                _ => spaces.push((space, 1)),
-            }
-            (local, val)
-        });
-        entries.release_unused();
+        let mut entries: Vec<(K::Local, Option<V>)> = ops
+            .into_iter()
+            .map(|(key, val)| {
+                let (space, local) = key.split();
+                match spaces.last_mut() {
+                    Some((last, len)) if K::cmp_space(last, &space).is_eq() => *len += 1,
+                    _ => spaces.push((space, 1)),
+                }
+                (local, val)
+            })
+            .collect();
+        entries.shrink_to_fit();
         Run {
             entries,
             spaces,
@@ -291,7 +281,7 @@ fn distinguishing_words<K: RunKey, V>(
 /// Operations sorted by key, at most one per key (the last one applied).
 pub(crate) struct Run<K: RunKey, V> {
     /// Descending key order: the smallest key is last.
-    entries: RunBuffer<(K::Local, Option<V>)>,
+    entries: Vec<(K::Local, Option<V>)>,
     /// The space of each stretch of `entries` and its length, in the same order.
     spaces: Vec<(K::Space, usize)>,
     popped_since_shrink: usize,
@@ -352,8 +342,9 @@ impl<K: RunKey, V> Run<K, V> {
         }
         self.popped_since_shrink += 1;
         if self.popped_since_shrink == RUN_SHRINK_EVERY {
-            // Returns the merged tail of the buffer to the system, as the new map grows.
-            self.entries.release_unused();
+            // Returns the merged tail of the buffer to the allocator (a shrinking realloc
+            // splits the block in place), so the new map can reuse it.
+            self.entries.shrink_to_fit();
             self.popped_since_shrink = 0;
         }
         entry

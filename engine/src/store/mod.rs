@@ -8,7 +8,6 @@ mod huge_pages;
 mod key;
 mod merge;
 mod replay;
-mod run_buffer;
 mod spaces;
 mod tree;
 mod value;
