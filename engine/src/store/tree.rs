@@ -63,35 +63,11 @@ enum Node<K, V> {
 struct Internal<K, V> {
     seps: Vec<K>,
     children: Vec<Node<K, V>>,
-    /// For each child that is a leaf, the address of its keys (0 for internal children),
-    /// kept in step with `children` by `refresh_leaf_keys`. Only ever prefetched, never
-    /// read through: a lookup starts loading the leaf's keys while it still waits for the
-    /// child's own fields (`children` was 56 bytes per child when measured, and that load
-    /// missed the cache as often as the keys did). A child leaf's block never moves (an arena block
-    /// of `LEAF_LEN_MAX` entries, never grown), so the address stays right while the leaf
-    /// lives.
-    leaf_keys_at: Vec<usize>,
 }
 
 impl<K, V> Internal<K, V> {
     fn new(seps: Vec<K>, children: Vec<Node<K, V>>) -> Internal<K, V> {
-        let mut internal = Internal {
-            seps,
-            children,
-            leaf_keys_at: Vec::with_capacity(CHILDREN_MAX + 1),
-        };
-        internal.refresh_leaf_keys();
-        internal
-    }
-
-    /// Recomputes `leaf_keys_at` after `children` changed.
-    fn refresh_leaf_keys(&mut self) {
-        self.leaf_keys_at.clear();
-        self.leaf_keys_at
-            .extend(self.children.iter().map(|child| match child {
-                Node::Leaf(leaf) => leaf.keys_at(),
-                Node::Internal(_) => 0,
-            }));
+        Internal { seps, children }
     }
 }
 
@@ -153,17 +129,18 @@ pub(crate) fn prefetch<T>(ptr: *const T) {
 /// over a full leaf may compare with.
 const LEAF_PREFETCH_SAMPLES: usize = 16;
 
-/// Starts loading the keys of the leaf whose keys are at `keys_at` (0: not a leaf) that
-/// the first steps of a lookup's binary search may compare with. A random read of a
-/// 1M-key store spent most of its time waiting for dependent cache misses (~170 ns each
-/// on the 2-core VM, 10 ns when 16 are in flight): the child's fields in its parent, then
-/// the binary search's keys one after another.
+/// If `child` is a leaf, starts loading those of its keys that the first steps of a
+/// lookup's binary search may compare with. A random read of a 1M-key store spent most of
+/// its time waiting for dependent cache misses (~170 ns each on the 2-core VM, 10 ns when
+/// 16 are in flight): the child's fields in its parent, then the binary search's keys one
+/// after another. The child is 24 bytes in its parent's array (its block's address among
+/// them), so the address costs one load of an array the route has just searched beside.
 #[inline(always)]
-fn prefetch_leaf_keys<K>(keys_at: usize) {
-    if keys_at == 0 {
+fn prefetch_leaf_keys<K, V>(child: &Node<K, V>) {
+    let Node::Leaf(leaf) = child else {
         return;
-    }
-    let keys = keys_at as *const K;
+    };
+    let keys = leaf.keys_at() as *const K;
     for sample in 1..LEAF_PREFETCH_SAMPLES {
         prefetch(keys.wrapping_add(LEAF_LEN_MAX * sample / LEAF_PREFETCH_SAMPLES));
     }
@@ -200,7 +177,7 @@ impl<K: Ord + Clone, V> OrderedMap<K, V> {
             match node {
                 Node::Internal(internal) => {
                     let idx = route(&internal.seps, &mut cmp);
-                    prefetch_leaf_keys::<K>(internal.leaf_keys_at[idx]);
+                    prefetch_leaf_keys(&internal.children[idx]);
                     node = &internal.children[idx];
                 }
                 Node::Leaf(leaf) => {
@@ -371,7 +348,6 @@ fn adopt<K, V>(
     internal.children.insert(idx + 1, right);
     let n_children = internal.children.len();
     if n_children <= CHILDREN_MAX {
-        internal.refresh_leaf_keys();
         return Inserted::Fits;
     }
     let at = if idx + 2 == n_children {
@@ -384,7 +360,6 @@ fn adopt<K, V>(
     let mut seps = Vec::with_capacity(CHILDREN_MAX);
     seps.extend(internal.seps.drain(at - 1..));
     let up = seps.remove(0);
-    internal.refresh_leaf_keys();
     Inserted::Split {
         sep: up,
         right: Node::Internal(Box::new(Internal::new(seps, children))),
@@ -407,7 +382,7 @@ fn insert_into<K: Ord + Clone, V>(node: &mut Node<K, V>, key: K, val: V) -> Inse
             // each step waiting for its own cache miss (200K random commits: 0.185 s ->
             // 0.150 s). An unsorted leaf tail that saved the insert's memmove gained nothing
             // on top: the moves are in cache, the misses are not.
-            prefetch_leaf_keys::<K>(internal.leaf_keys_at[idx]);
+            prefetch_leaf_keys(&internal.children[idx]);
             match insert_into(&mut internal.children[idx], key, val) {
                 Inserted::Split { sep, right } => adopt(internal, idx, sep, right),
                 other => other,
@@ -464,18 +439,15 @@ fn remove_from<K, V>(
         Node::Internal(internal) => {
             let idx = route(&internal.seps, cmp);
             let removed = remove_from(&mut internal.children[idx], cmp)?;
-            if repair_child(internal, idx) {
-                internal.refresh_leaf_keys();
-            }
+            repair_child(internal, idx);
             Some(removed)
         }
     }
 }
 
 /// After a removal under `children[idx]`: unlinks the child if it is empty, or merges it with
-/// a neighbour if it fell below a quarter full and the two fit in one node. Returns whether
-/// `children` changed.
-fn repair_child<K, V>(internal: &mut Internal<K, V>, idx: usize) -> bool {
+/// a neighbour if it fell below a quarter full and the two fit in one node.
+fn repair_child<K, V>(internal: &mut Internal<K, V>, idx: usize) {
     let fill = internal.children[idx].fill();
     if fill == 0 {
         internal.children.remove(idx);
@@ -484,14 +456,14 @@ fn repair_child<K, V>(internal: &mut Internal<K, V>, idx: usize) -> bool {
         if !internal.seps.is_empty() {
             internal.seps.remove(idx.saturating_sub(1));
         }
-        return true;
+        return;
     }
     let (merge_below, fill_max) = match internal.children[idx] {
         Node::Leaf(_) => (LEAF_LEN_MERGE_BELOW, LEAF_LEN_MAX),
         Node::Internal(_) => (CHILDREN_MERGE_BELOW, CHILDREN_MAX),
     };
     if fill >= merge_below || internal.children.len() < 2 {
-        return false;
+        return;
     }
     let left_idx = if idx + 1 < internal.children.len() {
         idx
@@ -499,7 +471,7 @@ fn repair_child<K, V>(internal: &mut Internal<K, V>, idx: usize) -> bool {
         idx - 1
     };
     if internal.children[left_idx].fill() + internal.children[left_idx + 1].fill() > fill_max {
-        return false;
+        return;
     }
     let right = internal.children.remove(left_idx + 1);
     let sep = internal.seps.remove(left_idx);
@@ -511,11 +483,9 @@ fn repair_child<K, V>(internal: &mut Internal<K, V>, idx: usize) -> bool {
             left.seps.push(sep);
             left.seps.append(&mut right.seps);
             left.children.append(&mut right.children);
-            left.refresh_leaf_keys();
         }
         _ => unreachable!("siblings are at the same depth"),
     }
-    true
 }
 
 #[cfg(test)]
@@ -537,7 +507,7 @@ impl<K: Ord + Clone + fmt::Debug, V> OrderedMap<K, V> {
                         assert_eq!(
                             leaf.capacity(),
                             LEAF_LEN_MAX,
-                            "a child leaf's arrays could move"
+                            "a child leaf could reallocate on insert"
                         );
                     }
                     assert!(leaf.len() <= LEAF_LEN_MAX);
@@ -554,18 +524,6 @@ impl<K: Ord + Clone + fmt::Debug, V> OrderedMap<K, V> {
                 }
                 Node::Internal(internal) => {
                     assert_eq!(internal.seps.len() + 1, internal.children.len());
-                    let leaf_keys_at: Vec<usize> = internal
-                        .children
-                        .iter()
-                        .map(|child| match child {
-                            Node::Leaf(leaf) => leaf.keys_at(),
-                            Node::Internal(_) => 0,
-                        })
-                        .collect();
-                    assert_eq!(
-                        internal.leaf_keys_at, leaf_keys_at,
-                        "stale leaf key addresses"
-                    );
                     assert!(internal.children.len() <= CHILDREN_MAX);
                     let mut n = 0;
                     for (i, child) in internal.children.iter().enumerate() {

@@ -4,8 +4,7 @@
 //! touches only keys). Its capacity is either below `LEAF_LEN_MAX`, for a root leaf that
 //! grows as a `Vec` does (a small namespace's tree: most would never fill a leaf), in a
 //! block of the global allocator; or exactly `LEAF_LEN_MAX`, in an arena block
-//! (`arena.rs`), which never moves while the leaf lives (`Internal::leaf_keys_at` relies
-//! on it). Keys and values in one block rather than two: one size class in the arena, so
+//! (`arena.rs`), so that an insert into a child leaf never reallocates. Keys and values in one block rather than two: one size class in the arena, so
 //! one fresh 2 MiB chunk at a time is partly used instead of two (peak RSS of a 1M-key
 //! replay), and one allocation per leaf.
 //!
@@ -101,7 +100,7 @@ impl<K, V> Leaf<K, V> {
             .cast()
     }
 
-    /// The address of the keys (stable while the capacity is `LEAF_LEN_MAX`).
+    /// The address of the keys (for prefetching them).
     pub(super) fn keys_at(&self) -> usize {
         self.block.as_ptr() as usize
     }
