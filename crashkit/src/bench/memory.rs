@@ -62,8 +62,7 @@ impl RecoveryMemory {
         .to_string()
     }
 
-    fn from_json(line: &str) -> Option<RecoveryMemory> {
-        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    fn from_json(v: &serde_json::Value) -> Option<RecoveryMemory> {
         Some(RecoveryMemory {
             txns_applied: v.get("txns_applied")?.as_u64()?,
             baseline_bytes: v.get("baseline_bytes")?.as_u64()?,
@@ -142,14 +141,13 @@ pub fn recover_only(dir: &Path) -> Result<RecoveryMemory, BenchError> {
 }
 
 fn recover_in_child(dir: &Path) -> Result<RecoveryMemory, BenchError> {
-    let stdout = super::run_child("--recover-only", dir, "recovery")?;
-    stdout
-        .lines()
-        .rev()
-        .find_map(RecoveryMemory::from_json)
-        .ok_or_else(|| BenchError::Child {
-            reason: format!("no recovery_memory line in its output: {}", stdout.trim()),
-        })
+    super::child_line(
+        "--recover-only",
+        dir,
+        "recovery",
+        "recovery_memory",
+        RecoveryMemory::from_json,
+    )
 }
 
 /// Recovers the crashed WAL at `dir` in `repeats` fresh processes (in-process if a child

@@ -116,13 +116,16 @@ impl std::error::Error for BenchError {
 }
 
 /// Runs this executable as `bench <flag> <path>` in a fresh process (the bench measures
-/// recoveries there: nothing this process allocated helps them) and returns its stdout,
-/// or why it failed (`what` names it).
-pub(crate) fn run_child(
+/// recoveries there: nothing this process allocated helps them) and returns the last JSON
+/// line of its stdout whose `type` is `line_type`, read by `parse`; or why it failed
+/// (`what` names the child).
+pub(crate) fn child_line<T>(
     flag: &str,
     path: &std::path::Path,
     what: &str,
-) -> Result<String, BenchError> {
+    line_type: &str,
+    parse: impl Fn(&serde_json::Value) -> Option<T>,
+) -> Result<T, BenchError> {
     let output = std::process::Command::new("/proc/self/exe")
         .arg("bench")
         .arg(flag)
@@ -138,7 +141,18 @@ pub(crate) fn run_child(
             ),
         });
     }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .rev()
+        .find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            (v["type"] == line_type).then_some(())?;
+            parse(&v)
+        })
+        .ok_or_else(|| BenchError::Child {
+            reason: format!("no {line_type} line in its output: {}", stdout.trim()),
+        })
 }
 
 /// `repeats` (at least one) measurements, each in a fresh child (`child`), or in this

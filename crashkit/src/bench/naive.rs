@@ -151,21 +151,18 @@ pub(crate) fn replay_fresh(
 }
 
 fn replay_in_child(path: &Path) -> Result<(u64, Duration), BenchError> {
-    let stdout = super::run_child("--naive-replay-only", path, "naive replay")?;
-    stdout
-        .lines()
-        .rev()
-        .find_map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).ok()?;
-            (v["type"] == "naive_replay").then_some(())?;
+    super::child_line(
+        "--naive-replay-only",
+        path,
+        "naive replay",
+        "naive_replay",
+        |v| {
             Some((
                 v["records"].as_u64()?,
                 Duration::from_secs_f64(v["replay_s"].as_f64()?),
             ))
-        })
-        .ok_or_else(|| BenchError::Child {
-            reason: format!("no naive_replay line in its output: {}", stdout.trim()),
-        })
+        },
+    )
 }
 
 /// Looks up every key of a `key_order` log of `n_txns` puts in `map` and checks its
